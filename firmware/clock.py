@@ -1,0 +1,37 @@
+"""The one place firmware reads time: wraps ticks_ms so tests can inject a clock."""
+
+import time
+
+
+class Clock:
+    """Real time. Code never adds, subtracts or compares raw ticks: ticks wrap (2**30 ms on
+    the ESP32, about 12 days), so every sum and difference goes through these methods."""
+
+    def ticks_ms(self):
+        return time.ticks_ms()
+
+    def ticks_diff(self, a, b):
+        return time.ticks_diff(a, b)
+
+    def ticks_add(self, t, delta_ms):
+        return time.ticks_add(t, delta_ms)
+
+
+class WrappingClock:
+    """Ticks that wrap at 2**30 like the ESP32's, on any port, driven by `now_ms()` of a
+    source; used by the simulator and tests so the host's 2**62 period hides nothing."""
+
+    PERIOD = 1 << 30
+
+    def __init__(self, now_ms):
+        self._now_ms = now_ms
+
+    def ticks_ms(self):
+        return self._now_ms() & (self.PERIOD - 1)
+
+    def ticks_diff(self, a, b):
+        half = self.PERIOD >> 1
+        return ((a - b + half) & (self.PERIOD - 1)) - half
+
+    def ticks_add(self, t, delta_ms):
+        return (t + delta_ms) & (self.PERIOD - 1)

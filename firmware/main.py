@@ -1,0 +1,4 @@
+# Runs the controller; app.run() leaves every output safe however it ends.
+import app
+
+app.run()

@@ -1,0 +1,110 @@
+"""Runs the firmware's tasks, restarts one that crashes, and alone feeds the watchdog:
+only while the sampler's and the controller's heartbeats are fresh."""
+
+import asyncio
+
+
+class Supervised:
+    """One task: `make()` returns an object with `async def run(self)` and `heartbeat_ms`
+    (ticks of its last pass, or None before the first). critical tasks gate the watchdog."""
+
+    def __init__(self, name, make, max_silence_ms, critical=True):
+        self.name = name
+        self.make = make
+        self.max_silence_ms = max_silence_ms
+        self.critical = critical
+        self.obj = None
+        self.task = None
+        self.started_ms = 0
+        self.crashes = 0
+        self.last_error = None
+        self.restart_at_ms = None
+
+
+class Supervisor:
+    def __init__(self, clock, entries, force_safe, watchdog=None, period_ms=500,
+                 crash_limit=3, crash_window_ms=60_000, backoff_ms=1000, log=print):
+        self._clock = clock
+        self.entries = entries
+        self._force_safe = force_safe
+        self._watchdog = watchdog       # a started machine.WDT, or None
+        self.period_ms = period_ms
+        self._crash_limit = crash_limit
+        self._crash_window_ms = crash_window_ms
+        self._backoff_ms = backoff_ms
+        self._log = log
+        self._crash_times = []
+        self.failed = False             # gave up: outputs safe, watchdog left to bite
+        self.feeds = 0
+        self.heartbeat_ms = None
+
+    def _start(self, entry):
+        entry.obj = entry.make()
+        entry.started_ms = self._clock.ticks_ms()
+        entry.task = asyncio.create_task(self._guard(entry))
+
+    async def _guard(self, entry):
+        try:
+            await entry.obj.run()
+            raise RuntimeError("task returned")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug in one task must not stop the others
+            entry.last_error = "%s: %s" % (type(e).__name__, e)
+            entry.task = None
+            self._crashed(entry)
+
+    def _crashed(self, entry):
+        now = self._clock.ticks_ms()
+        entry.crashes += 1
+        window = self._crash_window_ms
+        self._crash_times = [t for t in self._crash_times
+                             if self._clock.ticks_diff(now, t) < window]
+        self._crash_times.append(now)
+        self._log("supervisor: task %s crashed (%s)" % (entry.name, entry.last_error))
+        if len(self._crash_times) >= self._crash_limit:
+            self._give_up("%d crashes within %d s" % (len(self._crash_times), window // 1000))
+            return
+        backoff = self._backoff_ms << min(entry.crashes - 1, 5)
+        entry.restart_at_ms = self._clock.ticks_add(now, backoff)
+
+    def _give_up(self, why):
+        if not self.failed:
+            self.failed = True
+            self._force_safe()
+            self._log("supervisor: %s: outputs safe, waiting for the watchdog reset" % why)
+
+    def fresh(self, entry, now):
+        beat = entry.obj.heartbeat_ms if entry.obj is not None else None
+        if beat is None:
+            beat = entry.started_ms
+        return self._clock.ticks_diff(now, beat) <= entry.max_silence_ms
+
+    def all_fresh(self, now):
+        for entry in self.entries:
+            if entry.critical and (entry.task is None or not self.fresh(entry, now)):
+                return False
+        return True
+
+    def check(self):
+        """One supervision pass: restart what is due, feed the watchdog if all is well."""
+        now = self._clock.ticks_ms()
+        self.heartbeat_ms = now
+        if self.failed:
+            return
+        for entry in self.entries:
+            if entry.task is None and entry.restart_at_ms is not None \
+                    and self._clock.ticks_diff(now, entry.restart_at_ms) >= 0:
+                entry.restart_at_ms = None
+                self._log("supervisor: restarting %s" % entry.name)
+                self._start(entry)
+        if self._watchdog is not None and self.all_fresh(now):
+            self._watchdog.feed()
+            self.feeds += 1
+
+    async def run(self):
+        for entry in self.entries:
+            self._start(entry)
+        while True:
+            self.check()
+            await asyncio.sleep_ms(self.period_ms)

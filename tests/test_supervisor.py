@@ -1,0 +1,84 @@
+"""Supervisor and watchdog under virtual time on the unix port."""
+from conftest import run_mpy
+
+SETUP = """
+import asyncio
+from panelsim.vtime import VirtualTime
+from panelsim import machine
+from clock import WrappingClock
+import supervisor as sv
+import sim as board
+vt = VirtualTime(); vt.install()
+clock = WrappingClock(vt.now_ms)
+machine.attach(None, vt, board, None)
+log = []
+safe = []
+raised = []
+class Worker:
+    def __init__(self, mode): self.mode = mode; self.heartbeat_ms = None; self.passes = 0
+    async def run(self):
+        while True:
+            self.passes += 1
+            if self.mode == 'raise' or (self.mode == 'raise_once' and self.passes == 3
+                                        and not raised):
+                raised.append(1)
+                raise ValueError('boom')
+            if self.mode == 'hang' and self.passes == 5:
+                await asyncio.sleep(10_000)   # stuck: no heartbeat
+            self.heartbeat_ms = clock.ticks_ms()
+            await asyncio.sleep_ms(100)
+def run(modes, seconds):
+    workers = {}
+    def make(name, mode):
+        def f():
+            w = Worker(mode); workers.setdefault(name, []).append(w); return w
+        return f
+    entries = [sv.Supervised(n, make(n, m), 1000) for n, m in modes]
+    wdt = machine.WDT(timeout=3000)
+    s = sv.Supervisor(clock, entries, lambda: safe.append(vt.elapsed_ms()), wdt, log=log.append)
+    async def main():
+        asyncio.create_task(s.run())
+        await asyncio.sleep(seconds)
+    t0 = vt.elapsed_ms()
+    try:
+        asyncio.run(main())
+        print('ran', (vt.elapsed_ms() - t0) // 1000, 'no reset')
+    except machine.WatchdogReset:
+        print('reset at', vt.elapsed_ms() - t0)
+    print('safe', safe)
+    print('instances', {k: len(v) for k, v in workers.items()})
+    print('feeds', s.feeds)
+"""
+
+
+def lines(code):
+    return run_mpy(SETUP + code).stdout.strip().split("\n")
+
+
+def test_healthy_tasks_feed_the_watchdog():
+    out = lines("run([('sampler', 'ok'), ('control', 'ok')], 60)")
+    assert out[0] == "ran 60 no reset"
+    assert out[1] == "safe []"
+    assert int(out[3].split()[1]) >= 100
+
+
+def test_a_task_that_raises_is_restarted_from_its_factory():
+    out = lines("run([('sampler', 'ok'), ('control', 'raise_once')], 30)\nprint(log)")
+    assert out[0] == "ran 30 no reset"
+    assert out[1] == "safe []"
+    assert "'control': 2" in out[2]          # a new object, not the finished coroutine
+    assert "crashed (ValueError: boom)" in out[4] and "restarting control" in out[4]
+
+
+def test_a_hung_task_stops_the_feed_and_the_watchdog_resets_the_board():
+    out = lines("run([('sampler', 'ok'), ('control', 'hang')], 60)")
+    # Hangs at ~0.4 s; heartbeat stale after 1 s; watchdog bites 3 s after the last feed.
+    ms = int(out[0].split()[-1])
+    assert out[0].startswith("reset at") and 3000 < ms <= 5000, out
+
+
+def test_a_task_that_keeps_raising_ends_in_safe_outputs_and_a_reset():
+    out = lines("run([('sampler', 'ok'), ('control', 'raise')], 120)")
+    assert out[0].startswith("reset at"), out
+    assert out[1] != "safe []"               # outputs forced safe before the reset
+    assert int(out[1].strip("safe []").split(",")[0]) < int(out[0].split()[-1])

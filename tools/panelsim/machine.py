@@ -1,0 +1,197 @@
+"""The simulated `machine` layer: what the firmware's hw.build() sees on the unix port.
+Pins, signals, PWM and the watchdog behave like MicroPython's ESP32 port and are wired to
+the simulated panel: a contactor closes when its coil pin is at its active level, the EV
+reads the J1772 pilot's duty cycle, and the ADC block samples the panel's waveforms."""
+
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+
+class WatchdogReset(Exception):
+    """The simulated board was reset by its watchdog; the simulator reboots the firmware."""
+
+
+class _Board:
+    # What the layer is attached to: set by attach() before the firmware builds hardware.
+    panel = None
+    vt = None
+    board = None
+    adcgen = None
+    reset_cause = PWRON_RESET
+    pin_levels = {}
+    outputs = {}     # pin number -> output index
+    wdt = None
+
+
+_sim = _Board()
+
+
+def attach(panel, vt, board, adcgen, reset_cause=PWRON_RESET):
+    _sim.panel = panel
+    _sim.vt = vt
+    _sim.board = board
+    _sim.adcgen = adcgen
+    _sim.reset_cause = reset_cause
+    _sim.pin_levels = {}
+    _sim.outputs = {spec["pin"]: i for i, spec in enumerate(board.OUTPUTS)}
+    _sim.wdt = None
+
+
+def reset_cause():
+    return _sim.reset_cause
+
+
+def _pin_changed(pin_id, level):
+    _sim.pin_levels[pin_id] = level
+    index = _sim.outputs.get(pin_id)
+    if index is not None and _sim.panel is not None:
+        spec = _sim.board.OUTPUTS[index]
+        energised = bool(level) != bool(spec.get("invert", False))
+        _sim.panel.advance_to(_sim.vt.elapsed_ms())
+        _sim.panel.set_contactor(index, energised)
+
+
+class Pin:
+    IN = 1
+    OUT = 3
+    OPEN_DRAIN = 7
+    PULL_UP = 2
+    PULL_DOWN = 1
+
+    def __init__(self, pin_id, mode=-1, pull=-1, value=None):
+        self.id = pin_id
+        self.mode = None
+        self.init(mode, pull, value)
+
+    def init(self, mode=-1, pull=-1, value=None):
+        # As on the ESP32: the level is set before the output driver is enabled.
+        if value is not None:
+            self._level = 1 if value else 0
+        elif not hasattr(self, "_level"):
+            self._level = 1 if pull == Pin.PULL_UP else 0
+        if mode != -1:
+            self.mode = mode
+        if self.mode == Pin.OUT:
+            _pin_changed(self.id, self._level)
+
+    def value(self, v=None):
+        if v is None:
+            if self.mode == Pin.IN:
+                return _sim.panel.input_level(self.id) if _sim.panel and hasattr(
+                    _sim.panel, "input_level") else self._level
+            return self._level
+        self._level = 1 if v else 0
+        if self.mode == Pin.OUT:
+            _pin_changed(self.id, self._level)
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+    def __call__(self, v=None):
+        return self.value(v)
+
+
+class Signal:
+    def __init__(self, pin, invert=False):
+        self._pin = pin
+        self._invert = invert
+
+    def value(self, v=None):
+        if v is None:
+            return self._pin.value() ^ self._invert
+        self._pin.value(bool(v) ^ self._invert)
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+
+def pilot_amps_offered(duty_u16):
+    """The current a J1772 vehicle reads from the pilot's duty cycle (SAE J1772 table);
+    a steady signal (0 % or 100 %) offers nothing."""
+    pct_x100 = (duty_u16 * 10000 + 32767) // 65535
+    # A vehicle measures the duty to a tolerance; it takes the nearest whole amp.
+    if 1000 <= pct_x100 <= 8500:
+        return (pct_x100 * 6 + 500) // 1000           # A = duty % * 0.6
+    if 8500 < pct_x100 <= 9600:
+        return ((pct_x100 - 6400) * 25 + 500) // 1000  # A = (duty % - 64) * 2.5
+    return 0
+
+
+class PWM:
+    def __init__(self, pin, freq=1000, duty_u16=0):
+        self._pin = pin
+        self._freq = freq
+        self._duty = 0
+        self.duty_u16(duty_u16)
+
+    def freq(self, f=None):
+        if f is None:
+            return self._freq
+        self._freq = f
+
+    def duty_u16(self, d=None):
+        if d is None:
+            return self._duty
+        self._duty = d
+        if _sim.panel is not None:
+            _sim.panel.advance_to(_sim.vt.elapsed_ms())
+            _sim.panel.set_pilot_amps(pilot_amps_offered(d))
+
+    def deinit(self):
+        self.duty_u16(65535)
+
+
+class WDT:
+    """Resets the board (raises WatchdogReset out of the scheduler) when not fed in time."""
+
+    def __init__(self, id=0, timeout=5000):
+        self.timeout_ms = timeout
+        self._fed_ms = _sim.vt.now_ms()
+        _sim.wdt = self
+        _sim.vt.watch(self._check)
+
+    def feed(self):
+        self._fed_ms = _sim.vt.now_ms()
+
+    def _check(self, now_ms):
+        if _sim.wdt is self and now_ms - self._fed_ms > self.timeout_ms:
+            _sim.wdt = None
+            raise WatchdogReset("watchdog not fed for %d ms" % (now_ms - self._fed_ms))
+
+
+class ADC:
+    ATTN_0DB = 0
+    ATTN_11DB = 3
+
+    def __init__(self, pin, atten=ATTN_11DB):
+        self.pin = pin
+
+
+class AdcBlock:
+    """Samples every channel of the board in one call, as the real scanner would, from the
+    panel's currents at the simulated time of each sample."""
+
+    def __init__(self, board):
+        self._gen = _sim.adcgen
+
+    def scan(self, buf, rounds):
+        now = _sim.vt.elapsed_ms()
+        _sim.panel.advance_to(now)
+        self._gen.fill(buf, rounds, now * 1000)
+
+
+def idle():
+    pass
+
+
+def unique_id():
+    return b"\x00sim\x00\x01"

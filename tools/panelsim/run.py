@@ -1,0 +1,154 @@
+"""Runs the firmware on the simulated board for a number of simulated hours.
+
+micropython tools/panelsim/run.py [--profile FILE] [--limit-w W] [--hours H] [--speed S]
+    [--day N] [--reboot-at-s S] [--quiet]
+
+Writes one CSV row per simulated second to stdout (header first) and progress to stderr.
+The firmware (firmware/app.py) runs unchanged; only the board and machine are simulated.
+"""
+
+import sys
+
+import asyncio
+
+import sim as board
+from clock import WrappingClock
+import app as firmware_app
+from panelsim import machine as sim_machine
+from panelsim.vtime import VirtualTime
+from panelsim.panel import Panel
+from panelsim.adcgen import AdcGen
+from panelsim import profile as profile_mod
+
+DEFAULT_PROFILE = "tools/data/profiles/default_day.csv"
+COLUMNS = ("t_s", "base_w", "water_heater_w", "ev_w", "panel_w", "measured_w", "limit_w",
+           "ev_setpoint_a", "water_heater_on", "valid", "l1_a", "l2_a", "ev_energy_wh")
+
+
+def parse_args(argv):
+    opts = {"profile": DEFAULT_PROFILE, "limit_w": 7200, "hours": 24, "speed": 0, "day": 0,
+            "reboot_at_s": -1, "quiet": False}
+    names = {"--profile": ("profile", str), "--limit-w": ("limit_w", int),
+             "--hours": ("hours", float), "--speed": ("speed", float), "--day": ("day", int),
+             "--reboot-at-s": ("reboot_at_s", int)}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--quiet":
+            opts["quiet"] = True
+            i += 1
+            continue
+        if arg not in names or i + 1 >= len(argv):
+            raise SystemExit("error: unknown or incomplete option %r" % arg)
+        key, conv = names[arg]
+        try:
+            opts[key] = conv(argv[i + 1])
+        except ValueError:
+            raise SystemExit("error: %s needs a number, got %r" % (arg, argv[i + 1]))
+        i += 2
+    return opts
+
+
+class Recorder:
+    """Writes the panel's truth and the firmware's view once per simulated second."""
+
+    def __init__(self, vt, panel, app_ref, end_ms, out, progress, reboot_at_ms=-1):
+        self.reboot_at_ms = reboot_at_ms
+        self.vt = vt
+        self.panel = panel
+        self.app_ref = app_ref
+        self.end_ms = end_ms
+        self.out = out
+        self.progress = progress
+
+    async def run(self):
+        vt, panel, out = self.vt, self.panel, self.out
+        next_hour = 3_600_000
+        while True:
+            now = vt.elapsed_ms()
+            if now >= self.end_ms:
+                return
+            if 0 <= self.reboot_at_ms <= now:
+                raise _Reboot()
+            panel.advance_to(now)
+            app = self.app_ref[0]
+            ev = wh = None
+            for b in app.bindings:
+                if b.load.name == "ev":
+                    ev = b
+                elif b.load.name == "water_heater":
+                    wh = b
+            s = app.sampler
+            out.write("%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.1f,%.1f,%d\n" % (
+                now // 1000, panel.base_w, panel.wh_w, panel.ev_w, panel.total_w,
+                s.total_w, app.controller.limit_w,
+                ev.actuator.amps if ev else 0, 1 if wh and wh.actuator.is_on else 0,
+                1 if s.valid else 0, s.leg_ma[0] / 1000, s.leg_ma[1] / 1000,
+                panel.ev_energy_j // 3600))
+            if self.progress and now >= next_hour:
+                sys.stderr.write("sim: hour %d/%d\n" % (now // 3_600_000,
+                                                         self.end_ms // 3_600_000))
+                next_hour += 3_600_000
+            await asyncio.sleep_ms(1000)
+
+
+def main(argv):
+    opts = parse_args(argv)
+    try:
+        prof = profile_mod.load(opts["profile"], day=opts["day"])
+    except profile_mod.ProfileError as e:
+        sys.stderr.write("error: %s\n" % e)
+        sys.exit(2)
+    except OSError as e:
+        sys.stderr.write("error: %s: cannot read profile (%s)\n" % (opts["profile"], e))
+        sys.exit(2)
+    vt = VirtualTime(speed=opts["speed"])
+    vt.install()
+    clock = WrappingClock(vt.now_ms)
+    panel = Panel(board.PANEL, prof)
+    gen = AdcGen(board, panel)
+    end_ms = int(opts["hours"] * 3_600_000)
+    cfg = {"limit_w": opts["limit_w"]}
+    out = sys.stdout
+    out.write(",".join(COLUMNS) + "\n")
+    app_ref = [None]
+    cause = sim_machine.PWRON_RESET
+    reboot_at_ms = opts["reboot_at_s"] * 1000
+    log = (lambda msg: None) if opts["quiet"] else (lambda msg: sys.stderr.write(msg + "\n"))
+    while True:
+        sim_machine.attach(panel, vt, board, gen, reset_cause=cause)
+        app = firmware_app.App(board, sim_machine, clock, cfg, log=log)
+        app_ref[0] = app
+        recorder = Recorder(vt, panel, app_ref, end_ms, out, not opts["quiet"], reboot_at_ms)
+        try:
+            asyncio.run(_session(app, recorder))
+            app.force_safe()
+            break
+        except sim_machine.WatchdogReset as e:
+            app.force_safe()
+            log("sim: board reset: %s" % e)
+            cause = sim_machine.WDT_RESET
+        except _Reboot:
+            app.force_safe()
+            log("sim: power cycled at %d s" % (vt.elapsed_ms() // 1000))
+            cause = sim_machine.PWRON_RESET
+            reboot_at_ms = -1
+        asyncio.new_event_loop()
+    panel.advance_to(vt.elapsed_ms())
+    ops = " ".join("%s=%d" % (b.load.name, getattr(b.actuator, "ops", 0)) for b in app.bindings)
+    sys.stderr.write("sim: done; contactor ops: %s\n" % ops)
+
+
+class _Reboot(Exception):
+    pass
+
+
+async def _session(app, recorder):
+    # The recorder is awaited, so its end (or a simulated power cycle) ends the run; the
+    # firmware's tasks are left behind with the event loop.
+    asyncio.create_task(app.run())
+    await recorder.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
