@@ -1,0 +1,238 @@
+"""ADC samples the firmware reads, computed from the panel's currents through modelled CTs."""
+
+# Signal chain per channel: a sinusoid at the mains frequency (the phasor sum of every current
+# the CT sees: same-frequency sinusoids add into one), through the CT ratio and burden resistor
+# (or the voltage reference's divider) to ADC volts, plus a mid-rail bias with slow drift,
+# plus noise of noise_counts RMS, rounded and clipped to the 12-bit range.
+#
+# Per window (one fill()) the Python side reduces each channel to integers: the in-phase and
+# quadrature amplitudes a, b (counts, Q5) so that the channel's AC part is a*sin + b*cos of
+# the mains phase, the bias, and the noise scale. The per-sample work is the viper kernel:
+# sine and cosine by linear interpolation in a 1024-entry table (error < 0.01 count),
+# a multiply-add, an LCG for noise, rounding and clipping.
+
+
+import math
+import micropython
+from array import array
+from micropython import const
+
+from panelsim.panel import BASE_L1, BASE_L2, WATER_HEATER, EV
+
+_TABLE_N = const(1024)          # sine table entries per cycle
+_SIN_ONE = const(8192)          # table amplitude (Q13), stored offset by +_SIN_ONE (unsigned)
+_PHASE_BITS = const(20)         # phase accumulator: 2**20 per cycle
+_PHASE_MASK = const(0xFFFFF)
+_AMP_Q = const(32)              # amplitudes in 1/32 count
+_OUT_SHIFT = const(18)          # Q5 amplitude x Q13 sine -> Q18
+_AMP_MAX = const(4096 * 32)     # amplitude limit sqrt(a*a + b*b) <= 2**17 (Q5 counts)
+_NOISE_MEAN = const(765)        # sum of three uniform bytes: mean 382.5 * 2 (kept doubled)
+_HDR = const(4)                 # params: nch, rounds, phase step per slot, LCG state
+_PER_CH = const(5)              # per channel: a, b, phase offset, bias, noise scale
+_DRIFT_PERIOD_MS = const(6100000)   # slow bias wander (temperature): 1.7 h plus a 6.1 h term
+
+# Bound (a viper int is 32 bits on the ESP32; this runs on the host, but keeps to it):
+# sqrt(a*a + b*b) <= 2**17 (two full swings) and sqrt(s*s + c*c) <= 8193 (interpolated
+# table), so |a*s + b*c| <= 2**17 * 8193 < 2**30.01; the noise term is at most
+# 765 * noise_scale <= 765 * 2**14 (16 counts RMS, the largest accepted) < 2**23.6; the sum
+# plus the rounding half stays below 2**31.
+
+
+def sine_table():
+    """1024-entry sine table, Q13, offset by +8192 so it fits 'H' (viper loads unsigned)."""
+    return array("H", (int(_SIN_ONE + _SIN_ONE * math.sin(2 * math.pi * i / _TABLE_N) + 0.5)
+                       for i in range(_TABLE_N)))
+
+
+def _lcg(x):
+    return (x * 1664525 + 1013904223) & 0x3FFFFFFF
+
+
+@micropython.viper
+def _fill_viper(buf, table, params, n: int):
+    """n = rounds * nch samples into buf (uint16), channels interleaved."""
+    out = ptr16(buf)
+    sin = ptr16(table)
+    p = ptr32(params)
+    nch = int(p[0])
+    dph = int(p[2])
+    x = int(p[3])
+    ch = 0
+    base = _HDR
+    ph = 0                      # mains phase of sample i, 2**20 per cycle
+    i = 0
+    while i < n:
+        a = int(p[base]) - 0x20000000          # stored offset: ptr32 loads unsigned
+        b = int(p[base + 1]) - 0x20000000
+        q = (ph + int(p[base + 2])) & 0xFFFFF
+        j = q >> 10
+        f = q & 1023
+        s0 = int(sin[j])
+        s = s0 - 8192 + ((int(sin[(j + 1) & 1023]) - s0) * f >> 10)
+        c0 = int(sin[(j + 256) & 1023])
+        c = c0 - 8192 + ((int(sin[(j + 257) & 1023]) - c0) * f >> 10)
+        x = (x * 1664525 + 1013904223) & 0x3FFFFFFF
+        u = ((x >> 6) & 255) + ((x >> 14) & 255) + ((x >> 22) & 255)
+        acc = a * s + b * c + (u + u - 765) * int(p[base + 4]) + (1 << 17)
+        v = (acc >> 18) + int(p[base + 3])
+        if v < 0:
+            v = 0
+        elif v > 4095:
+            v = 4095
+        out[i] = v
+        ph += dph
+        i += 1
+        ch += 1
+        base += 5
+        if ch == nch:
+            ch = 0
+            base = _HDR
+    p[3] = x
+
+
+def fill_reference(buf, table, params, n):
+    """Plain-Python twin of the viper kernel: same integers, same results."""
+    nch = params[0]
+    dph = params[2]
+    x = params[3]
+    ph = 0
+    for i in range(n):
+        k = _HDR + (i % nch) * _PER_CH
+        a = params[k] - 0x20000000
+        b = params[k + 1] - 0x20000000
+        q = (ph + params[k + 2]) & _PHASE_MASK
+        j = q >> 10
+        f = q & 1023
+        s0 = table[j]
+        s = s0 - _SIN_ONE + ((table[(j + 1) & 1023] - s0) * f >> 10)
+        c0 = table[(j + 256) & 1023]
+        c = c0 - _SIN_ONE + ((table[(j + 257) & 1023] - c0) * f >> 10)
+        x = _lcg(x)
+        u = ((x >> 6) & 255) + ((x >> 14) & 255) + ((x >> 22) & 255)
+        acc = a * s + b * c + (2 * u - _NOISE_MEAN) * params[k + 4] + (1 << 17)
+        v = (acc >> _OUT_SHIFT) + params[k + 3]
+        buf[i] = 0 if v < 0 else (4095 if v > 4095 else v)
+        ph += dph
+    params[3] = x
+
+
+class AdcGen:
+    """Fills the firmware's sample buffer from the panel's state.
+
+    board: the board module (CHANNELS, ADC_FULL_SCALE_MV, ADC_SLOT_US). panel: a Panel; its
+    params dict (PANEL; or params given here) says which load each load CT sees and gives the
+    noise and bias. seed: the noise generator's start (30 bits).
+    fill(buf, rounds, t0_us): buf is array('H', >= rounds * nch), buf[r*nch + c] is channel
+    c of round r, sampled at t0_us + (r*nch + c) * slot_us; t0_us is absolute simulated us
+    since the start (an int that does not wrap). The panel is read as it is: advance it to
+    t0 first. Nothing is allocated per call.
+    """
+
+    def __init__(self, board, panel, params=None, seed=12345):
+        if params is None:
+            params = panel.params
+        self.panel = panel
+        self.channels = board.CHANNELS
+        self.nch = len(self.channels)
+        self.slot_us = board.ADC_SLOT_US
+        self.hz = panel.hz
+        self.bias_counts = int(params.get("bias_counts", 2048))
+        self.drift_counts = int(params.get("bias_drift_counts", 0))
+        noise = params.get("noise_counts", 0)
+        if not 0 <= noise <= 16:
+            raise ValueError("noise_counts must be in 0..16, got %r" % (noise,))
+        # Three uniform bytes summed and doubled: RMS 2 * 128 = 256 units per count of noise.
+        self.noise_scale = int(noise * (1 << _OUT_SHIFT) / 256 + 0.5)
+        self.table = sine_table()
+        self.params = array("I", (0 for _ in range(_HDR + _PER_CH * self.nch)))
+        self.params[0] = self.nch
+        self.params[2] = self.slot_us * self.hz * (1 << _PHASE_BITS) // 1000000
+        self.params[3] = seed & 0x3FFFFFFF
+        # Per channel: counts (Q5) per mA RMS of peak amplitude, scaled by 2**16, and which
+        # panel components it sees with which sign.
+        fs_mv = board.ADC_FULL_SCALE_MV
+        self.gain = []          # Q16 of Q5 counts per mA RMS (or per mV RMS for "v")
+        self.sees = []          # tuple of (component, sign) per channel; None for "v"
+        for c, ch in enumerate(self.channels):
+            if ch["kind"] == "v":
+                adc_v_per_v = 1 / ch["volts_per_adc_volt"]
+                self.sees.append(None)
+            else:
+                adc_v_per_v = ch["burden_ohm"] / ch["ct_ratio"]   # per A
+                self.sees.append(self._components(ch, params))
+            counts_per_unit = math.sqrt(2) * adc_v_per_v * 4096 / fs_mv  # per mA or per mV
+            self.gain.append(int(counts_per_unit * _AMP_Q * 65536 + 0.5))
+            self.params[_HDR + c * _PER_CH + 2] = 0
+            self.params[_HDR + c * _PER_CH + 4] = self.noise_scale
+
+    def _components(self, ch, params):
+        name = ch["name"]
+        legs = self.panel.legs
+        if ch.get("mains"):
+            leg = ch["leg"]
+            sign = 1 if leg == "L1" else -1
+            return tuple((k, sign) for k in (BASE_L1, BASE_L2, WATER_HEATER, EV)
+                         if leg in legs[k])
+        out = []
+        for k, key in ((WATER_HEATER, "water_heater"), (EV, "ev")):
+            if params[key].get("ct") == name:
+                # clamped on the L1 wire, or on L2 for a load on L2 alone
+                out.append((k, -1 if legs[k] == "L2" else 1))
+        return tuple(out)
+
+    def bias_at(self, t_ms):
+        """Mid-rail bias in counts at t_ms: the nominal bias plus a slow wander."""
+        d = self.drift_counts
+        if not d:
+            return self.bias_counts
+        t = self.table
+        i1 = (t_ms * _TABLE_N // _DRIFT_PERIOD_MS) & 1023
+        i2 = (t_ms * _TABLE_N // (_DRIFT_PERIOD_MS * 36 // 10)) & 1023
+        w = 3 * (t[i1] - _SIN_ONE) + 2 * (t[i2] - _SIN_ONE)       # |w| <= 5 * 8192
+        return self.bias_counts + d * w // (5 * _SIN_ONE)
+
+    def setup(self, t0_us):
+        """Load params with the panel's currents and the mains phase at t0_us."""
+        panel = self.panel
+        ma = panel.ma
+        ure = panel.unit_re
+        uim = panel.unit_im
+        p = self.params
+        bias = self.bias_at(t0_us // 1000)
+        # mains phase at t0, exact over any run length: hz * t0_us / 1e6 cycles
+        # (a whole number of cycles per second, so only t0_us mod 1 s matters: no big ints)
+        ph0 = ((t0_us % 1000000) * self.hz << _PHASE_BITS) // 1000000 & _PHASE_MASK
+        mv = panel.volts * 1000
+        for c in range(self.nch):
+            k = _HDR + c * _PER_CH
+            sees = self.sees[c]
+            if sees is None:
+                re = mv << 14
+                im = 0
+            else:
+                re = im = 0
+                for comp, sign in sees:
+                    re += sign * ma[comp] * ure[comp]
+                    im += sign * ma[comp] * uim[comp]
+            g = self.gain[c]
+            # re, im are Q14 mA RMS (mV for "v"); v(t) = |I| sqrt2 sin(wt + phi) =
+            # re' sin(wt) + im' cos(wt), so a = re, b = im, both in Q5 counts.
+            a = re * g >> 30
+            b = im * g >> 30
+            if a * a + b * b > _AMP_MAX * _AMP_MAX:
+                # beyond two full swings: keep the phase, limit the amplitude (it clips anyway)
+                m = math.sqrt(a * a + b * b)
+                a = int(a * _AMP_MAX / m)
+                b = int(b * _AMP_MAX / m)
+            p[k] = a + 0x20000000
+            p[k + 1] = b + 0x20000000
+            p[k + 2] = ph0
+            p[k + 3] = bias
+
+    def fill(self, buf, rounds, t0_us):
+        n = rounds * self.nch
+        if len(buf) < n:
+            raise ValueError("buffer holds %d samples, %d asked" % (len(buf), n))
+        self.setup(t0_us)
+        self.params[1] = rounds
+        _fill_viper(buf, self.table, self.params, n)
