@@ -1,0 +1,726 @@
+"""Priority load shedding: keeps the panel under its limit by shedding and modulating loads."""
+# Pure logic: no machine, no I/O. Time comes from an injected clock with ticks_ms(),
+# ticks_diff(a, b) and ticks_add(t, d) (the `time` module itself qualifies). Powers are int W,
+# leg currents int mA, times int ms, so nothing here depends on single-precision floats.
+#
+# Rules, in the order the controller applies them on every update():
+#  1. A measurement that is invalid or older than stale_ms sheds every sheddable load and
+#     takes modulated loads to their floor (or pause when they have none).
+#  2. Above a shed threshold (total W or either leg's mA): shed or modulate down from the
+#     lowest priority upward, as many loads as needed in this one step (fast down).
+#  3. Below the restore threshold, after a settle time: restore or ramp up one load, the
+#     highest priority first, only if its expected draw fits (slow up). A higher-priority
+#     load that does not fit may take room from lower-priority ones.
+#  4. Minimum on/off times, an EV resume pause and a cap on operations per hour stop
+#     chattering; only a sustained overload with nothing else left to shed overrides min_on.
+
+try:
+    from micropython import const
+except ImportError:          # CPython, for tools that only read the constants
+    def const(x):
+        return x
+
+KIND_ONOFF = const(0)        # behind a contactor
+KIND_MODULATED = const(1)    # takes a setpoint in whole amps (EV charger, ...)
+KIND_NEVER = const(2)        # never shed; listed so its size and leg are known
+
+_NO_LIMIT = const(0x20000000)   # "no limit" in W or mA; 2**29 is still a small int on the ESP32
+_AGE_CAP_MS = const(0x10000000)  # older timestamps are pulled forward so ticks_diff never wraps
+_HOUR_MS = const(3600000)
+_HOUSEKEEP_MS = const(60000)
+
+LEGS = ("L1", "L2", "L1L2")
+KIND_NAMES = ("onoff", "modulated", "never")
+
+
+def _int(name, value, lo, hi, unit):
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo or value > hi:
+        raise ValueError("error: %s must be an int in %d..%d %s, got %r" % (name, lo, hi, unit, value))
+    return value
+
+
+class Load:
+    """One load on the priority list. priority: 1 is the most important (shed last)."""
+
+    def __init__(self, name, kind, priority, leg, rated_w, volts=240, min_on_s=60, min_off_s=60,
+                 max_ops_per_h=12, min_a=6, max_a=32, ramp_step_a=2, resume_pause_s=300,
+                 response_s=None):
+        if kind not in (KIND_ONOFF, KIND_MODULATED, KIND_NEVER):
+            raise ValueError("error: kind must be KIND_ONOFF, KIND_MODULATED or KIND_NEVER, got %r" % (kind,))
+        if leg not in LEGS:
+            raise ValueError("error: leg must be 'L1', 'L2' or 'L1L2', got %r" % (leg,))
+        self.name = name
+        self.kind = kind
+        self.priority = _int("priority", priority, 0, 1000, "")
+        self.leg = leg
+        self.rated_w = _int("rated_w", rated_w, 0, 100000, "W")
+        self.volts = _int("volts", volts, 50, 480, "V")
+        self.min_on_ms = _int("min_on_s", min_on_s, 0, 86400, "s") * 1000
+        self.min_off_ms = _int("min_off_s", min_off_s, 0, 86400, "s") * 1000
+        self.max_ops_per_h = _int("max_ops_per_h", max_ops_per_h, 2, 3600, "/h")
+        self.min_a = _int("min_a", min_a, 0, 80, "A")
+        self.max_a = _int("max_a", max_a, max(min_a, 1), 80, "A")
+        self.ramp_step_a = _int("ramp_step_a", ramp_step_a, 1, 80, "A")
+        self.resume_pause_ms = _int("resume_pause_s", resume_pause_s, 0, 86400, "s") * 1000
+        if response_s is None:
+            response_s = 5 if kind == KIND_MODULATED else 2
+        self.response_ms = _int("response_s", response_s, 0, 600, "s") * 1000
+        self.on_l1 = leg != "L2"
+        self.on_l2 = leg != "L1"
+        # Commanded state (the app drives outputs from these after each update).
+        self.on = kind == KIND_NEVER
+        self.setpoint_a = 0
+        # Input: actual draw from the load's own CT or feedback, -1 when unknown.
+        self.measured_w = -1
+        # Telemetry.
+        self.switch_ops = 0      # on/off transitions (EV: pause/resume)
+        self.adjust_ops = 0      # setpoint changes while running
+        self.forced_ops = 0      # sheds that overrode min_on to hold the limit
+        # Private state.
+        self._ops_t = [0] * self.max_ops_per_h   # ring of switching times, last hour
+        self._ops_head = 0
+        self._ops_n = 0
+        self._switched_ms = 0    # last on/off transition
+        self._changed_ms = 0     # last command change of any kind
+        self._cmd_w = 0          # draw the command allows
+        self._prev_cmd_w = 0     # ... and before the last change
+        self._up = False         # last change raised the command
+        self._act_w = 0          # this update: estimated draw now
+        self._proj_w = 0         # this update: projected draw once commands took effect
+
+    def command_w(self):
+        """Most this load may draw under its current command."""
+        if self.kind == KIND_MODULATED:
+            w = self.setpoint_a * self.volts
+            return w if w < self.rated_w else self.rated_w
+        return self.rated_w if self.on else 0
+
+    def ops_last_hour(self):
+        return self._ops_n
+
+    def __repr__(self):
+        return "Load(%s %s p%d %s %dW on=%s sp=%dA)" % (self.name, KIND_NAMES[self.kind], self.priority,
+                                                   self.leg, self.rated_w, self.on, self.setpoint_a)
+
+
+class Limits:
+    """Installer setpoint plus other limit sources (schedule, grid); the strictest one wins."""
+
+    def __init__(self, setpoint_w=None, setpoint_a=None, volts=120, band_pct=5, rating_a=None,
+                 big_uncontrolled_w=0, big_uncontrolled_leg="L1L2", clock=None):
+        self.volts = _int("volts", volts, 50, 480, "V")
+        self.band_pct = _int("band_pct", band_pct, 1, 50, "%")
+        self.clock = clock
+        if rating_a is not None:
+            _int("rating_a", rating_a, 1, 2000, "A")
+            if setpoint_w is None and setpoint_a is None:
+                setpoint_a = rating_a * 80 // 100
+            if setpoint_a is not None and setpoint_a * 100 > rating_a * 80:
+                raise ValueError("error: setpoint_a must be at most 80%% of rating_a (%d A), got %r"
+                                 % (rating_a * 80 // 100, setpoint_a))
+            if setpoint_w is not None and setpoint_w * 100 > rating_a * 2 * volts * 80:
+                raise ValueError("error: setpoint_w must be at most 80%% of the rating (%d W), got %r"
+                                 % (rating_a * 2 * volts * 80 // 100, setpoint_w))
+        elif setpoint_w is None and setpoint_a is None:
+            raise ValueError("error: give setpoint_w, setpoint_a or rating_a")
+        self.rating_a = rating_a
+        self.setpoint_w = None if setpoint_w is None else _int("setpoint_w", setpoint_w, 0, 500000, "W")
+        self.setpoint_a = None if setpoint_a is None else _int("setpoint_a", setpoint_a, 0, 2000, "A")
+        self._uncontrolled = []    # (rated_w, leg) of loads no one can shed
+        self._sources = {}         # name -> [w, ma, until_ms or None]
+        self.version = 0           # bumped on every change; the controller caches on it
+        self.next_expiry_ms = None
+        if big_uncontrolled_w:
+            self.add_uncontrolled(big_uncontrolled_w, big_uncontrolled_leg)
+
+    def add_uncontrolled(self, rated_w, leg="L1L2"):
+        """List an uncontrolled load; the target drops so its surprise start stays under the rating."""
+        if leg not in LEGS:
+            raise ValueError("error: leg must be 'L1', 'L2' or 'L1L2', got %r" % (leg,))
+        self._uncontrolled.append((_int("rated_w", rated_w, 0, 500000, "W"), leg))
+        self.version += 1
+
+    def set(self, name, w=None, a=None, until_ms=None):
+        """Add or replace a limit source: total watts and/or amps per leg, optionally until a tick."""
+        if w is None and a is None:
+            raise ValueError("error: limit %r needs w or a" % (name,))
+        self._sources[name] = [None if w is None else _int("w", w, 0, 500000, "W"),
+                               None if a is None else _int("a", a, 0, 2000, "A") * 1000, until_ms]
+        self.version += 1
+
+    def clear(self, name):
+        if self._sources.pop(name, None) is not None:
+            self.version += 1
+
+    def sources(self):
+        return list(self._sources)
+
+    def _expire(self, now_ms):
+        clock = self.clock
+        nxt = None
+        for name in list(self._sources):
+            until = self._sources[name][2]
+            if until is None or clock is None:
+                continue
+            if clock.ticks_diff(now_ms, until) >= 0:
+                del self._sources[name]
+                self.version += 1
+            elif nxt is None or clock.ticks_diff(until, nxt) < 0:
+                nxt = until
+        self.next_expiry_ms = nxt
+
+    def effective(self, now_ms=None):
+        """(total W, per-leg mA) in force now; _NO_LIMIT where nothing limits. Drops expired sources."""
+        if now_ms is None and self.clock is not None:
+            now_ms = self.clock.ticks_ms()
+        if now_ms is not None:
+            self._expire(now_ms)
+        w = _NO_LIMIT if self.setpoint_w is None else self.setpoint_w
+        ma = _NO_LIMIT if self.setpoint_a is None else self.setpoint_a * 1000
+        if self.rating_a is not None and self._uncontrolled:
+            # Hold the target low enough that the biggest listed load starting by surprise
+            # still leaves the panel at or under 100 % of its rating.
+            big_w = 0
+            big_ma = 0
+            for rated_w, leg in self._uncontrolled:
+                big_w = max(big_w, rated_w)
+                leg_ma = rated_w * 1000 // (2 * self.volts if leg == "L1L2" else self.volts)
+                big_ma = max(big_ma, leg_ma)
+            cap_ma = max(0, self.rating_a * 1000 - big_ma)
+            cap_w = max(0, self.rating_a * 2 * self.volts - big_w)
+            if ma < _NO_LIMIT:
+                ma = min(ma, cap_ma)
+            if w < _NO_LIMIT:
+                w = min(w, cap_w)
+            if w >= _NO_LIMIT and ma >= _NO_LIMIT:
+                ma = cap_ma
+        for src in self._sources.values():
+            if src[0] is not None and src[0] < w:
+                w = src[0]
+            if src[1] is not None and src[1] < ma:
+                ma = src[1]
+        return w, ma
+
+    def effective_w(self, now_ms=None):
+        w = self.effective(now_ms)[0]
+        return None if w >= _NO_LIMIT else w
+
+    def effective_a(self, now_ms=None):
+        ma = self.effective(now_ms)[1]
+        return None if ma >= _NO_LIMIT else ma // 1000
+
+
+class Measurement:
+    """What the app hands update(): reuse one instance, no allocation per sample."""
+
+    def __init__(self):
+        self.valid = False
+        self.t_ms = 0
+        self.total_w = 0
+        self.leg_ma = [0, 0]
+
+
+class Controller:
+    """Decides, on each update(meas), which loads run and at what setpoint."""
+
+    def __init__(self, loads, limits, clock, stale_ms=5000, settle_s=10, stagger_s=15):
+        names = set()
+        for load in loads:
+            if load.name in names:
+                raise ValueError("error: two loads named %r" % (load.name,))
+            names.add(load.name)
+        self.loads = list(loads)
+        # Restore order: most important first; sorted() is stable, so ties keep list order.
+        self._ctl = sorted([l for l in loads if l.kind != KIND_NEVER], key=lambda l: l.priority)
+        self._shed_order = list(reversed(self._ctl))
+        self.limits = limits
+        self.clock = clock
+        if limits.clock is None:
+            limits.clock = clock
+        for load in loads:
+            if load.kind == KIND_NEVER:
+                limits.add_uncontrolled(load.rated_w, load.leg)
+        self.stale_ms = _int("stale_ms", stale_ms, 100, 600000, "ms")
+        self.settle_ms = _int("settle_s", settle_s, 0, 3600, "s") * 1000
+        self.stagger_ms = _int("stagger_s", stagger_s, 0, 3600, "s") * 1000
+        self._max_response_ms = max([l.response_ms for l in self._ctl] or [0])
+        now = clock.ticks_ms()
+        self.now_ms = now
+        long_ago = clock.ticks_add(now, -_AGE_CAP_MS)
+        for load in self._ctl:
+            load._switched_ms = long_ago
+            load._changed_ms = long_ago
+        # Thresholds (W for the total, mA per leg); _NO_LIMIT where none applies.
+        self._lim_version = -1
+        self._shed_w = self._restore_w = _NO_LIMIT
+        self._shed_ma = self._restore_ma = _NO_LIMIT
+        self.limit_w = self.shed_w = self.restore_w = None
+        self.limit_ma = self.shed_ma = self.restore_ma = None
+        self.projected_w = 0
+        # Projected power after this update's commands take effect.
+        self._p_w = 0
+        self._p1 = 0
+        self._p2 = 0
+        self._claim_w = 0        # room reserved for idle loads that may start (restore step)
+        self._claim1 = 0
+        self._claim2 = 0
+        self._pending_until = now
+        self._next_up_ms = now
+        self._housekeep_ms = now
+        # Until the first valid measurement the controller is in failsafe: all shed.
+        self._failsafe = True
+        self._recovering = False
+        self.state = "failsafe"
+        self.failsafe_count = 0
+        self.headroom_w = 0
+
+    # --- telemetry: limit_w, shed_w, restore_w (W), limit_ma, shed_ma, restore_ma (mA per
+    # leg) are None where nothing limits; projected_w, headroom_w, state. ---------------
+    def switch_ops(self):
+        return {l.name: l.switch_ops for l in self._ctl}
+
+    # --- the update ------------------------------------------------------------------
+    def update(self, meas):
+        clock = self.clock
+        now = clock.ticks_ms()
+        self.now_ms = now
+        if clock.ticks_diff(now, self._housekeep_ms) >= _HOUSEKEEP_MS:
+            self._housekeep(now)
+        if not meas.valid or clock.ticks_diff(now, meas.t_ms) > self.stale_ms:
+            self._enter_failsafe(now)
+            return
+        if self._failsafe:
+            # Valid data again: loads come back one at a time, stagger_s apart.
+            self._failsafe = False
+            self._recovering = True
+            self._next_up_ms = clock.ticks_add(now, self.stagger_ms)
+        lim = self.limits
+        if lim.version != self._lim_version or (
+                lim.next_expiry_ms is not None and clock.ticks_diff(now, lim.next_expiry_ms) >= 0):
+            self._thresholds(now)
+        p_w = meas.total_w
+        leg_ma = meas.leg_ma
+        p1 = leg_ma[0]
+        p2 = leg_ma[1]
+        pending = clock.ticks_diff(now, self._pending_until) < 0
+        if pending:
+            # A command is still on its way to a load: project its effect.
+            for load in self._ctl:
+                self._estimate(load, now)
+                d = load._proj_w - load._act_w
+                if d:
+                    p_w += d
+                    d_ma = d * 1000 // load.volts
+                    if load.on_l1:
+                        p1 += d_ma
+                    if load.on_l2:
+                        p2 += d_ma
+        self._p_w = p_w
+        self._p1 = p1
+        self._p2 = p2
+        if p_w > self._shed_w or p1 > self._shed_ma or p2 > self._shed_ma:
+            if not pending:
+                for load in self._ctl:
+                    self._estimate(load, now)
+            self._shed_pass(now, False, None, self._shed_w, self._shed_ma,
+                            self._restore_w, self._restore_ma)
+            if self._over(self._shed_w, self._shed_ma):
+                self._shed_pass(now, True, None, self._shed_w, self._shed_ma,
+                                self._restore_w, self._restore_ma)
+            self.state = "overload" if self._over(self._shed_w, self._shed_ma) else "shedding"
+            self._recovering = False
+            self._next_up_ms = clock.ticks_add(now, self.settle_ms)
+        elif p_w < self._restore_w and p1 < self._restore_ma and p2 < self._restore_ma:
+            if clock.ticks_diff(now, self._next_up_ms) >= 0:
+                if not pending:
+                    for load in self._ctl:
+                        self._estimate(load, now)
+                self._restore_step(now)
+            else:
+                self.state = "recovering" if self._recovering else "ok"
+        else:
+            self.state = "holding"
+        self.headroom_w = self._restore_w - self._p_w
+        self.projected_w = self._p_w
+
+    def _over(self, tgt_w, tgt_ma):
+        return self._p_w > tgt_w or self._p1 > tgt_ma or self._p2 > tgt_ma
+
+    def _thresholds(self, now):
+        w, ma = self.limits.effective(now)
+        self._lim_version = self.limits.version
+        band = self.limits.band_pct
+        self._shed_w = w
+        self._shed_ma = ma
+        self._restore_w = w if w >= _NO_LIMIT else w * (100 - band) // 100
+        self._restore_ma = ma if ma >= _NO_LIMIT else ma * (100 - band) // 100
+        self.limit_w = self.shed_w = None if w >= _NO_LIMIT else w
+        self.restore_w = None if w >= _NO_LIMIT else self._restore_w
+        self.limit_ma = self.shed_ma = None if ma >= _NO_LIMIT else ma
+        self.restore_ma = None if ma >= _NO_LIMIT else self._restore_ma
+
+    def _estimate(self, load, now):
+        """Set load._act_w (draw now) and load._proj_w (draw once its command took effect)."""
+        cmd = load._cmd_w
+        in_window = self.clock.ticks_diff(now, load._changed_ms) < load.response_ms
+        m = load.measured_w
+        if m < 0:
+            act = load._prev_cmd_w if in_window else cmd
+        else:
+            act = m
+        load._act_w = act
+        if not in_window:
+            load._proj_w = act
+        elif load._up:
+            load._proj_w = cmd if cmd > act else act
+        else:
+            load._proj_w = cmd if cmd < act else act
+
+    # --- commands --------------------------------------------------------------------
+    def _record_op(self, load, now):
+        load.switch_ops += 1
+        load._switched_ms = now
+        ring = load._ops_t
+        n = len(ring)
+        if load._ops_n < n:
+            ring[(load._ops_head + load._ops_n) % n] = now
+            load._ops_n += 1
+        else:   # full: a shed beyond the cap; keep the newest times
+            ring[load._ops_head] = now
+            load._ops_head = (load._ops_head + 1) % n
+
+    def _command(self, load, now, on, setpoint_a):
+        """Change a load's command; account the projected change of power."""
+        was_on = load.on
+        old_w = load._cmd_w
+        if load.kind == KIND_MODULATED:
+            on = setpoint_a > 0
+            if on and was_on and setpoint_a != load.setpoint_a:
+                load.adjust_ops += 1
+            load.setpoint_a = setpoint_a
+        load.on = on
+        if on != was_on:
+            self._record_op(load, now)
+        new_w = load.command_w()
+        load._prev_cmd_w = load._act_w
+        load._cmd_w = new_w
+        load._up = new_w > old_w
+        load._changed_ms = now
+        # Projected draw: down to the command at once; up to the command as expected.
+        old_proj = load._proj_w
+        if load._up:
+            proj = new_w if new_w > old_proj else old_proj
+        else:
+            proj = new_w if new_w < old_proj else old_proj
+        load._proj_w = proj
+        d = proj - old_proj
+        if d:
+            self._p_w += d
+            d_ma = d * 1000 // load.volts
+            if load.on_l1:
+                self._p1 += d_ma
+            if load.on_l2:
+                self._p2 += d_ma
+        until = self.clock.ticks_add(now, self._max_response_ms)
+        if self.clock.ticks_diff(until, self._pending_until) > 0:
+            self._pending_until = until
+
+    def _may_switch_off(self, load, now):
+        return self.clock.ticks_diff(now, load._switched_ms) >= load.min_on_ms
+
+    def _may_switch_on(self, load, now):
+        off_ms = load.min_off_ms
+        if load.kind == KIND_MODULATED and load.resume_pause_ms > off_ms:
+            off_ms = load.resume_pause_ms
+        if self.clock.ticks_diff(now, load._switched_ms) < off_ms:
+            return False
+        self._drop_old_ops(load, now)
+        # Keep room in the hour for the shed that may follow this restore.
+        return load._ops_n + 2 <= load.max_ops_per_h
+
+    def _drop_old_ops(self, load, now):
+        ring = load._ops_t
+        n = len(ring)
+        while load._ops_n and self.clock.ticks_diff(now, ring[load._ops_head]) >= _HOUR_MS:
+            load._ops_head = (load._ops_head + 1) % n
+            load._ops_n -= 1
+
+    def _need(self, load, tgt_w, tgt1, tgt2):
+        """Whole amps this load must give up to bring every dimension it sits on to its target."""
+        v = load.volts
+        a = 0
+        d = self._p_w - tgt_w
+        if d > 0:
+            a = (d + v - 1) // v
+        if load.on_l1:
+            d = self._p1 - tgt1
+            if d > 0:
+                d = (d + 999) // 1000
+                if d > a:
+                    a = d
+        if load.on_l2:
+            d = self._p2 - tgt2
+            if d > 0:
+                d = (d + 999) // 1000
+                if d > a:
+                    a = d
+        return a
+
+    def _helps(self, load, shed_w, shed_ma):
+        if self._p_w > shed_w:
+            return True
+        if load.on_l1 and self._p1 > shed_ma:
+            return True
+        return load.on_l2 and self._p2 > shed_ma
+
+    def _shed_pass(self, now, force, stop_at, shed_w, shed_ma, mod_w, mod_ma):
+        """Lowest priority first: shed on/off loads until under shed_*; modulate toward mod_*.
+        force overrides min_on (only when the limit cannot be held otherwise)."""
+        for load in self._shed_order:
+            if load is stop_at:
+                return
+            if not self._over(shed_w, shed_ma):
+                return
+            if load._proj_w <= 0 or not self._helps(load, shed_w, shed_ma):
+                continue     # not drawing: switching it off relieves nothing
+            if load.kind == KIND_ONOFF:
+                if not load.on:
+                    continue
+                if self._may_switch_off(load, now):
+                    self._command(load, now, False, 0)
+                elif force:
+                    load.forced_ops += 1
+                    self._command(load, now, False, 0)
+                continue
+            if load.setpoint_a <= 0:
+                continue
+            # Modulated: from what it draws now, give up enough amps to reach mod_*.
+            v = load.volts
+            cur_a = load._proj_w // v
+            if cur_a > load.setpoint_a:
+                cur_a = load.setpoint_a
+            new_a = cur_a - self._need(load, mod_w, mod_ma, mod_ma)
+            if new_a < load.min_a:
+                # Below the floor it must pause; the floor is enough if it clears the shed level.
+                floor_w = load.min_a * v
+                d = load._proj_w - floor_w
+                d_ma = d * 1000 // v if d > 0 else 0
+                ok = d >= 0 and self._p_w - d <= shed_w and \
+                    (not load.on_l1 or self._p1 - d_ma <= shed_ma) and \
+                    (not load.on_l2 or self._p2 - d_ma <= shed_ma)
+                if ok or not (force or self._may_switch_off(load, now)):
+                    new_a = load.min_a if load.min_a < load.setpoint_a else load.setpoint_a
+                else:
+                    if not self._may_switch_off(load, now):
+                        load.forced_ops += 1
+                    new_a = 0
+            if new_a < load.setpoint_a:
+                self._command(load, now, new_a > 0, new_a)
+
+    def _restore_step(self, now):
+        """Raise one load, most important first, if its expected draw fits under restore_*.
+
+        An on/off load that is on but idle (thermostat satisfied) keeps its rated draw
+        reserved, so no other load takes the room its surprise start needs; a modulated load
+        that draws nothing is parked at its floor for the same reason."""
+        clock = self.clock
+        interval = self.stagger_ms if self._recovering else self.settle_ms
+        cw = 0
+        c1 = 0
+        c2 = 0
+        for load in self._ctl:
+            if load.kind == KIND_ONOFF:
+                if load.on and load._proj_w < load.rated_w:
+                    d = load.rated_w - load._proj_w
+                    cw += d
+                    d = d * 1000 // load.volts
+                    if load.on_l1:
+                        c1 += d
+                    if load.on_l2:
+                        c2 += d
+            elif load.setpoint_a > load.min_a > 0 and load.measured_w >= 0 and \
+                    load.measured_w * 2 < load.min_a * load.volts and \
+                    clock.ticks_diff(now, load._changed_ms) >= load.response_ms:
+                self._command(load, now, True, load.min_a)
+        self._claim_w = cw
+        self._claim1 = c1
+        self._claim2 = c2
+        ctl = self._ctl
+        for i in range(len(ctl)):    # no enumerate(): it would allocate
+            load = ctl[i]
+            v = load.volts
+            if load.kind == KIND_ONOFF:
+                if load.on or not self._may_switch_on(load, now):
+                    continue
+                inc_a = 0
+                inc_w = load.rated_w
+            else:
+                sp = load.setpoint_a
+                if sp >= load.max_a:
+                    continue
+                if sp == 0:
+                    if not self._may_switch_on(load, now):
+                        continue
+                    inc_a = load.min_a if load.min_a > 0 else load.ramp_step_a
+                else:
+                    # Still answering its last command, or drawing well under its
+                    # setpoint (so it would not use more): leave it.
+                    if clock.ticks_diff(now, load._changed_ms) < load.response_ms or \
+                            0 <= load.measured_w < (sp - load.ramp_step_a) * v:
+                        continue
+                    inc_a = load.ramp_step_a
+                    if sp + inc_a > load.max_a:
+                        inc_a = load.max_a - sp
+                inc_w = inc_a * v
+            if load.kind == KIND_MODULATED and load.setpoint_a > 0:
+                room_a = self._room_a(load)
+                if room_a > 0:
+                    self._command(load, now, True, load.setpoint_a + (inc_a if inc_a < room_a else room_a))
+                    self._up_done(now, interval)
+                    return
+            elif self._fits(load, inc_w):
+                self._command(load, now, True, inc_a)
+                self._up_done(now, interval)
+                return
+            # Does not fit: take room from lower-priority loads if that would be enough.
+            if self._reclaim(load, now, inc_w, i):
+                self.state = "reclaiming"
+                self._next_up_ms = clock.ticks_add(now, self.settle_ms)
+                return
+        # Nothing to raise: look again after a settle time.
+        self._recovering = False
+        self.state = "ok"
+        self._next_up_ms = clock.ticks_add(now, self.settle_ms)
+
+    def _up_done(self, now, interval):
+        self.state = "recovering" if self._recovering else "restoring"
+        self._next_up_ms = self.clock.ticks_add(now, interval)
+
+    def _room_a(self, load):
+        """Whole amps load could add and stay at or under every restore threshold it sits on."""
+        v = load.volts
+        room = (self._restore_w - self._p_w - self._claim_w) // v
+        if load.on_l1:
+            r = (self._restore_ma - self._p1 - self._claim1) // 1000
+            if r < room:
+                room = r
+        if load.on_l2:
+            r = (self._restore_ma - self._p2 - self._claim2) // 1000
+            if r < room:
+                room = r
+        return room
+
+    def _fits(self, load, inc_w):
+        inc_ma = inc_w * 1000 // load.volts
+        if self._p_w + self._claim_w + inc_w > self._restore_w:
+            return False
+        if load.on_l1 and self._p1 + self._claim1 + inc_ma > self._restore_ma:
+            return False
+        return not (load.on_l2 and self._p2 + self._claim2 + inc_ma > self._restore_ma)
+
+    def _reclaim(self, load, now, inc_w, index):
+        """Switch off or turn down lower-priority loads (their timers respected) when that
+        makes room for load's next step; an idle load's reserved room counts as freed."""
+        inc_ma = inc_w * 1000 // load.volts
+        ctl = self._ctl
+        n = len(ctl)
+        free_w = 0
+        free1 = 0
+        free2 = 0
+        for j in range(index + 1, n):
+            low = ctl[j]
+            if low.kind == KIND_ONOFF:
+                if not low.on or not self._may_switch_off(low, now):
+                    continue
+                w = low.rated_w if low.rated_w > low._proj_w else low._proj_w
+            else:
+                if low.setpoint_a <= 0 or low._proj_w <= 0:
+                    continue
+                w = low._proj_w
+                if not self._may_switch_off(low, now):
+                    w -= low.min_a * low.volts
+                    if w <= 0:
+                        continue
+            w_ma = w * 1000 // low.volts
+            free_w += w
+            if low.on_l1:
+                free1 += w_ma
+            if low.on_l2:
+                free2 += w_ma
+        if free_w <= 0:
+            return False
+        # Targets for the projected power alone: thresholds less the claims and the step.
+        tgt_w = self._restore_w - self._claim_w - inc_w
+        tgt1 = self._restore_ma - self._claim1 - (inc_ma if load.on_l1 else 0)
+        tgt2 = self._restore_ma - self._claim2 - (inc_ma if load.on_l2 else 0)
+        if self._p_w - free_w > tgt_w or self._p1 - free1 > tgt1 or self._p2 - free2 > tgt2:
+            return False
+        for j in range(n - 1, index, -1):
+            low = ctl[j]
+            if self._p_w <= tgt_w and self._p1 <= tgt1 and self._p2 <= tgt2:
+                break
+            if low.kind == KIND_ONOFF:
+                if not low.on or not self._may_switch_off(low, now):
+                    continue
+                claim = low.rated_w - low._proj_w
+                if claim > 0:
+                    # Its reserved room is freed too: fold it into the targets.
+                    c_ma = claim * 1000 // low.volts
+                    tgt_w += claim
+                    if low.on_l1:
+                        tgt1 += c_ma
+                    if low.on_l2:
+                        tgt2 += c_ma
+                    self._claim_w -= claim
+                    if low.on_l1:
+                        self._claim1 -= c_ma
+                    if low.on_l2:
+                        self._claim2 -= c_ma
+                self._command(low, now, False, 0)
+                continue
+            if low.setpoint_a <= 0 or low._proj_w <= 0:
+                continue
+            cur_a = low._proj_w // low.volts
+            if cur_a > low.setpoint_a:
+                cur_a = low.setpoint_a
+            new_a = cur_a - self._need(low, tgt_w, tgt1, tgt2)
+            if new_a < low.min_a:
+                new_a = 0 if self._may_switch_off(low, now) else low.min_a
+            if new_a < low.setpoint_a:
+                self._command(low, now, new_a > 0, new_a)
+        return True
+
+    # --- failsafe and housekeeping ---------------------------------------------------
+    def _enter_failsafe(self, now):
+        if not self._failsafe:
+            self._failsafe = True
+            self.failsafe_count += 1
+        self._recovering = False
+        self.state = "failsafe"
+        self.headroom_w = 0
+        for load in self._ctl:
+            load._act_w = load._cmd_w
+            load._proj_w = load._cmd_w
+            if load.kind == KIND_ONOFF:
+                if load.on:
+                    if not self._may_switch_off(load, now):
+                        load.forced_ops += 1
+                    self._command(load, now, False, 0)
+            elif load.setpoint_a > load.min_a or (load.setpoint_a > 0 and load.min_a == 0):
+                self._command(load, now, load.min_a > 0, load.min_a)
+
+    def _housekeep(self, now):
+        """Pull old timestamps forward so ticks_diff never wraps; forget ops older than an hour."""
+        clock = self.clock
+        self._housekeep_ms = now
+        floor = clock.ticks_add(now, -_AGE_CAP_MS)
+        for load in self._ctl:
+            self._drop_old_ops(load, now)
+            if clock.ticks_diff(now, load._switched_ms) > _AGE_CAP_MS:
+                load._switched_ms = floor
+            if clock.ticks_diff(now, load._changed_ms) > _AGE_CAP_MS:
+                load._changed_ms = floor
+        if clock.ticks_diff(now, self._pending_until) > _AGE_CAP_MS:
+            self._pending_until = floor
+        if clock.ticks_diff(now, self._next_up_ms) > _AGE_CAP_MS:
+            self._next_up_ms = floor

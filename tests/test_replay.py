@@ -1,0 +1,154 @@
+"""tools/sim.py: the replay on small CSVs, its metrics against hand-computed values, bad input."""
+import csv
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+SIM = str(ROOT / "tools" / "sim.py")
+
+
+def sim(*args):
+    return subprocess.run([sys.executable, SIM, *map(str, args)], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def write_csv(path, header, rows, gz=False):
+    opener = gzip.open if gz else open
+    with opener(path, "wt", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def hand_case(tmp_path):
+    """1-minute rows, limit 7,200 W. Base 1,000 W. EV (7,680 W) asks for minutes 1-3;
+    minute 6 the house alone draws 8,000 W."""
+    rows = []
+    for m in range(10):
+        ev = 7680 if 1 <= m <= 3 else 0
+        house = 8000 if m == 6 else 1000
+        rows.append([f"2024-03-01 10:{m:02d}:00", house + ev, ev])
+    return write_csv(tmp_path / "hand.csv", ["Time", "House", "EV"], rows)
+
+
+def run_json(tmp_path, csv_path, *extra):
+    out = tmp_path / "m.json"
+    proc = sim(csv_path, "--total", "House", "--ev", "EV", "--limit-a", 30, "--volts", 240,
+               "--json", out, *extra)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text()), proc
+
+
+def test_metrics_match_a_hand_computed_case(tmp_path):
+    m, proc = run_json(tmp_path, hand_case(tmp_path))
+    assert "panelcap" in proc.stdout and "current_shaper" in proc.stdout
+    nc = m["no_control"]
+    # EV on for 180 s: 1,000 + 7,680 = 8,680 W, 1,480 W over; then 60 s of the house alone at 8,000.
+    assert nc["over_s"] == 240
+    assert nc["over_controllable_s"] == 180 and nc["over_base_only_s"] == 60
+    assert nc["over_wh"] == pytest.approx(1480 * 180 / 3600 + 800 * 60 / 3600, abs=0.01)
+    assert nc["longest_excursion_s"] == 180 and nc["longest_controllable_excursion_s"] == 180
+    ev = nc["loads"]["EV"]
+    assert ev["asked_wh"] == pytest.approx(7680 * 180 / 3600, abs=0.1)
+    assert ev["delivered_wh"] == ev["asked_wh"] and ev["late_s"] == 0 and ev["switch_ops"] == 0
+    # Shaper: EV amps = (7,200 - 1,000) // 240 = 25 A = 6,000 W. It owes 1,680 W x 180 s and
+    # pays it back at 6,000 W: behind until 50 s after its demand ends. The house alone still
+    # exceeds the limit for 60 s; the EV is paused then (2 switch operations).
+    cs = m["current_shaper"]
+    assert cs["over_s"] == 60 and cs["over_base_only_s"] == 60 and cs["over_controllable_s"] == 0
+    assert cs["over_wh"] == pytest.approx(800 * 60 / 3600, abs=0.01)
+    assert cs["loads"]["EV"]["delivered_wh"] == ev["asked_wh"]
+    assert cs["loads"]["EV"]["late_s"] == 50
+    assert cs["loads"]["EV"]["switch_ops"] == 2
+    # panelcap keeps the panel under the limit whenever a controllable load draws; only the
+    # house alone exceeds it. The EV ramps slowly, so it finishes later, but it finishes.
+    pc = m["panelcap"]
+    assert pc["over_controllable_s"] == 0 and pc["longest_controllable_excursion_s"] == 0
+    assert pc["over_base_only_s"] == 60 and pc["longest_excursion_s"] == 60
+    assert pc["loads"]["EV"]["delivered_wh"] == ev["asked_wh"]
+    assert pc["loads"]["EV"]["late_s"] > 50
+    assert pc["loads"]["EV"]["adjust_ops"] > 0
+    for s in ("panelcap", "no_control", "current_shaper"):
+        r = m[s]
+        assert r["over_s"] == r["over_controllable_s"] + r["over_base_only_s"]
+        assert r["steps"] == 600
+        assert set(r["loads"]["EV"]) >= {"asked_wh", "delivered_wh", "late_s", "switch_ops"}
+
+
+def test_water_heater_epoch_seconds_gz_and_one_second_rows(tmp_path):
+    """Another shape: epoch-second times, 1 s rows, gzip, a water heater and an EV, in 240 V amps."""
+    rows = []
+    for s in range(1800):
+        wh = 4500 if 100 <= s < 700 else 0
+        ev = 7680 if 300 <= s < 1200 else 0
+        base = 3000 if 400 <= s < 460 else 400
+        rows.append([1700000000 + s, base + wh + ev, wh, ev, 17])
+    p = write_csv(tmp_path / "fine.csv.gz", ["epoch", "mains", "heater", "car", "other"], rows, gz=True)
+    out = tmp_path / "m.json"
+    proc = sim(p, "--time", "epoch", "--total", "mains", "--ev", "car", "--water-heater", "heater",
+               "--limit-w", 7200, "--json", out, "--csv", tmp_path / "run.csv", "--trace-step-s", 10,
+               "--plot", tmp_path / "run.png")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads(out.read_text())
+    assert m["run"]["row_step_s"] == 1 and m["run"]["priority"] == ["car", "heater"]
+    nc, pc = m["no_control"], m["panelcap"]
+    assert nc["over_s"] > 300
+    assert pc["over_s"] < nc["over_s"] / 10
+    assert pc["longest_controllable_excursion_s"] <= 5     # the EV's response delay
+    for name in ("car", "heater"):
+        assert pc["loads"][name]["asked_wh"] == nc["loads"][name]["asked_wh"]
+    assert pc["loads"]["heater"]["asked_wh"] == pytest.approx(4500 * 600 / 3600, abs=0.1)
+    with open(tmp_path / "run.csv") as f:
+        table = list(csv.reader(f))
+    assert table[0][:3] == ["time", "base_w", "panelcap_total_mean_w"]
+    assert len(table) == 1 + 180
+    assert (tmp_path / "run.png").stat().st_size > 10000
+
+
+def test_long_zero_runs_are_missing_data_and_trip_the_failsafe(tmp_path):
+    rows = []
+    for m in range(40):
+        house = 0 if 10 <= m < 25 else 900
+        rows.append([f"2024-03-01 10:{m:02d}:00", house, 0])
+    m, _ = run_json(tmp_path, write_csv(tmp_path / "gap.csv", ["Time", "House", "EV"], rows))
+    assert m["run"]["missing_rows"] == 15
+    assert m["panelcap"]["gap_s"] == 15 * 60
+    assert m["panelcap"]["failsafe_count"] == 1
+    # A short run of zeros is a quiet house, not a gap.
+    rows = [[f"2024-03-01 10:{i:02d}:00", 0 if 3 <= i < 6 else 900, 0] for i in range(20)]
+    m, _ = run_json(tmp_path, write_csv(tmp_path / "quiet.csv", ["Time", "House", "EV"], rows))
+    assert m["run"]["missing_rows"] == 0 and m["panelcap"]["failsafe_count"] == 0
+
+
+@pytest.mark.parametrize("rows, args, expect", [
+    ([["2024-03-01 10:00:00", 100, 0]] * 3, ["--total", "Mains"], ":1: no column 'Mains' (--total)"),
+    ([["2024-03-01 10:00:00", 100, 0]] * 3, ["--total", "House", "--ev", "Car"], ":1: no column 'Car'"),
+    ([["2024-03-01 10:00:00", 100, 0], ["2024-03-01 10:01:00", "12x", 0]], ["--total", "House"],
+     ":3: bad number '12x' in column 'House'"),
+    ([["2024-03-01 10:00:00", 100, 0], ["2024-03-01 10:01:00", 100]], ["--total", "House"],
+     ":3: 2 fields, header has 3"),
+    ([["2024-03-01 10:00:00", 100, 0], ["yesterday", 100, 0]], ["--total", "House"],
+     ":3: bad time 'yesterday'"),
+    ([["2024-03-01 10:01:00", 100, 0], ["2024-03-01 10:00:00", 100, 0]], ["--total", "House"],
+     ":3: time '2024-03-01 10:00:00' does not advance"),
+])
+def test_bad_input_gives_one_line_with_file_and_line_and_exit_2(tmp_path, rows, args, expect):
+    p = write_csv(tmp_path / "bad.csv", ["Time", "House", "EV"], rows)
+    proc = sim(p, *args, "--limit-w", 7200)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert str(p) in lines[0] and expect in lines[0], lines[0]
+
+
+def test_missing_file_and_bad_options_exit_2(tmp_path):
+    proc = sim(tmp_path / "nope.csv", "--total", "House", "--limit-w", 7200)
+    assert proc.returncode == 2 and "nope.csv" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = sim(hand_case(tmp_path), "--total", "House")      # no limit
+    assert proc.returncode == 2

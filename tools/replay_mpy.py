@@ -1,0 +1,292 @@
+"""Replay one strategy over a prepared load file, second by second; runs under micropython.
+
+Usage: micropython replay_mpy.py ROWS_FILE STRATEGY [TRACE_FILE]
+ROWS_FILE (written by tools/sim.py): a JSON header line, then one line per input row
+"t_s base_w demand_w..." (base_w x: no valid measurement), then "end t_s". STRATEGY is
+panelcap (decisions from firmware/shed.py), no_control or current_shaper. Prints the metrics
+as one JSON line. The panel model: a contactor acts at the next step, an EV follows its
+setpoint after its response delay; energy a load could not take is owed and drawn later.
+"""
+import json
+import sys
+import time
+
+_WS_PER_WH = 3600
+_OWED_EPS_WS = 3600      # a load is "behind" while it owes more than 1 Wh
+
+
+class Clock:
+    """Simulated ms ticks on the port's own ticks arithmetic, started just below its wrap."""
+
+    def __init__(self):
+        self.t = time.ticks_add(0, -30000)
+        self.ticks_diff = time.ticks_diff
+        self.ticks_add = time.ticks_add
+
+    def ticks_ms(self):
+        return self.t
+
+
+class SimLoad:
+    """The physical load behind a command, plus its metrics."""
+
+    def __init__(self, spec, delay_s):
+        self.name = spec["name"]
+        self.kind = spec["kind"]             # "ev" or "wh"
+        self.rated_w = spec["rated_w"]
+        self.volts = spec["volts"]
+        self.max_a = spec["max_a"]
+        self.min_a = spec["min_a"]
+        self.delay = delay_s if self.kind == "ev" else 1
+        # Allowed draw, per second, for the next `delay` seconds (a command issued after
+        # step t is in force from step t + delay).
+        self.pipe = [self.rated_w] * self.delay
+        self.head = 0
+        self.cmd_on = True
+        self.cmd_w = self.rated_w
+        self.demand = 0
+        self.owed = 0
+        self.draw = 0
+        self.asked_ws = 0
+        self.delivered_ws = 0
+        self.switch_ops = 0
+        self.adjust_ops = 0
+        self.last_demand_t = -1
+        self.behind = False
+        self.late_s = 0
+        self.sessions_late = 0
+
+    def command(self, on, allowed_w):
+        if on != self.cmd_on:
+            self.switch_ops += 1
+            self.cmd_on = on
+        elif on and allowed_w != self.cmd_w:
+            self.adjust_ops += 1
+        self.cmd_w = allowed_w if on else 0
+        # Written into the slot read `delay` steps from now.
+        self.pipe[self.head] = self.cmd_w
+
+    def step(self, t):
+        allowed = self.pipe[self.head]
+        d = self.demand
+        self.asked_ws += d
+        if d > 0:
+            self.last_demand_t = t
+        owed = self.owed + d
+        draw = owed
+        if draw > allowed:
+            draw = allowed
+        if draw > self.rated_w:
+            draw = self.rated_w
+        owed -= draw
+        self.owed = owed
+        self.draw = draw
+        self.delivered_ws += draw
+        if owed > _OWED_EPS_WS:
+            self.behind = True
+        elif self.behind:
+            self.behind = False
+            late = t - self.last_demand_t
+            if late > 0:
+                self.sessions_late += 1
+                if late > self.late_s:
+                    self.late_s = late
+        return draw
+
+    def advance(self):
+        self.head = (self.head + 1) % self.delay
+
+
+def build_panelcap(hdr, loads, clock):
+    import shed
+    ctl_loads = []
+    for i, ld in enumerate(loads):
+        if ld.kind == "ev":
+            sl = shed.Load(ld.name, shed.KIND_MODULATED, i + 1, "L1L2", ld.rated_w, volts=ld.volts,
+                           min_a=ld.min_a, max_a=ld.max_a, ramp_step_a=hdr["ramp_step_a"],
+                           resume_pause_s=hdr["resume_pause_s"], response_s=ld.delay,
+                           min_on_s=hdr["min_on_s"], min_off_s=hdr["min_off_s"],
+                           max_ops_per_h=hdr["max_ops_per_h"])
+        else:
+            sl = shed.Load(ld.name, shed.KIND_ONOFF, i + 1, "L1L2", ld.rated_w, volts=ld.volts,
+                           min_on_s=hdr["min_on_s"], min_off_s=hdr["min_off_s"],
+                           max_ops_per_h=hdr["max_ops_per_h"], response_s=1)
+        ctl_loads.append(sl)
+    limits = shed.Limits(setpoint_w=hdr["limit_w"], band_pct=hdr["band_pct"])
+    ctl = shed.Controller(ctl_loads, limits, clock, stale_ms=hdr["stale_s"] * 1000,
+                          settle_s=hdr["settle_s"], stagger_s=hdr["stagger_s"])
+    return ctl, ctl_loads, shed.Measurement()
+
+
+def main():
+    rows_path = sys.argv[1]
+    strategy = sys.argv[2]
+    trace_path = sys.argv[3] if len(sys.argv) > 3 else None
+    f = open(rows_path)
+    hdr = json.loads(f.readline())
+    limit_w = hdr["limit_w"]
+    volts = hdr["volts"]
+    trace_step = hdr["trace_step_s"]
+    loads = [SimLoad(spec, hdr["ev_delay_s"]) for spec in hdr["loads"]]
+    n = len(loads)
+    clock = Clock()
+    ctl = None
+    if strategy == "panelcap":
+        ctl, ctl_loads, meas = build_panelcap(hdr, loads, clock)
+    elif strategy not in ("no_control", "current_shaper"):
+        raise SystemExit("unknown strategy " + strategy)
+    evs = [ld for ld in loads if ld.kind == "ev"]
+    tf = open(trace_path, "w") if trace_path else None
+
+    # Metrics.
+    over_s = over_ctl_s = over_base_s = 0
+    over_ws = 0
+    run = run_max = crun = crun_max = 0
+    n_exc = n_cexc = 0
+    gap_s = 0
+    steps = 0
+    # Trace accumulators.
+    acc_n = acc_base = acc_tot = acc_max = 0
+    acc_draw = [0] * n
+    acc_t = 0
+
+    def apply(parts):
+        b = None if parts[1] == "x" else int(parts[1])
+        for i in range(n):
+            loads[i].demand = int(parts[2 + i])
+        return b
+
+    parts = f.readline().split()
+    if not parts or parts[0] == "end":
+        raise SystemExit("no rows")
+    base = apply(parts)
+    parts = f.readline().split()
+    nxt_t = int(parts[1]) if parts[0] == "end" else int(parts[0])
+    at_end = parts[0] == "end"
+    t = 0
+    while True:
+        # Take the row in force at second t (the base is held between rows).
+        while not at_end and nxt_t <= t:
+            base = apply(parts)
+            parts = f.readline().split()
+            at_end = parts[0] == "end"
+            nxt_t = int(parts[1]) if at_end else int(parts[0])
+        if at_end and t >= nxt_t:
+            break
+        valid = base is not None
+        b_now = base if valid else 0
+        total = b_now
+        ctl_on = False
+        for ld in loads:
+            dw = ld.step(t)
+            total += dw
+            if dw > 0:
+                ctl_on = True
+        steps += 1
+        if not valid:
+            gap_s += 1
+        if total > limit_w:
+            over_s += 1
+            over_ws += total - limit_w
+            run += 1
+            if run == 1:
+                n_exc += 1
+            if run > run_max:
+                run_max = run
+            if ctl_on:
+                over_ctl_s += 1
+                crun += 1
+                if crun == 1:
+                    n_cexc += 1
+                if crun > crun_max:
+                    crun_max = crun
+            else:
+                over_base_s += 1
+                crun = 0
+        else:
+            run = 0
+            crun = 0
+        # The strategy decides from this second's measurement.
+        if strategy == "panelcap":
+            clock.t = clock.ticks_add(clock.t, 1000)
+            meas.valid = valid
+            meas.t_ms = clock.t
+            meas.total_w = total
+            for i in range(n):
+                ctl_loads[i].measured_w = loads[i].draw
+            ctl.update(meas)
+            for i in range(n):
+                sl = ctl_loads[i]
+                ld = loads[i]
+                if ld.kind == "ev":
+                    ld.command(sl.setpoint_a > 0, sl.setpoint_a * ld.volts)
+                else:
+                    ld.command(sl.on, ld.rated_w)
+        elif strategy == "current_shaper":
+            for ld in evs:
+                # OpenEVSE's shaper: EV amps = (limit - house power without the EV) / volts.
+                a = (limit_w - (total - ld.draw)) // volts
+                if a > ld.max_a:
+                    a = ld.max_a
+                if a < ld.min_a:
+                    ld.command(False, 0)
+                else:
+                    ld.command(True, a * ld.volts)
+        for ld in loads:
+            if strategy == "no_control":
+                ld.command(True, ld.rated_w)
+            ld.advance()
+        if tf is not None:
+            acc_n += 1
+            acc_base += b_now
+            acc_tot += total
+            if total > acc_max:
+                acc_max = total
+            for i in range(n):
+                acc_draw[i] += loads[i].draw
+            if acc_n == trace_step:
+                tf.write("%d %d %d %d %s\n" % (acc_t, acc_base // acc_n, acc_tot // acc_n, acc_max,
+                                               " ".join(str(x // acc_n) for x in acc_draw)))
+                acc_t = t + 1
+                acc_n = acc_base = acc_tot = acc_max = 0
+                for i in range(n):
+                    acc_draw[i] = 0
+        t += 1
+    if tf is not None:
+        if acc_n:
+            tf.write("%d %d %d %d %s\n" % (acc_t, acc_base // acc_n, acc_tot // acc_n, acc_max,
+                                           " ".join(str(x // acc_n) for x in acc_draw)))
+        tf.close()
+    out_loads = {}
+    for ld in loads:
+        late = ld.late_s
+        if ld.behind:
+            late = max(late, t - ld.last_demand_t)
+        out_loads[ld.name] = {
+            "asked_wh": round(ld.asked_ws / _WS_PER_WH, 1),
+            "delivered_wh": round(ld.delivered_ws / _WS_PER_WH, 1),
+            "unfinished_wh": round(ld.owed / _WS_PER_WH, 1),
+            "late_s": late,
+            "late_sessions": ld.sessions_late + (1 if ld.behind else 0),
+            "switch_ops": ld.switch_ops,
+            "adjust_ops": ld.adjust_ops,
+        }
+    res = {
+        "steps": steps,
+        "gap_s": gap_s,
+        "over_s": over_s,
+        "over_controllable_s": over_ctl_s,
+        "over_base_only_s": over_base_s,
+        "over_wh": round(over_ws / _WS_PER_WH, 2),
+        "longest_excursion_s": run_max,
+        "longest_controllable_excursion_s": crun_max,
+        "excursions": n_exc,
+        "controllable_excursions": n_cexc,
+        "loads": out_loads,
+    }
+    if ctl is not None:
+        res["failsafe_count"] = ctl.failsafe_count
+    print(json.dumps(res))
+
+
+main()

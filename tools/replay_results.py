@@ -1,0 +1,225 @@
+"""Regenerate docs/replay-results.md: the three households, an EV and a water heater layered on,
+under a 7,200 W (30 A at 240 V) limit, panelcap against no control and a current shaper.
+
+    .venv/bin/python tools/replay_results.py [--out docs]
+
+Writes docs/replay-results.md, docs/replay-results.json and one PNG per household. Every
+figure comes from a run made by this command (tools/layer_loads.py, then tools/sim.py).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import layer_loads  # noqa: E402
+import sim  # noqa: E402  (tools/sim.py, CPython; not the board module of the same name)
+
+HOUSES = [
+    ("ideal_house65_2018-02_1min.csv.gz", "IDEAL house 65 (Edinburgh), Feb 2018"),
+    ("refit_house20_2014-12_1min.csv.gz", "REFIT house 20 (Loughborough), Dec 2014"),
+    ("ukdale_house2_2013-07_1min.csv.gz", "UK-DALE house 2 (London), Jul 2013"),
+]
+ARGS = ["--total", "Aggregate", "--ev", "EV", "--water-heater", "WaterHeater",
+        "--limit-a", "30", "--volts", "240"]
+
+
+def run_house(fname, tmp, out_dir):
+    src = ROOT / "tools" / "data" / "households" / fname
+    stem = fname.split("_1min")[0]
+    layered = os.path.join(tmp, stem + "_layered.csv.gz")
+    seed = layer_loads.layer(str(src), layered)
+    js = os.path.join(tmp, stem + ".json")
+    png = out_dir / f"replay-{stem}.png"
+    t0 = time.monotonic()
+    rc = sim.main([layered, *ARGS, "--json", js, "--plot", str(png), "--quiet",
+                   "--title", f"{stem} + EV + water heater, limit 7200 W"])
+    if rc != 0:
+        raise SystemExit(f"sim.py failed on {fname}")
+    with open(js) as f:
+        res = json.load(f)
+    res["run"]["seed"] = seed
+    res["run"]["wall_s"] = round(time.monotonic() - t0, 1)
+    return stem, png.name, res, run_bands(stem, layered, tmp)
+
+
+BANDS = (5, 15, 35)     # restore band sensitivity, panelcap only (5 is the default above)
+
+
+def run_bands(stem, layered, tmp):
+    out = []
+    for band in BANDS:
+        js = os.path.join(tmp, f"{stem}_band{band}.json")
+        if sim.main([layered, *ARGS, "--json", js, "--quiet", "--strategies", "panelcap",
+                     "--band-pct", str(band)]) != 0:
+            raise SystemExit(f"sim.py failed on {stem} band {band}")
+        with open(js) as f:
+            out.append((band, json.load(f)["panelcap"]))
+    return out
+
+
+def band_table(bands):
+    head = ["house", "band %", "restore at W", "ctl excursions", "ctl over s", "over Wh",
+            "EV late (worst)", "WH late (worst)", "WH kWh unfinished", "WH ops"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stem, rows in bands:
+        for band, r in rows:
+            ev, wh = r["loads"]["EV"], r["loads"]["WaterHeater"]
+            out.append("| " + " | ".join(str(c) for c in [
+                stem, band, 7200 * (100 - band) // 100, r["controllable_excursions"],
+                r["over_controllable_s"], r["over_wh"], sim._dur(ev["late_s"]), sim._dur(wh["late_s"]),
+                round(wh["unfinished_wh"] / 1000, 1), wh["switch_ops"]]) + " |")
+    return "\n".join(out)
+
+
+def table(rows):
+    head = ["house", "strategy", "over limit s", "…controllable on s", "…house alone s", "over Wh",
+            "longest s", "longest ctl s", "EV kWh del / asked", "EV late (worst)", "EV ops",
+            "WH kWh del / asked", "WH late (worst)", "WH ops"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stem, res in rows:
+        for s in sim.STRATEGIES:
+            r = res[s]
+            ev, wh = r["loads"]["EV"], r["loads"]["WaterHeater"]
+            out.append("| " + " | ".join(str(c) for c in [
+                stem, f"**{s}**" if s == "panelcap" else s, r["over_s"], r["over_controllable_s"],
+                r["over_base_only_s"], r["over_wh"], r["longest_excursion_s"],
+                r["longest_controllable_excursion_s"],
+                f"{ev['delivered_wh'] / 1000:.1f} / {ev['asked_wh'] / 1000:.1f}", sim._dur(ev["late_s"]),
+                ev["switch_ops"], f"{wh['delivered_wh'] / 1000:.1f} / {wh['asked_wh'] / 1000:.1f}",
+                sim._dur(wh["late_s"]), wh["switch_ops"]]) + " |")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=str(ROOT / "docs"))
+    args = ap.parse_args(argv)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    pngs = []
+    bands = []
+    with tempfile.TemporaryDirectory(prefix="panelcap-results-") as tmp:
+        for fname, _ in HOUSES:
+            stem, png, res, band_rows = run_house(fname, tmp, out_dir)
+            rows.append((stem, res))
+            bands.append((stem, band_rows))
+            pngs.append((stem, png))
+            print(f"{stem}: done in {res['run']['wall_s']} s")
+    with open(out_dir / "replay-results.json", "w") as f:
+        json.dump({stem: dict(res, panelcap_by_band={str(b): r for b, r in br})
+                   for (stem, res), (_, br) in zip(rows, bands)}, f, indent=1)
+    md = [
+        "# Replay results: three real households, an EV and a water heater, a 7,200 W limit",
+        "",
+        f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by "
+        "`.venv/bin/python tools/replay_results.py` on "
+        f"{platform.machine()} / Python {platform.python_version()}; do not edit by hand.",
+        "",
+        "## What was run",
+        "",
+        "The shape of the experiment: a house with a Level-2 EV under a 7,200 W (30 A at 240 V)",
+        "limit, the EV modulated, the panel held under the limit, the EV finishing when capacity",
+        "allows. For each household in `tools/data/households/` (real 1-minute whole-house data,",
+        "see its README for sources and attribution):",
+        "",
+        "1. `tools/layer_loads.py` adds two synthetic controllable loads, as columns `EV` and",
+        "   `WaterHeater`, and adds them into `Aggregate`: a Level-2 EV at 32 A x 240 V (7,680 W)",
+        "   plugged in on 5 weekday evenings out of 7 (17:00-19:30, 8-24 kWh) and half the weekend",
+        "   days (10:00-14:00, 6-16 kWh), charging flat out; a 4,500 W water heater reheating after",
+        "   the morning and evening draws plus two 10-minute standby top-ups a day. The random",
+        "   choices are seeded from the file name, so every run layers the same loads. Rows inside",
+        "   a gap in the data (10 or more exact zeros in `Aggregate`) are left at zero.",
+        "2. `tools/sim.py` replays the layered file at 1-second steps (each minute's house load",
+        "   held for its 60 seconds) with `" + " ".join(ARGS) + "`.",
+        "   The EV is listed first, so it outranks the water heater (the water heater is shed",
+        "   first). The EV answers a new setpoint after 5 s; a contactor at the next step. Energy a",
+        "   load could not take when it asked is owed and drawn later, at its full rate when allowed.",
+        "",
+        "Strategies, all three on the same simulated panel:",
+        "",
+        "- **panelcap**: `firmware/shed.py` running under the MicroPython unix port, defaults of",
+        "  `tools/sim.py` (restore band 5 %, settle 10 s, EV ramp 2 A per step, 6 A floor, 5 min",
+        "  resume pause, 60 s min on/off, at most 12 operations an hour).",
+        "- **no_control**: both loads draw whatever they ask for.",
+        "- **current_shaper**: EV amps = (limit - house power without the EV) / volts each second,",
+        "  OpenEVSE's shaper formula; paused below 6 A; the water heater is not controlled.",
+        "",
+        "Columns: seconds above the limit, split into seconds when a controllable load was drawing",
+        "and seconds when the house alone was over; watt-hours above the limit; the longest",
+        "excursion and the longest one during which a controllable load was drawing; energy",
+        "delivered versus asked; the worst lateness of a session (time from the end of a session's",
+        "demand to the moment the load had caught up); switching operations (on/off, EV pause/resume).",
+        "",
+        "## Results",
+        "",
+        table(rows),
+        "",
+    ]
+    for stem, res in rows:
+        run = res["run"]
+        md.append(f"- {stem}: {run['rows']:,} rows, {run['simulated_s'] / 86400:.1f} days, "
+                  f"{run['missing_rows']:,} missing rows (gaps: panelcap's failsafe held the loads "
+                  f"then, {res['panelcap'].get('failsafe_count', 0)} time(s)); layering seed {run['seed']}; "
+                  f"replay {run['wall_s']} s.")
+    md += ["", "## Reading the numbers", ""]
+    for stem, res in rows:
+        pc, nc = res["panelcap"], res["no_control"]
+        ev = pc["loads"]["EV"]
+        md.append(
+            f"- {stem}: without control the panel was over the limit for {nc['over_s'] / 3600:.1f} h "
+            f"({nc['excursions']} excursions, the longest {sim._dur(nc['longest_excursion_s'])}). "
+            f"With panelcap, a controllable load was drawing during {pc['controllable_excursions']} "
+            f"excursions ({pc['over_controllable_s']} s in all, none longer than "
+            f"{pc['longest_controllable_excursion_s']} s); the house alone was over for "
+            f"{pc['over_base_only_s']} s. The EV got {ev['delivered_wh'] / 1000:.1f} of "
+            f"{ev['asked_wh'] / 1000:.1f} kWh, its worst session finishing {sim._dur(ev['late_s'])} late.")
+    md += [
+        "",
+        "- Where panelcap still goes over with a controllable load drawing, the excursion lasts",
+        "  at most about the EV's 5 s response delay: an uncontrolled load (a kettle, a shower)",
+        "  starts while the EV is charging close to the limit, and the EV cannot drop faster than",
+        "  it answers. The controller sees the step within one second and projects the EV's coming",
+        "  cut, so it does not shed more than it must.",
+        "- Seconds in the \"house alone\" column are beyond any controller: the uncontrolled base by",
+        "  itself was above 7,200 W (IDEAL house 65 has a ~9.5 kW electric shower).",
+        "- The current shaper tracks the limit with the EV only, so every water-heater cycle that",
+        "  lands on a busy minute goes over, and it pauses and resumes the EV at every dip.",
+        "- The water heater finishes late under panelcap by design: it ranks below the EV, so it",
+        "  reheats when the EV's session leaves room.",
+        "- 1-minute data hides spikes shorter than a minute; a real panel sees faster steps.",
+        "- The houses are British (230 V, single phase); their watts are replayed as the load on",
+        "  a 240 V panel with a 7,200 W limit, which is what the experiment is about. The replay has",
+        "  one total, so only the total-watt limit is exercised here; per-leg limits are covered by",
+        "  tests/test_shed.py.",
+        "",
+        "## Sensitivity: the restore band",
+        "",
+        "The EV charges up to the restore threshold, so the band is the room kept free for an",
+        "uncontrolled load to start without an excursion. A wider band trades EV speed for fewer",
+        "excursions (panelcap only, same runs otherwise; 5 % is the default used above). An",
+        "installer who lists a known big load (`Limits(rating_a=..., big_uncontrolled_w=...)`)",
+        "gets the same effect for that load only.",
+        "",
+        band_table(bands),
+        "",
+        "## Plots",
+        "",
+    ]
+    for stem, png in pngs:
+        md += [f"### {stem}", "", f"![{stem}]({png})", ""]
+    (out_dir / "replay-results.md").write_text("\n".join(md))
+    print(f"wrote {out_dir / 'replay-results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

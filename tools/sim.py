@@ -1,0 +1,406 @@
+"""Replay a whole-house power CSV against panelcap's shed controller and two baselines.
+
+    .venv/bin/python tools/sim.py FILE.csv[.gz] --total COL [--ev COL] [--water-heater COL]
+        (--limit-w W | --limit-a A [--volts V]) [--json F] [--plot F.png] [--csv F]
+
+FILE has a time column (ISO date-time or epoch seconds) and watt columns. --total names the
+whole-house column; --ev / --water-heater (repeatable) name controllable loads metered inside
+that total; their order on the command line is their priority (first = most important).
+The uncontrolled base is total minus the controllable loads. A controllable load's column is
+its unconstrained demand: energy it cannot take when asked is owed and drawn later.
+
+Control steps every simulated second (the base is held between rows). The panelcap
+strategy's decisions come from firmware/shed.py running under the MicroPython unix port
+(tools/replay_mpy.py); no_control and current_shaper (EV amps = (limit - house power without
+the EV) / volts, OpenEVSE's formula) run in the same replay so all three see the same panel.
+Long runs of exact zeros in the total (--gap-rows) and empty/NaN totals are missing data:
+the controller gets no valid measurement there (its failsafe acts) and the base is 0.
+Bad input (missing column, malformed row) prints one line "FILE:LINE: problem", exit 2.
+"""
+import argparse
+import csv
+import datetime
+import gzip
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MICROPYTHON = str(ROOT / ".venv" / "bin" / "micropython")
+MICROPYPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT / "boards"),
+                        str(ROOT / "lib"), str(ROOT / "tools")])
+STRATEGIES = ("panelcap", "no_control", "current_shaper")
+
+
+class InputError(Exception):
+    pass
+
+
+def _num(text):
+    """Float from a CSV cell; None for empty/NaN (missing), ValueError for anything else."""
+    s = text.strip()
+    if s == "" or s.lower() in ("nan", "na", "null"):
+        return None
+    v = float(s)
+    if math.isinf(v):
+        raise ValueError
+    return None if math.isnan(v) else v
+
+
+def _time(text):
+    s = text.strip()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    dt = datetime.datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+    return dt.timestamp()
+
+
+def read_csv(path, time_col, total_col, load_cols):
+    """Rows as (t_s, total or None, [load W]); t_s from the first row. Raises InputError."""
+    name = str(path)
+    opener = gzip.open if name.endswith(".gz") else open
+    try:
+        fh = opener(path, "rt", newline="")
+        reader = csv.reader(fh)
+        header = next(reader, None)
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise InputError(f"{name}: cannot read: {e}")
+    if not header:
+        raise InputError(f"{name}:1: empty file, expected a header row")
+    header = [h.strip() for h in header]
+    if time_col is None:
+        time_col = "Time" if "Time" in header else header[0]
+    idx = {}
+    for role, col in [("time", time_col), ("total", total_col)] + [("load", c) for c in load_cols]:
+        if col not in header:
+            raise InputError(f"{name}:1: no column {col!r} (--{role}); columns are {', '.join(header)}")
+        idx[col] = header.index(col)
+    if len(set(load_cols)) != len(load_cols) or total_col in load_cols:
+        raise InputError(f"{name}:1: a column is named twice among --total/--ev/--water-heater")
+    ti, tot_i = idx[time_col], idx[total_col]
+    li = [idx[c] for c in load_cols]
+    width = len(header)
+    rows = []
+    t0 = None
+    prev = None
+    lineno = 1
+    try:
+        for lineno, rec in enumerate(reader, start=2):
+            if not rec or (len(rec) == 1 and not rec[0].strip()):
+                continue
+            if len(rec) != width:
+                raise InputError(f"{name}:{lineno}: {len(rec)} fields, header has {width}")
+            try:
+                ts = _time(rec[ti])
+            except ValueError:
+                raise InputError(f"{name}:{lineno}: bad time {rec[ti]!r} in column {time_col!r}")
+            if prev is not None and ts <= prev:
+                raise InputError(f"{name}:{lineno}: time {rec[ti]!r} does not advance")
+            prev = ts
+            vals = []
+            for col, i in [(total_col, tot_i)] + list(zip(load_cols, li)):
+                try:
+                    vals.append(_num(rec[i]))
+                except ValueError:
+                    raise InputError(f"{name}:{lineno}: bad number {rec[i]!r} in column {col!r}")
+            if t0 is None:
+                t0 = ts
+            rows.append((ts - t0, vals[0], [max(0.0, v or 0.0) for v in vals[1:]]))
+    except csv.Error as e:
+        raise InputError(f"{name}:{lineno}: {e}")
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise InputError(f"{name}:{lineno}: cannot read: {e}")
+    finally:
+        fh.close()
+    if len(rows) < 2:
+        raise InputError(f"{name}:{lineno}: need at least two data rows, got {len(rows)}")
+    return rows, t0
+
+
+def prepare(rows, gap_rows):
+    """Mark missing totals; base = total - loads. Returns (secs, base or None, loads), step_s."""
+    n = len(rows)
+    missing = [r[1] is None for r in rows]
+    i = 0
+    while i < n:   # long runs of exact zeros are missing data, not an empty house
+        if rows[i][1] == 0.0:
+            j = i
+            while j < n and rows[j][1] == 0.0:
+                j += 1
+            if j - i >= gap_rows:
+                for k in range(i, j):
+                    missing[k] = True
+            i = j
+        else:
+            i += 1
+    out = []
+    last_s = -1
+    clipped = 0
+    for (t, total, loads), miss in zip(rows, missing):
+        s = int(round(t))
+        if s == last_s:
+            out.pop()        # finer than a second: the last row in each second wins
+        last_s = s
+        ld = [int(round(v)) for v in loads]
+        if miss:
+            base = None
+            ld = [0] * len(ld)
+        else:
+            base = int(round(total)) - sum(ld)
+            if base < 0:
+                clipped += 1
+                base = 0
+        out.append((s, base, ld))
+    diffs = sorted(out[k + 1][0] - out[k][0] for k in range(len(out) - 1))
+    step = max(1, diffs[len(diffs) // 2])
+    return out, step, clipped, sum(missing)
+
+
+def write_rows(path, hdr, rows, end_s):
+    with open(path, "w") as f:
+        f.write(json.dumps(hdr) + "\n")
+        for s, base, ld in rows:
+            f.write(f"{s} {'x' if base is None else base} {' '.join(map(str, ld))}\n")
+        f.write(f"end {end_s}\n")
+
+
+def run_strategies(rows_path, strategies, trace_dir):
+    env = dict(os.environ, MICROPYPATH=MICROPYPATH)
+    procs = {}
+    for name in strategies:
+        cmd = [MICROPYTHON, "-X", "heapsize=2m", str(ROOT / "tools" / "replay_mpy.py"), rows_path, name]
+        if trace_dir:
+            cmd.append(os.path.join(trace_dir, name + ".trace"))
+        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True, cwd=ROOT, env=env)
+    results = {}
+    for name, p in procs.items():
+        out, err = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"replay of {name} failed ({p.returncode}): {err.strip()[-2000:]}")
+        results[name] = json.loads(out.strip().splitlines()[-1])
+    return results
+
+
+def read_trace(path, n):
+    cols = [[] for _ in range(4 + n)]
+    with open(path) as f:
+        for line in f:
+            for c, v in zip(cols, line.split()):
+                c.append(int(v))
+    return cols
+
+
+def format_table(results, load_names, strategies):
+    lines = []
+    head = ["strategy", "over s", "ctl on s", "base only s", "over Wh", "longest s", "longest ctl s"]
+    for ln in load_names:
+        head += [f"{ln} del/asked kWh", f"{ln} late", f"{ln} ops"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for s in strategies:
+        r = results[s]
+        cells = [s, r["over_s"], r["over_controllable_s"], r["over_base_only_s"], r["over_wh"],
+                 r["longest_excursion_s"], r["longest_controllable_excursion_s"]]
+        for ln in load_names:
+            lr = r["loads"][ln]
+            cells += [f"{lr['delivered_wh'] / 1000:.1f} / {lr['asked_wh'] / 1000:.1f}",
+                      _dur(lr["late_s"]), lr["switch_ops"]]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _dur(s):
+    if s >= 172800:
+        return f"{s / 86400:.1f} days"
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def write_csv(path, traces, load_names, strategies, t0, step):
+    first = traces[strategies[0]]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        head = ["time", "base_w"]
+        for s in strategies:
+            head += [f"{s}_total_mean_w", f"{s}_total_max_w"] + [f"{s}_{ln}_w" for ln in load_names]
+        w.writerow(head)
+        for k in range(len(first[0])):
+            ts = datetime.datetime.fromtimestamp(t0 + first[0][k], datetime.timezone.utc)
+            row = [ts.strftime("%Y-%m-%d %H:%M:%S"), first[1][k]]
+            for s in strategies:
+                tr = traces[s]
+                row += [tr[2][k], tr[3][k]] + [tr[4 + i][k] for i in range(len(load_names))]
+            w.writerow(row)
+
+
+def write_plot(path, traces, load_names, strategies, t0, limit_w, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    nc = traces["no_control"] if "no_control" in traces else traces[strategies[0]]
+    t = np.array(nc[0]) / 86400.0
+    fig, axes = plt.subplots(2, 1, figsize=(12, 7.5))
+    ax = axes[0]
+    colours = {"no_control": "tab:red", "current_shaper": "tab:orange", "panelcap": "tab:blue"}
+    # Drawn worst first so panelcap's trace stays visible on top.
+    order = [s for s in ("no_control", "current_shaper", "panelcap") if s in strategies]
+    for s in order:
+        ax.plot(t, traces[s][3], lw=0.5, color=colours.get(s), label=f"{s} (max per interval)")
+    ax.axhline(limit_w, color="k", ls="--", lw=1, label=f"limit {limit_w} W")
+    ax.set_xlabel("day")
+    ax.set_ylabel("W")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
+    # Zoom: the day on which no control went furthest over the limit.
+    mx = np.array(nc[3])
+    k = int(np.argmax(mx))
+    day0 = math.floor(t[k])
+    sel = (t >= day0) & (t < day0 + 1)
+    ax = axes[1]
+    hours = (t[sel] - day0) * 24
+    for s in order:
+        ax.plot(hours, np.array(traces[s][3])[sel], lw=0.8, color=colours.get(s), label=f"{s} total")
+    pc = traces.get("panelcap")
+    if pc is not None:
+        for i, ln in enumerate(load_names):
+            ax.fill_between(hours, 0, np.array(pc[4 + i])[sel], alpha=0.25, step="post",
+                            label=f"panelcap {ln} draw")
+    ax.plot(hours, np.array(nc[1])[sel], lw=0.8, color="grey", label="uncontrolled base")
+    ax.axhline(limit_w, color="k", ls="--", lw=1)
+    d = datetime.datetime.fromtimestamp(t0 + day0 * 86400, datetime.timezone.utc)
+    ax.set_xlabel(f"hour of {d:%Y-%m-%d} (busiest day)")
+    ax.set_ylabel("W")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+class _LoadAction(argparse.Action):
+    def __call__(self, parser, ns, values, option_string=None):
+        lst = getattr(ns, "loads", None) or []
+        lst.append(("ev" if option_string == "--ev" else "wh", values))
+        ns.loads = lst
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="sim.py", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("csv", help="CSV (or .csv.gz) with a time column and watt columns")
+    ap.add_argument("--time", dest="time_col", help="time column (default Time, else the first)")
+    ap.add_argument("--total", required=True, help="whole-house watts column")
+    ap.add_argument("--ev", action=_LoadAction, dest="loads", metavar="COL",
+                    help="an EV charger's demand column (repeatable)")
+    ap.add_argument("--water-heater", action=_LoadAction, dest="loads", metavar="COL",
+                    help="a water heater's demand column (repeatable)")
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--limit-w", type=int, help="limit, total watts")
+    g.add_argument("--limit-a", type=int, help="limit, amps (times --volts)")
+    ap.add_argument("--volts", type=int, default=240, help="EV and limit voltage (default 240)")
+    ap.add_argument("--json", help="write metrics JSON here")
+    ap.add_argument("--plot", help="write a PNG here")
+    ap.add_argument("--csv", dest="out_csv", help="write the run (one row per --trace-step-s)")
+    ap.add_argument("--trace-step-s", type=int, default=60)
+    ap.add_argument("--ev-delay-s", type=int, default=5, help="EV response delay (default 5)")
+    ap.add_argument("--ev-max-a", type=int, help="EV max amps (default: its column's peak / volts)")
+    ap.add_argument("--band-pct", type=int, default=5, help="restore band below the limit, %%")
+    ap.add_argument("--settle-s", type=int, default=10)
+    ap.add_argument("--stagger-s", type=int, default=15)
+    ap.add_argument("--stale-s", type=int, default=5)
+    ap.add_argument("--min-on-s", type=int, default=60)
+    ap.add_argument("--min-off-s", type=int, default=60)
+    ap.add_argument("--max-ops-per-h", type=int, default=12)
+    ap.add_argument("--ramp-step-a", type=int, default=2)
+    ap.add_argument("--resume-pause-s", type=int, default=300)
+    ap.add_argument("--gap-rows", type=int, default=10,
+                    help="this many exact-zero totals in a row are missing data (default 10)")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--title", default=None)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    args.loads = args.loads or []
+    return ap, args
+
+
+def main(argv=None):
+    ap, args = parse_args(argv)
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    bad = [s for s in strategies if s not in STRATEGIES]
+    if bad or not strategies:
+        ap.exit(2, f"sim.py: error: unknown strategy {','.join(bad)}; choose from {','.join(STRATEGIES)}\n")
+    limit_w = args.limit_w if args.limit_w is not None else args.limit_a * args.volts
+    if limit_w <= 0:
+        ap.exit(2, "sim.py: error: the limit must be positive\n")
+    t_start = time.monotonic()
+    cols = [c for _, c in args.loads]
+    try:
+        raw, t0 = read_csv(args.csv, args.time_col, args.total, cols)
+    except InputError as e:
+        print(f"sim.py: error: {e}", file=sys.stderr)
+        return 2
+    rows, step, clipped, missing = prepare(raw, args.gap_rows)
+    end_s = rows[-1][0] + step
+    load_specs = []
+    for i, (kind, col) in enumerate(args.loads):
+        peak = max(r[2][i] for r in rows)
+        if kind == "ev":
+            max_a = args.ev_max_a or min(80, max(6, math.ceil(peak / args.volts)))
+            rated = max_a * args.volts
+        else:
+            max_a = 0
+            rated = max(1, peak)
+        load_specs.append({"name": col, "kind": kind, "rated_w": int(rated), "volts": args.volts,
+                           "max_a": max_a, "min_a": 6})
+    hdr = {"limit_w": limit_w, "volts": args.volts, "loads": load_specs,
+           "ev_delay_s": args.ev_delay_s, "band_pct": args.band_pct, "settle_s": args.settle_s,
+           "stagger_s": args.stagger_s, "stale_s": args.stale_s, "min_on_s": args.min_on_s,
+           "min_off_s": args.min_off_s, "max_ops_per_h": args.max_ops_per_h,
+           "ramp_step_a": args.ramp_step_a, "resume_pause_s": args.resume_pause_s,
+           "trace_step_s": args.trace_step_s}
+    want_trace = bool(args.plot or args.out_csv)
+    with tempfile.TemporaryDirectory(prefix="panelcap-sim-") as tmp:
+        rows_path = os.path.join(tmp, "rows.txt")
+        write_rows(rows_path, hdr, rows, end_s)
+        try:
+            results = run_strategies(rows_path, strategies, tmp if want_trace else None)
+        except RuntimeError as e:
+            print(f"sim.py: error: {e}", file=sys.stderr)
+            return 1
+        traces = {s: read_trace(os.path.join(tmp, s + ".trace"), len(cols)) for s in strategies} \
+            if want_trace else None
+    elapsed = time.monotonic() - t_start
+    run = {"file": os.path.basename(args.csv), "limit_w": limit_w, "volts": args.volts,
+           "rows": len(raw), "row_step_s": step, "simulated_s": end_s, "missing_rows": missing,
+           "base_clipped_rows": clipped, "loads": load_specs, "elapsed_s": round(elapsed, 1),
+           "priority": [c for _, c in args.loads]}
+    title = args.title or f"{os.path.basename(args.csv)}: limit {limit_w} W"
+    if not args.quiet:
+        print(f"{title}; {_dur(end_s)} at 1 s steps, {missing} missing rows; ran in {elapsed:.1f} s")
+        print(format_table(results, cols, strategies))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({**{s: results[s] for s in strategies}, "run": run}, f, indent=1)
+    if args.out_csv:
+        write_csv(args.out_csv, traces, cols, strategies, t0, args.trace_step_s)
+    if args.plot:
+        write_plot(args.plot, traces, cols, strategies, t0, limit_w, title)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
