@@ -4,13 +4,13 @@ exit. The same file runs on the ESP32 and, against a simulated board, on the uni
 
 import asyncio
 import gc
+import sys
 
 import actuators
 import control
 import hw as hw_factory
 import meter as meter_mod
 import sampler as sampler_mod
-import settings
 import shed
 import supervisor as supervisor_mod
 from version import VERSION
@@ -24,24 +24,35 @@ def _channel_index(board, name):
 
 
 class App:
-    def __init__(self, board, machine, clock, cfg=None, log=print):
+    def __init__(self, board, machine, clock, cfg=None, log=print, safe_reason=None):
         self.board = board
         self.clock = clock
-        self.cfg = cfg = settings.merged(cfg)
+        # cfg: a complete config (config.load) or a few overrides of the defaults (simulator).
+        import config
+        self.cfg = cfg = config.merged(cfg, board)
+        errors = config.validate(cfg, board)
+        if errors:
+            raise ValueError("config: " + "; ".join(errors))
+        self.safe_reason = safe_reason     # set: the controller never runs, outputs stay safe
+        self.running = False
         self.log = log
         self.hw = hw = hw_factory.build(board, machine)
         self.reset_cause = hw.reset_cause()
         nch = len(board.CHANNELS)
         hz = board.MAINS_HZ
-        self.meter = meter_mod.Meter(board.CHANNELS, board.ADC_SLOT_US, board.MAINS_VOLTS, hz)
+        channels = config.channels(board, cfg)
+        self.meter = meter_mod.Meter(channels, board.ADC_SLOT_US, board.MAINS_VOLTS, hz)
+        for i, ch in enumerate(channels):
+            self.meter.calibrate(i, gain=ch["gain"], phase_deg=ch["phase_deg"])
         rounds = sampler_mod.window_rounds(nch, board.ADC_SLOT_US, hz, cfg["window_cycles"])
         self.sampler = sampler_mod.Sampler(hw.scanner, self.meter, clock, nch, rounds,
                                            cfg["sample_period_ms"])
-        self.setpoint_w = settings.setpoint_w(cfg)
+        self.setpoint_w = config.setpoint_w(cfg)
         self.limits = shed.Limits(setpoint_w=self.setpoint_w, volts=cfg["volts"],
                                   band_pct=cfg["band_pct"],
                                   rating_a=cfg["panel_rating_a"])
-        self.bindings = [self._bind(spec) for spec in cfg["loads"]]
+        self.bindings = [] if safe_reason else [self._bind(config.load_spec(spec))
+                                                for spec in cfg["loads"]]
         self.controller = shed.Controller([b.load for b in self.bindings], self.limits, clock,
                                           stale_ms=cfg["stale_ms"])
         self.control = control.ControlLoop(self.controller, self.sampler, self.bindings, clock,
@@ -77,25 +88,49 @@ class App:
                 b.actuator.safe()
             except Exception as e:  # keep going: the other outputs still need to be safe
                 self.log("force_safe: %s: %s" % (b.load.name, e))
+        for signal in self.hw.outputs:     # outputs no load is bound to (safe mode) too
+            signal.off()
+        if self.hw.pilot is not None:
+            self.hw.pilot.duty_u16(65535)  # steady +12 V: the vehicle pauses
 
     def banner(self):
         gc.collect()
-        self.log("panelcap %s on %s: reset cause %s, free heap %d bytes, setpoint %d W" % (
-            VERSION, self.board.NAME, self.reset_cause, gc.mem_free(), self.setpoint_w))
+        self.log("panelcap %s on %s: reset cause %s, free heap %d bytes, setpoint %d W "
+                 "(panel %d A)" % (VERSION, self.board.NAME, self.reset_cause, gc.mem_free(),
+                                   self.setpoint_w, self.cfg["panel_rating_a"]))
+        if self.safe_reason:
+            self.log("SAFE MODE: every controllable load shed: %s" % self.safe_reason)
 
     def tasks(self):
         cfg = self.cfg
         stale = cfg["stale_ms"]
-        return [
+        entries = [
             supervisor_mod.Supervised("sampler", lambda: self.sampler,
                                       cfg["sample_period_ms"] + stale),
             supervisor_mod.Supervised("control", lambda: self.control,
                                       cfg["control_period_ms"] + stale),
         ]
+        if cfg["mqtt_host"]:
+            # Optional reporting and remote commands: non-critical tasks, never gate the watchdog.
+            import telemetry
+            entries += telemetry.setup(self)
+        return entries
 
     async def run(self, extra=()):
         """Runs until cancelled. `extra` are coroutines run beside the tasks (simulator)."""
         self.banner()
+        if self.safe_reason:
+            self.force_safe()    # no controller and no watchdog
+            if not self.cfg["mqtt_host"]:
+                return           # the REPL is free to fix it
+            # Telemetry alone reports why (app.safe_reason); Ctrl-C gives the REPL.
+            import telemetry
+            self.supervisor = supervisor_mod.Supervisor(
+                self.clock, telemetry.setup(self), self.force_safe, None,
+                period_ms=self.cfg["supervisor_period_ms"], log=self.log)
+            await self.supervisor.run()
+            return
+        self.running = True
         wdt = self.hw.start_watchdog(getattr(self.board, "WDT_TIMEOUT_MS", 8000))
         self.supervisor = supervisor_mod.Supervisor(
             self.clock, self.tasks(), self.force_safe, wdt,
@@ -103,6 +138,9 @@ class App:
         for coro in extra:
             asyncio.create_task(coro)
         await self.supervisor.run()
+
+
+last = None
 
 
 def run(board=None, machine=None, clock=None, cfg=None):
@@ -114,11 +152,33 @@ def run(board=None, machine=None, clock=None, cfg=None):
     if clock is None:
         from clock import Clock
         clock = Clock()
+    import config
+    safe_reason = None
+    if cfg is None:
+        loaded = config.load(config.FILE, board)
+        cfg, safe_reason = loaded.cfg, loaded.safe_reason
+        loaded = None
+        gc.collect()         # the parse left garbage; the sampler wants one large block
     app = None
     try:
-        app = App(board, machine, clock, cfg)
+        app = App(board, machine, clock, cfg, safe_reason=safe_reason)
+        config = None
+        sys.modules.pop("config", None)   # needed only to build the App: frees ~25 KB
+        gc.collect()
+        global last
+        last = app           # the console (imported after the run, to spare RAM) finds it
         asyncio.run(app.run())
+    except KeyboardInterrupt:
+        print("controller stopped (Ctrl-C): every output safe. status(), cfg.show(); start() "
+              "or Ctrl-D runs it again, or the board restarts it in %d min" % (
+                  app.cfg["maintenance_min"] if app else 0))
     finally:
         # Whatever ended the run (Ctrl-C, a bug, a reset request), nothing stays energised.
         if app is not None:
+            app.running = False
             app.force_safe()
+            if app.hw.wdt is not None:
+                # The watchdog cannot be stopped: stretch it so the installer has time at the
+                # REPL; if the board is left stopped, the reset restarts the controller.
+                app.hw.wdt = machine.WDT(timeout=app.cfg["maintenance_min"] * 60000)
+                app.hw.wdt.feed()

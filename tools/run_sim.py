@@ -27,6 +27,8 @@ def run_firmware(args, csv_path):
         cmd += ["--speed", str(args.speed)]
     if args.reboot_at_s is not None:
         cmd += ["--reboot-at-s", str(args.reboot_at_s)]
+    if args.mqtt:
+        cmd += ["--mqtt", args.mqtt]
     env = dict(os.environ, MICROPYPATH=MICROPYPATH)
     summary = {}
     with open(csv_path, "w") as out, open(csv_path.with_suffix(".log"), "w") as log:
@@ -120,13 +122,19 @@ def main(argv=None):
                     help="simulated seconds per real second (0: as fast as possible)")
     ap.add_argument("--reboot-at-s", type=int, default=None,
                     help="power-cycle the simulated board at this simulated second")
-    ap.add_argument("--mqtt", default="", help="host:port of a broker to publish to")
+    ap.add_argument("--mqtt", default="",
+                    help="host:port of a broker to publish telemetry to and take commands "
+                         "from (docs/mqtt.md); sets --speed 60 unless given")
     ap.add_argument("--heap", default="128k", help="MicroPython heap (ESP32-like)")
     ap.add_argument("--out", default="out")
     args = ap.parse_args(argv)
     args.profile = Path(args.profile) if args.profile else DEFAULT_PROFILE
     if args.mqtt:
-        sys.exit("error: --mqtt (MQTT=host:port) needs the MQTT reporter, not built yet")
+        host, _, port = args.mqtt.rpartition(":")
+        if not host or not port.isdigit():
+            sys.exit("error: --mqtt needs HOST:PORT (MQTT=localhost:1883), got %r" % args.mqtt)
+        if not args.speed:
+            args.speed = 60     # watchable: a simulated minute per second, a day in 24 min
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out / "sim.csv", out / "sim.png"

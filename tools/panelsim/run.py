@@ -1,18 +1,22 @@
 """Runs the firmware on the simulated board for a number of simulated hours.
 
 micropython tools/panelsim/run.py [--profile FILE] [--limit-w W] [--hours H] [--speed S]
-    [--day N] [--reboot-at-s S] [--quiet]
+    [--day N] [--reboot-at-s S] [--mqtt HOST:PORT] [--telemetry-ms MS] [--quiet]
+
+--mqtt publishes telemetry to a broker and takes commands from it (docs/mqtt.md); socket
+deadlines then run on the host's real clock, everything else on simulated time.
 
 Writes one CSV row per simulated second to stdout (header first) and progress to stderr.
 The firmware (firmware/app.py) runs unchanged; only the board and machine are simulated.
 """
 
+import gc
 import sys
 
 import asyncio
 
 import sim as board
-from clock import WrappingClock
+from clock import Clock as RealClock, WrappingClock
 import app as firmware_app
 from panelsim import machine as sim_machine
 from panelsim.vtime import VirtualTime
@@ -27,10 +31,11 @@ COLUMNS = ("t_s", "base_w", "water_heater_w", "ev_w", "panel_w", "measured_w", "
 
 def parse_args(argv):
     opts = {"profile": DEFAULT_PROFILE, "limit_w": 7200, "hours": 24, "speed": 0, "day": 0,
-            "reboot_at_s": -1, "quiet": False}
+            "reboot_at_s": -1, "quiet": False, "mqtt": "", "telemetry_ms": 10000}
     names = {"--profile": ("profile", str), "--limit-w": ("limit_w", int),
              "--hours": ("hours", float), "--speed": ("speed", float), "--day": ("day", int),
-             "--reboot-at-s": ("reboot_at_s", int)}
+             "--reboot-at-s": ("reboot_at_s", int), "--mqtt": ("mqtt", str),
+             "--telemetry-ms": ("telemetry_ms", int)}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -81,13 +86,14 @@ class Recorder:
             s = app.sampler
             out.write("%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.1f,%.1f,%d\n" % (
                 now // 1000, panel.base_w, panel.wh_w, panel.ev_w, panel.total_w,
-                s.total_w, app.controller.limit_w,
+                s.total_w, app.controller.limit_w or 0,
                 ev.actuator.amps if ev else 0, 1 if wh and wh.actuator.is_on else 0,
                 1 if s.valid else 0, s.leg_ma[0] / 1000, s.leg_ma[1] / 1000,
                 panel.ev_energy_j // 3600))
             if self.progress and now >= next_hour:
-                sys.stderr.write("sim: hour %d/%d\n" % (now // 3_600_000,
-                                                         self.end_ms // 3_600_000))
+                gc.collect()      # hourly: the heap in use after collection must not grow
+                sys.stderr.write("sim: hour %d/%d, heap in use %d B, free %d B\n" % (
+                    now // 3_600_000, self.end_ms // 3_600_000, gc.mem_alloc(), gc.mem_free()))
                 next_hour += 3_600_000
             await asyncio.sleep_ms(1000)
 
@@ -109,6 +115,12 @@ def main(argv):
     gen = AdcGen(board, panel)
     end_ms = int(opts["hours"] * 3_600_000)
     cfg = {"limit_w": opts["limit_w"]}
+    if opts["mqtt"]:
+        host, _, port = opts["mqtt"].rpartition(":")
+        if not host or not port.isdigit():
+            sys.stderr.write("error: --mqtt needs HOST:PORT, got %r\n" % opts["mqtt"])
+            sys.exit(2)
+        cfg.update(mqtt_host=host, mqtt_port=int(port), telemetry_period_ms=opts["telemetry_ms"])
     out = sys.stdout
     out.write(",".join(COLUMNS) + "\n")
     app_ref = [None]
@@ -118,6 +130,7 @@ def main(argv):
     while True:
         sim_machine.attach(panel, vt, board, gen, reset_cause=cause)
         app = firmware_app.App(board, sim_machine, clock, cfg, log=log)
+        app.net_clock = RealClock()   # socket deadlines are about real sockets
         app_ref[0] = app
         recorder = Recorder(vt, panel, app_ref, end_ms, out, not opts["quiet"], reboot_at_ms)
         try:

@@ -1,0 +1,302 @@
+"""Remote commands: validates each one completely before it changes anything, applies it
+through the controller's own rules, and answers with an event. Pure: no network here.
+
+Topics (under the prefix): cmd/limit, cmd/load/<name>, cmd/status. See docs/mqtt.md."""
+
+import json
+
+from micropython import const
+
+_MAX_PAYLOAD = const(256)       # bytes; a longer payload is refused unparsed
+_MAX_DURATION_S = const(86400)
+_REMOTE_SOURCE = "remote"       # the shed.Limits source a remote limit lives in
+_MAX_ID_LEN = const(32)
+
+MODE_AUTO = "auto"
+MODE_OFF = "off"
+MODE_MAX_A = "max_a"
+
+
+class Refused(Exception):
+    """A command that was not applied; str() is the one-line reason sent back."""
+
+
+def _int_field(obj, key, lo, hi, unit):
+    v = obj.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
+        raise Refused("%s must be an int in %d..%d%s, got %s" % (
+            key, lo, hi, (" " + unit) if unit else "", _short(v)))
+    return v
+
+
+def _short(v):
+    text = repr(v)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _only(obj, allowed):
+    for key in obj:
+        if key not in allowed:
+            raise Refused("unknown field %s" % _short(key))
+
+
+class LoadGate:
+    """Sits between the controller's decision and a load's actuator and applies a remote
+    override, which can only ever lower what the load draws: hold it off, or cap an EV's
+    current. The controller still sheds below the override, and the load's own timing rules
+    hold: a contactor is not opened before its min_on time (the request is refused), and a
+    load the override stopped is not restarted before its min_off / resume pause."""
+
+    def __init__(self, actuator, load, clock):
+        self.actuator = actuator
+        self.load = load
+        self._clock = clock
+        self.mode = MODE_AUTO
+        self.max_a = 0
+        self.until_ms = None
+        self._out_on = False         # what the actuator is driving now
+        self._out_changed_ms = clock.ticks_add(clock.ticks_ms(), -0x1000000)
+        self._held_until = None      # a stop by the override keeps the load off until then
+        self._out_on = self._read_out()
+
+    def __getattr__(self, name):
+        # Everything else (amps, is_on, ops, feedback...) is the actuator's.
+        return getattr(self.actuator, name)
+
+    def _read_out(self):
+        a = self.actuator
+        if hasattr(a, "amps"):
+            return a.amps > 0
+        return bool(getattr(a, "is_on", False))
+
+    def remaining_s(self, now):
+        if self.until_ms is None:
+            return 0
+        left = self._clock.ticks_diff(self.until_ms, now)
+        return (left + 999) // 1000 if left > 0 else 0
+
+    def request(self, mode, max_a, duration_s):
+        """Validate against the load and its timing; raise Refused or take the request."""
+        load = self.load
+        clock = self._clock
+        now = clock.ticks_ms()
+        modulated = hasattr(self.actuator, "set_amps")
+        if mode == MODE_MAX_A:
+            if not modulated:
+                raise Refused("%s takes no current setpoint; use mode off or auto" % load.name)
+            if max_a != 0 and max_a < load.min_a:
+                raise Refused("max_a must be 0 (pause) or %d..%d A for %s, got %d" % (
+                    load.min_a, load.max_a, load.name, max_a))
+            if max_a > load.max_a:
+                raise Refused("max_a must be at most %d A for %s (its rating), got %d" % (
+                    load.max_a, load.name, max_a))
+        stops = mode == MODE_OFF or (mode == MODE_MAX_A and max_a == 0)
+        if stops and self._out_on and not modulated:
+            on_ms = clock.ticks_diff(now, self._out_changed_ms)
+            if on_ms < load.min_on_ms:
+                raise Refused("%s switched on %d s ago; its min_on time is %d s" % (
+                    load.name, on_ms // 1000, load.min_on_ms // 1000))
+        self.mode = mode
+        self.max_a = max_a if mode == MODE_MAX_A else 0
+        self.until_ms = None if mode == MODE_AUTO else clock.ticks_add(now, duration_s * 1000)
+
+    def _expire(self, now):
+        if self.until_ms is not None and self._clock.ticks_diff(now, self.until_ms) >= 0:
+            self.mode = MODE_AUTO
+            self.until_ms = None
+
+    def apply(self, load):
+        clock = self._clock
+        now = clock.ticks_ms()
+        self._expire(now)
+        a = self.actuator
+        mode = self.mode
+        modulated = hasattr(a, "set_amps")
+        held = self._held_until is not None and clock.ticks_diff(now, self._held_until) < 0
+        if not held:
+            self._held_until = None
+        if mode == MODE_OFF or (mode == MODE_MAX_A and self.max_a == 0) or \
+                (held and load.on):
+            if modulated:
+                a.set_amps(0)
+            else:
+                a.set(False)
+        elif mode == MODE_MAX_A and load.on:
+            sp = load.setpoint_a
+            a.set_amps(sp if sp < self.max_a else self.max_a)
+        else:
+            a.apply(load)
+        on = self._read_out()
+        if on != self._out_on:
+            self._out_on = on
+            self._out_changed_ms = now
+            if not on and mode != MODE_AUTO and load.on:
+                # Stopped by the override: honour the load's off time before any restart.
+                off_ms = load.min_off_ms
+                if modulated and load.resume_pause_ms > off_ms:
+                    off_ms = load.resume_pause_ms
+                self._held_until = clock.ticks_add(now, off_ms)
+
+    def safe(self):
+        self.actuator.safe()
+        self._out_on = False
+
+    def describe(self):
+        if self.mode == MODE_MAX_A:
+            return "max_a %d" % self.max_a
+        if self.mode == MODE_OFF:
+            return "off"
+        if self._held_until is not None:
+            return "held"
+        return None
+
+
+class Commands:
+    """Parses and applies remote commands. limits: the shed.Limits; gates: {name: LoadGate};
+    setpoint_w: the installer's limit, above which no remote limit is accepted; request_status:
+    called (no arguments) to publish state now; emit(dict): sends an event."""
+
+    def __init__(self, limits, gates, clock, setpoint_w, emit, request_status=None,
+                 min_limit_w=0):
+        self._limits = limits
+        self.gates = gates
+        self._clock = clock
+        self.setpoint_w = setpoint_w
+        self.min_limit_w = min_limit_w
+        self._emit = emit
+        self._request_status = request_status
+        self.remote_limit_w = None
+        self._remote_until = None
+        self.accepted = 0
+        self.refused = 0
+
+    def remote_limit(self, now):
+        """(watts, seconds left) of the remote limit in force, or (None, 0)."""
+        if self._remote_until is None:
+            return None, 0
+        left = self._clock.ticks_diff(self._remote_until, now)
+        if left <= 0:
+            self.remote_limit_w = None
+            self._remote_until = None
+            return None, 0
+        return self.remote_limit_w, (left + 999) // 1000
+
+    def handle(self, prefix, topic, payload):
+        """One received message. Returns True if applied. Never raises on bad input."""
+        try:
+            name, obj, ident = self._parse(prefix, topic, payload)
+        except Refused as e:
+            self.refused += 1
+            self._emit({"cmd": _topic_name(prefix, topic), "ok": False, "error": str(e)})
+            return False
+        event = {"cmd": name, "ok": True}
+        if ident is not None:
+            event["id"] = ident
+        try:
+            if name == "limit":
+                self._limit(obj, event)
+            elif name == "status":
+                if self._request_status is not None:
+                    self._request_status()
+            else:
+                self._load(name[5:], obj, event)
+        except Refused as e:
+            self.refused += 1
+            event["ok"] = False
+            event["error"] = str(e)
+            self._emit(event)
+            return False
+        self.accepted += 1
+        self._emit(event)
+        return True
+
+    def _parse(self, prefix, topic, payload):
+        """(command name, fields, id): everything checked that does not need state."""
+        try:
+            topic = topic.decode() if isinstance(topic, (bytes, bytearray)) else topic
+        except UnicodeError:
+            raise Refused("topic is not UTF-8")
+        head = prefix + "/cmd/"
+        if not topic.startswith(head):
+            raise Refused("not a command topic")
+        name = topic[len(head):]
+        if name not in ("limit", "status"):
+            if not name.startswith("load/") or name[5:] not in self.gates:
+                raise Refused("unknown command %s" % _short(name))
+        if len(payload) > _MAX_PAYLOAD:
+            raise Refused("payload longer than %d bytes" % _MAX_PAYLOAD)
+        if name == "status" and not payload:
+            return name, {}, None
+        try:
+            text = payload.decode() if isinstance(payload, (bytes, bytearray)) else payload
+            obj = json.loads(text)
+        except Exception:  # untrusted bytes: whatever the parser objects to, refuse
+            raise Refused("payload is not a JSON object")
+        if not isinstance(obj, dict):
+            raise Refused("payload is not a JSON object")
+        ident = obj.get("id")
+        if ident is not None and not (
+                (isinstance(ident, str) and len(ident) <= _MAX_ID_LEN) or
+                (isinstance(ident, int) and not isinstance(ident, bool) and
+                 -(1 << 30) <= ident < (1 << 30))):
+            raise Refused("id must be a string of up to %d characters or an int" % _MAX_ID_LEN)
+        if name == "status":
+            _only(obj, ("id",))
+        return name, obj, ident
+
+    def _limit(self, obj, event):
+        _only(obj, ("id", "limit_w", "duration_s"))
+        if "limit_w" not in obj:
+            raise Refused("limit_w is required (an int, or null to clear)")
+        if obj["limit_w"] is None:
+            if "duration_s" in obj:
+                raise Refused("duration_s goes with a limit_w, not with a clear")
+            self._limits.clear(_REMOTE_SOURCE)
+            self.remote_limit_w = None
+            self._remote_until = None
+            event["limit_w"] = None
+            return
+        # A remote limit may only lower: never above the installer's setpoint.
+        w = _int_field(obj, "limit_w", self.min_limit_w, self.setpoint_w, "W")
+        dur = _int_field(obj, "duration_s", 1, _MAX_DURATION_S, "s")
+        clock = self._clock
+        until = clock.ticks_add(clock.ticks_ms(), dur * 1000)
+        self._limits.set(_REMOTE_SOURCE, w=w, until_ms=until)
+        self.remote_limit_w = w
+        self._remote_until = until
+        event["limit_w"] = w
+        event["duration_s"] = dur
+
+    def _load(self, name, obj, event):
+        _only(obj, ("id", "mode", "max_a", "duration_s"))
+        mode = obj.get("mode")
+        if mode not in (MODE_AUTO, MODE_OFF, MODE_MAX_A):
+            raise Refused("mode must be auto, off or max_a, got %s" % _short(mode))
+        max_a = 0
+        dur = 0
+        if mode == MODE_AUTO:
+            if "max_a" in obj or "duration_s" in obj:
+                raise Refused("mode auto takes no max_a or duration_s")
+        else:
+            if mode == MODE_MAX_A:
+                max_a = _int_field(obj, "max_a", 0, 80, "A")
+            elif "max_a" in obj:
+                raise Refused("mode off takes no max_a")
+            dur = _int_field(obj, "duration_s", 1, _MAX_DURATION_S, "s")
+        self.gates[name].request(mode, max_a, dur)
+        event["load"] = name
+        event["mode"] = mode
+        if mode == MODE_MAX_A:
+            event["max_a"] = max_a
+        if dur:
+            event["duration_s"] = dur
+
+
+def _topic_name(prefix, topic):
+    try:
+        t = topic.decode() if isinstance(topic, (bytes, bytearray)) else str(topic)
+    except UnicodeError:
+        return "?"
+    head = prefix + "/cmd/"
+    t = t[len(head):] if t.startswith(head) else t
+    return t if len(t) <= 40 else t[:37] + "..."

@@ -1,0 +1,309 @@
+"""Reporting over MQTT: builds the state, diagnostics and Home Assistant discovery payloads,
+hands them to the network link's bounded queue, and passes received commands to `commands`.
+Reads the control objects, never waits on them; see docs/mqtt.md for every topic."""
+
+import asyncio
+import gc
+import json
+
+from micropython import const
+
+import commands as commands_mod
+import net
+import supervisor as supervisor_mod
+from version import VERSION
+
+_WAKE_MS = const(250)           # how often a received command is looked at
+_COMMANDS_PER_PASS = const(2)
+
+_FAULT_NAMES = ("rail", "clip", "no_voltage", "implausible")   # meter.FAULT_* bits 0..3
+
+
+def check_prefix(prefix):
+    """Raise ValueError unless prefix is a usable MQTT topic prefix."""
+    if not isinstance(prefix, str) or not 1 <= len(prefix) <= 64 or prefix[0] == "/" or \
+            prefix[-1] == "/" or "+" in prefix or "#" in prefix or "//" in prefix:
+        raise ValueError("mqtt_topic must be 1..64 characters, no + or #, no leading, "
+                         "trailing or double /, got %r" % (prefix,))
+    for ch in prefix:
+        if ord(ch) < 0x21 or ord(ch) > 0x7E:
+            raise ValueError("mqtt_topic must be printable ASCII, got %r" % (prefix,))
+
+
+def node_id(prefix):
+    out = []
+    for ch in prefix:
+        out.append(ch if ("a" <= ch <= "z" or "A" <= ch <= "Z" or "0" <= ch <= "9") else "_")
+    return "".join(out)
+
+
+class Reporter:
+    """The reporting task: every period_ms one state and one diag message; discovery and
+    retained info after each (re)connect; commands from the link's inbox as they come."""
+
+    def __init__(self, app, link, cmds, clock, period_ms, prefix, discovery_prefix=""):
+        self.app = app
+        self.link = link
+        self.commands = cmds
+        self._clock = clock
+        self.period_ms = period_ms
+        self.prefix = prefix
+        self.discovery_prefix = discovery_prefix
+        self.node = node_id(prefix)
+        self.topic_state = prefix + "/state"
+        self.topic_diag = prefix + "/diag"
+        self.topic_event = prefix + "/event"
+        self._announced = 0          # link.connects when discovery was last sent
+        self._status_wanted = False
+        self._last_ms = clock.ticks_ms()
+        self._uptime_ms = 0
+        self.reports = 0
+        self.errors = 0
+        self.heartbeat_ms = None
+
+    def request_status(self):
+        self._status_wanted = True
+
+    def emit(self, event):
+        event["uptime_s"] = self._uptime_ms // 1000
+        self.link.publish(self.topic_event, json.dumps(event))
+
+    def _tick(self):
+        # Uptime by accumulation: ticks wrap (2**30 ms on the ESP32), a running sum does not.
+        now = self._clock.ticks_ms()
+        self._uptime_ms += self._clock.ticks_diff(now, self._last_ms)
+        self._last_ms = now
+        return now
+
+    async def run(self):
+        next_ms = self._tick()
+        while True:
+            now = self._tick()
+            self.heartbeat_ms = now
+            link = self.link
+            try:
+                if link.connected and link.connects != self._announced:
+                    self._announced = link.connects
+                    await self._announce()
+                for _ in range(_COMMANDS_PER_PASS):
+                    msg = link.inbox.get()
+                    if msg is None:
+                        break
+                    self.commands.handle(self.prefix, msg[0], msg[1])
+                now = self._tick()
+                if self._status_wanted or self._clock.ticks_diff(now, next_ms) >= 0:
+                    self._status_wanted = False
+                    next_ms = self._clock.ticks_add(now, self.period_ms)
+                    self.report(now)
+            except Exception as e:  # reporting is optional: a bug here must not count as
+                # a crash toward the supervisor's give-up, which would reset the board
+                self.errors += 1
+                if self.errors <= 3:
+                    self.app.log("report: %s: %s" % (type(e).__name__, e))
+            left = self._clock.ticks_diff(next_ms, self._clock.ticks_ms())
+            await asyncio.sleep_ms(_WAKE_MS if left > _WAKE_MS else (left if left > 0 else 0))
+
+    def report(self, now):
+        self.link.publish(self.topic_state, json.dumps(self.state(now)))
+        self.link.publish(self.topic_diag, json.dumps(self.diag()))
+        self.reports += 1
+
+    # --- payloads ---------------------------------------------------------------------
+    def state(self, now):
+        app = self.app
+        m = app.meter
+        c = app.controller
+        loads = {}
+        for b in app.bindings:
+            load = b.load
+            a = b.actuator
+            d = {"on": load.on, "power_w": load.measured_w if load.measured_w >= 0 else None}
+            if hasattr(a, "amps"):
+                d["setpoint_a"] = load.setpoint_a
+                d["output_a"] = a.amps
+            else:
+                d["output_on"] = bool(getattr(a, "is_on", False))
+            gate = self.commands.gates.get(load.name)
+            if gate is not None:
+                d["override"] = gate.describe()
+                d["override_s"] = gate.remaining_s(now)
+            loads[load.name] = d
+        remote_w, remote_s = self.commands.remote_limit(now)
+        faults = m.faults
+        names = [n for i, n in enumerate(_FAULT_NAMES) if faults & (1 << i)]
+        return {
+            "valid": bool(app.sampler.valid),
+            "total_w": m.total_w,
+            "leg_ma": [m.leg_ma[0], m.leg_ma[1]],
+            "leg_w": [m.leg_w[0], m.leg_w[1]],
+            "vrms_mv": m.vrms_mv,
+            "setpoint_w": app.setpoint_w,
+            "limit_w": c.limit_w,
+            "limit_ma": c.limit_ma,
+            "remote_limit_w": remote_w,
+            "remote_limit_s": remote_s,
+            "headroom_w": c.headroom_w,
+            "control": c.state,
+            "faults": faults,
+            "fault_names": names,
+            "loads": loads,
+            "safe_mode": getattr(app, "safe_reason", None),
+        }
+
+    def diag(self):
+        app = self.app
+        sup = app.supervisor
+        tasks = {}
+        if sup is not None:
+            for e in sup.entries:
+                tasks[e.name] = e.crashes
+        c = app.controller
+        return {
+            "version": VERSION,
+            "board": app.board.NAME,
+            "reset_cause": app.reset_cause,
+            "uptime_s": self._uptime_ms // 1000,
+            "free_heap": gc.mem_free(),
+            "windows": app.sampler.windows,
+            "control_steps": app.control.steps,
+            "failsafe_count": c.failsafe_count,
+            "wdt_feeds": sup.feeds if sup is not None else 0,
+            "supervisor_failed": sup.failed if sup is not None else False,
+            "task_crashes": tasks,
+            "switch_ops": {b.load.name: b.load.switch_ops for b in app.bindings},
+            "forced_ops": {b.load.name: b.load.forced_ops for b in app.bindings},
+            "mqtt": self.link.info(),
+            "commands": {"accepted": self.commands.accepted, "refused": self.commands.refused},
+            "report_errors": self.errors,
+        }
+
+    # --- Home Assistant discovery -----------------------------------------------------
+    def discovery(self):
+        """(topic, payload) of every entity, built one at a time (a generator): retained,
+        so Home Assistant finds the device whenever it starts."""
+        if not self.discovery_prefix:
+            return
+        app = self.app
+        node = self.node
+        name = "panelcap" if self.prefix == "panelcap" else "panelcap " + self.prefix
+        device = {"identifiers": [node], "name": name,
+                  "manufacturer": "panelcap", "model": app.board.NAME, "sw_version": VERSION}
+        st = self.topic_state
+        power = ("power", "W")
+        current = ("current", "A")
+        items = [
+            ("sensor", "power", "Panel power", st, "{{ value_json.total_w }}", power),
+            ("sensor", "current_l1", "L1 current", st,
+             "{{ (value_json.leg_ma[0] / 1000) | round(1) }}", current),
+            ("sensor", "current_l2", "L2 current", st,
+             "{{ (value_json.leg_ma[1] / 1000) | round(1) }}", current),
+            ("sensor", "voltage", "Voltage", st,
+             "{{ (value_json.vrms_mv / 1000) | round(1) }}", ("voltage", "V")),
+            ("sensor", "headroom", "Headroom", st, "{{ value_json.headroom_w }}", power),
+            ("sensor", "limit", "Limit in force", st, "{{ value_json.limit_w }}", power),
+            ("sensor", "control", "Control state", st, "{{ value_json.control }}", None),
+            ("binary_sensor", "fault", "Metering fault", st,
+             "{{ 'ON' if value_json.faults else 'OFF' }}", ("problem", None)),
+        ]
+        for b in app.bindings:
+            n = b.load.name
+            sel = "value_json.loads['%s']" % n
+            items.append(("binary_sensor", n, n + " on", st,
+                          "{{ 'ON' if %s.on else 'OFF' }}" % sel, ("power", None)))
+            items.append(("sensor", n + "_power", n + " power", st,
+                          "{{ %s.power_w }}" % sel, power))
+            if hasattr(b.actuator, "amps"):
+                items.append(("sensor", n + "_setpoint", n + " setpoint", st,
+                              "{{ %s.setpoint_a }}" % sel, current))
+        items.append(("sensor", "uptime", "Uptime", self.topic_diag,
+                      "{{ value_json.uptime_s }}", ("duration", "s")))
+        items.append(("sensor", "free_heap", "Free heap", self.topic_diag,
+                      "{{ value_json.free_heap }}", ("data_size", "B")))
+        for comp, obj, name, topic, tpl, cls in items:
+            cfg = {"name": name, "unique_id": node + "_" + obj,
+                   "state_topic": topic, "value_template": tpl,
+                   "availability_topic": self.prefix + "/status",
+                   "device": device}
+            if cls is not None:
+                cfg["device_class"] = cls[0]
+                if comp == "sensor":
+                    cfg["unit_of_measurement"] = cls[1]
+                    cfg["state_class"] = "measurement"
+            if topic == self.topic_diag:
+                cfg["entity_category"] = "diagnostic"
+                cfg["state_class"] = "total_increasing" if obj == "uptime" else "measurement"
+            yield ("%s/%s/%s/%s/config" % (self.discovery_prefix, comp, node, obj),
+                   json.dumps(cfg))
+
+    async def _announce(self):
+        for topic, payload in self.discovery():
+            if not await self.link.send(topic, payload, True):
+                self._announced = 0      # link went down: send it all again next time
+                return
+            self.heartbeat_ms = self._clock.ticks_ms()
+        # Let the retained messages out before telemetry (drop-oldest) can evict one.
+        if not await self.link.drained():
+            self._announced = 0
+
+
+def setup(app, net_clock=None, network=None, log=None):
+    """setup_tasks(), except that a bad network setting is logged and leaves the firmware
+    running without reporting: control never depends on it."""
+    try:
+        return setup_tasks(app, net_clock, network, log)
+    except Exception as e:  # e.g. an unusable topic prefix: report it, run without MQTT
+        (log or app.log)("mqtt: not started: %s" % e)
+        return []
+
+
+def setup_tasks(app, net_clock=None, network=None, log=None):
+    """Builds the network side for `app` from its settings: Wi-Fi (on a port with a
+    `network` module and an SSID), the MQTT link, command handling and the reporter.
+    Wraps each load's actuator in a LoadGate for remote overrides. Returns the supervisor
+    entries; none of them is critical, so no network trouble can starve the watchdog."""
+    cfg = app.cfg
+    clock = app.clock
+    net_clock = net_clock or getattr(app, "net_clock", None) or clock
+    log = log or app.log
+    prefix = cfg["mqtt_topic"]
+    check_prefix(prefix)
+    if network is None and cfg["wifi_ssid"]:
+        try:
+            import network
+        except ImportError:  # unix port: the host's network is simply there
+            network = None
+    entries = []
+    wifi = None
+    if network is not None:
+        wifi = net.Wifi(network, cfg["wifi_ssid"], cfg["wifi_password"], net_clock, log=log)
+        entries.append(supervisor_mod.Supervised("wifi", lambda: wifi, 60000, critical=False))
+    uid = app.hw.machine.unique_id() if hasattr(app.hw.machine, "unique_id") else b"\0"
+    client_id = "panelcap-" + "".join("%02x" % b for b in uid)
+    link = net.MqttLink(client_id, cfg["mqtt_host"], cfg["mqtt_port"], net_clock,
+                        user=cfg["mqtt_user"], password=cfg["mqtt_password"],
+                        tls=cfg["mqtt_tls"] in ("on", True, 1), ca_file=cfg["mqtt_ca_file"],
+                        status_topic=prefix + "/status", subscribe_topic=prefix + "/cmd/#",
+                        wifi=wifi, log=log)
+    gates = {}
+    for b in app.bindings:
+        if not isinstance(b.actuator, commands_mod.LoadGate):
+            b.actuator = commands_mod.LoadGate(b.actuator, b.load, clock)
+        gates[b.load.name] = b.actuator
+    holder = []
+    cmds = commands_mod.Commands(app.limits, gates, clock, app.setpoint_w,
+                                 emit=lambda ev: holder[0].emit(ev),
+                                 request_status=lambda: holder[0].request_status())
+    reporter = Reporter(app, link, cmds, clock, cfg["telemetry_period_ms"], prefix,
+                        cfg["mqtt_discovery"])
+    holder.append(reporter)
+    app.mqtt = link
+    app.reporter = reporter
+
+    def make_link():
+        link._close()                # after a crash: drop the old socket, start clean
+        return link
+
+    entries.append(supervisor_mod.Supervised("mqtt", make_link, 60000, critical=False))
+    entries.append(supervisor_mod.Supervised("report", lambda: reporter,
+                                             cfg["telemetry_period_ms"] + 60000, critical=False))
+    return entries
