@@ -143,6 +143,23 @@ class App:
 last = None
 
 
+def build(board, machine, clock, cfg=None, log=print):
+    """Loads the config (cfg None: config.json on flash; else overrides of the defaults)
+    and builds the App; then drops the config module, needed only to build (~25 KB)."""
+    import config
+    safe_reason = None
+    if cfg is None:
+        loaded = config.load(config.FILE, board)
+        cfg, safe_reason = loaded.cfg, loaded.safe_reason
+        loaded = None
+        gc.collect()         # the parse left garbage; the sampler wants one large block
+    app = App(board, machine, clock, cfg, log=log, safe_reason=safe_reason)
+    config = None
+    sys.modules.pop("config", None)
+    gc.collect()
+    return app
+
+
 def run(board=None, machine=None, clock=None, cfg=None):
     """Entry point (main.py calls this on the board)."""
     if board is None:
@@ -152,19 +169,9 @@ def run(board=None, machine=None, clock=None, cfg=None):
     if clock is None:
         from clock import Clock
         clock = Clock()
-    import config
-    safe_reason = None
-    if cfg is None:
-        loaded = config.load(config.FILE, board)
-        cfg, safe_reason = loaded.cfg, loaded.safe_reason
-        loaded = None
-        gc.collect()         # the parse left garbage; the sampler wants one large block
     app = None
     try:
-        app = App(board, machine, clock, cfg, safe_reason=safe_reason)
-        config = None
-        sys.modules.pop("config", None)   # needed only to build the App: frees ~25 KB
-        gc.collect()
+        app = build(board, machine, clock, cfg)
         global last
         last = app           # the console (imported after the run, to spare RAM) finds it
         asyncio.run(app.run())

@@ -16,8 +16,6 @@ import sys
 import asyncio
 
 import sim as board
-from clock import Clock as RealClock, WrappingClock
-import app as firmware_app
 from panelsim import machine as sim_machine
 from panelsim.vtime import VirtualTime
 from panelsim.panel import Panel
@@ -31,6 +29,7 @@ COLUMNS = ("t_s", "base_w", "water_heater_w", "ev_w", "panel_w", "measured_w", "
 
 def parse_args(argv):
     opts = {"profile": DEFAULT_PROFILE, "limit_w": 7200, "hours": 24, "speed": 0, "day": 0,
+            "panel": [], "cfg": [],
             "reboot_at_s": -1, "quiet": False, "mqtt": "", "telemetry_ms": 10000}
     names = {"--profile": ("profile", str), "--limit-w": ("limit_w", int),
              "--hours": ("hours", float), "--speed": ("speed", float), "--day": ("day", int),
@@ -43,6 +42,15 @@ def parse_args(argv):
             opts["quiet"] = True
             i += 1
             continue
+        if arg in ("--panel", "--cfg") and i + 1 < len(argv):
+            # --panel ev.arrive_h=99 changes the simulated panel (boards/sim.py PANEL);
+            # --cfg band_pct=10 overrides a firmware setting (firmware/config.py)
+            key, eq, value = argv[i + 1].partition("=")
+            if not eq:
+                raise SystemExit("error: %s needs KEY=VALUE, got %r" % (arg, argv[i + 1]))
+            opts[arg[2:]].append((key, _number(value)))
+            i += 2
+            continue
         if arg not in names or i + 1 >= len(argv):
             raise SystemExit("error: unknown or incomplete option %r" % arg)
         key, conv = names[arg]
@@ -52,6 +60,32 @@ def parse_args(argv):
             raise SystemExit("error: %s needs a number, got %r" % (arg, argv[i + 1]))
         i += 2
     return opts
+
+
+def _number(text):
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def panel_params(overrides):
+    """boards/sim.py's PANEL with `section.key` (or `key`) overrides applied, on copies."""
+    params = dict(board.PANEL)
+    for key, value in overrides:
+        section, dot, name = key.partition(".")
+        if dot:
+            if not isinstance(params.get(section), dict) or name not in params[section]:
+                raise SystemExit("error: --panel: no setting %r in PANEL" % key)
+            params[section] = dict(params[section])
+            params[section][name] = value
+        else:
+            if key not in params:
+                raise SystemExit("error: --panel: no setting %r in PANEL" % key)
+            params[key] = value
+    return params
 
 
 class Recorder:
@@ -100,6 +134,8 @@ class Recorder:
 
 def main(argv):
     opts = parse_args(argv)
+    from clock import Clock as RealClock, WrappingClock
+    import app as firmware_app
     try:
         prof = profile_mod.load(opts["profile"], day=opts["day"])
     except profile_mod.ProfileError as e:
@@ -111,10 +147,12 @@ def main(argv):
     vt = VirtualTime(speed=opts["speed"])
     vt.install()
     clock = WrappingClock(vt.now_ms)
-    panel = Panel(board.PANEL, prof)
+    panel = Panel(panel_params(opts["panel"]), prof)
     gen = AdcGen(board, panel)
     end_ms = int(opts["hours"] * 3_600_000)
     cfg = {"limit_w": opts["limit_w"]}
+    for key, value in opts["cfg"]:
+        cfg[key] = value
     if opts["mqtt"]:
         host, _, port = opts["mqtt"].rpartition(":")
         if not host or not port.isdigit():
@@ -127,9 +165,12 @@ def main(argv):
     cause = sim_machine.PWRON_RESET
     reboot_at_ms = opts["reboot_at_s"] * 1000
     log = (lambda msg: None) if opts["quiet"] else (lambda msg: sys.stderr.write(msg + "\n"))
+    app = None
     while True:
         sim_machine.attach(panel, vt, board, gen, reset_cause=cause)
-        app = firmware_app.App(board, sim_machine, clock, cfg, log=log)
+        app = app_ref[0] = None     # the rebooted board keeps nothing of the old firmware
+        gc.collect()
+        app = firmware_app.build(board, sim_machine, clock, cfg, log=log)
         app.net_clock = RealClock()   # socket deadlines are about real sockets
         app_ref[0] = app
         recorder = Recorder(vt, panel, app_ref, end_ms, out, not opts["quiet"], reboot_at_ms)
@@ -148,7 +189,8 @@ def main(argv):
             reboot_at_ms = -1
         asyncio.new_event_loop()
     panel.advance_to(vt.elapsed_ms())
-    ops = " ".join("%s=%d" % (b.load.name, getattr(b.actuator, "ops", 0)) for b in app.bindings)
+    ops = " ".join("%s=%d" % (b.load.name, b.actuator.ops) for b in app.bindings
+                   if hasattr(b.actuator, "ops"))
     sys.stderr.write("sim: done; contactor ops: %s\n" % ops)
 
 
