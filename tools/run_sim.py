@@ -70,6 +70,7 @@ def run_firmware(args, csv_path):
         sim_args += ["--cfg", item]
     cmd, env = firmware_command(sim_args, args.heap)
     summary = {}
+    last_error = None
     with open(csv_path, "w") as out, open(csv_path.with_suffix(".log"), "w") as log:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True, env=env,
                                 cwd=ROOT)
@@ -85,11 +86,16 @@ def run_firmware(args, csv_path):
                 for item in line.split(":", 2)[2].split():
                     name, _, n = item.partition("=")
                     summary[name] = int(n)
+            elif line.startswith("error: "):
+                last_error = line
             elif line:
-                print("\r" + line, flush=True)
+                print(line, flush=True)
         rc = proc.wait()
     if sys.stdout.isatty():
         print()
+    if rc == 2 and last_error:
+        print(last_error, file=sys.stderr)    # bad input: its one line says it all
+        sys.exit(2)
     if rc != 0:
         sys.exit("error: the firmware simulation failed (exit %d); see %s" % (
             rc, csv_path.with_suffix(".log")))
