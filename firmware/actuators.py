@@ -19,7 +19,9 @@ def j1772_duty_u16(amps):
 
 
 class Contactor:
-    """A contactor coil behind a Signal (polarity lives in the Signal). Counts operations."""
+    """A contactor coil behind a Signal (polarity lives in the Signal): logic says on or off.
+    Counts operations since boot (wear.py keeps the lifetime total); `feedback` is the
+    auxiliary contact's Signal (True = contacts closed) or None."""
 
     def __init__(self, signal, feedback=None):
         self._signal = signal

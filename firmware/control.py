@@ -14,8 +14,11 @@ class Binding:
 
 
 class ControlLoop:
-    def __init__(self, controller, sampler, bindings, clock, period_ms):
+    """monitor: a feedback.Monitor (welded contactors, lost chargers) or None."""
+
+    def __init__(self, controller, sampler, bindings, clock, period_ms, monitor=None):
         self.controller = controller
+        self.monitor = monitor
         self._sampler = sampler
         self.bindings = bindings
         self._clock = clock
@@ -35,6 +38,8 @@ class ControlLoop:
                 b.load.measured_w = w if w > 0 else 0
             else:
                 b.load.measured_w = -1
+        if self.monitor is not None:
+            self.monitor.check(sampler)   # before the update: it must see a stuck load
         self.controller.update(sampler)
         for b in self.bindings:
             b.actuator.apply(b.load)

@@ -1,5 +1,7 @@
 """Runs the firmware's tasks, restarts one that crashes, and alone feeds the watchdog:
-only while the sampler's and the controller's heartbeats are fresh."""
+only while the sampler's and the controller's heartbeats are fresh. Repeated crashes of
+critical tasks force every output safe and stop the feed, so the board resets; a non-critical
+task (network, reporting) is restarted with backoff however often it fails."""
 
 import asyncio
 
@@ -17,6 +19,7 @@ class Supervised:
         self.task = None
         self.started_ms = 0
         self.crashes = 0
+        self.backoff_n = 0
         self.last_error = None
         self.restart_at_ms = None
 
@@ -55,23 +58,38 @@ class Supervisor:
             self._crashed(entry)
 
     def _crashed(self, entry):
-        now = self._clock.ticks_ms()
-        entry.crashes += 1
+        clock = self._clock
+        now = clock.ticks_ms()
         window = self._crash_window_ms
-        self._crash_times = [t for t in self._crash_times
-                             if self._clock.ticks_diff(now, t) < window]
-        self._crash_times.append(now)
+        if clock.ticks_diff(now, entry.started_ms) >= window:
+            entry.backoff_n = 0      # it ran well for a while: back off from the start again
+        entry.crashes += 1
         self._log("supervisor: task %s crashed (%s)" % (entry.name, entry.last_error))
-        if len(self._crash_times) >= self._crash_limit:
-            self._give_up("%d crashes within %d s" % (len(self._crash_times), window // 1000))
-            return
-        backoff = self._backoff_ms << min(entry.crashes - 1, 5)
-        entry.restart_at_ms = self._clock.ticks_add(now, backoff)
+        if entry.critical:
+            # Only the control path's crashes count toward giving up: a network task that
+            # keeps failing must not reset the board.
+            self._crash_times = [t for t in self._crash_times
+                                 if clock.ticks_diff(now, t) < window]
+            self._crash_times.append(now)
+            if len(self._crash_times) >= self._crash_limit:
+                self._give_up("%d crashes within %d s" % (len(self._crash_times),
+                                                          window // 1000))
+                return
+        backoff = self._backoff_ms << min(entry.backoff_n, 5)
+        entry.backoff_n += 1
+        entry.restart_at_ms = clock.ticks_add(now, backoff)
 
     def _give_up(self, why):
         if not self.failed:
             self.failed = True
             self._force_safe()
+            # Stop every task, so nothing drives an output again before the reset.
+            for entry in self.entries:
+                task = entry.task
+                entry.task = None
+                entry.restart_at_ms = None
+                if task is not None and task is not asyncio.current_task():
+                    task.cancel()
             self._log("supervisor: %s: outputs safe, waiting for the watchdog reset" % why)
 
     def fresh(self, entry, now):

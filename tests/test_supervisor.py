@@ -28,12 +28,14 @@ class Worker:
             self.heartbeat_ms = clock.ticks_ms()
             await asyncio.sleep_ms(100)
 def run(modes, seconds):
+    global workers
     workers = {}
     def make(name, mode):
         def f():
             w = Worker(mode); workers.setdefault(name, []).append(w); return w
         return f
-    entries = [sv.Supervised(n, make(n, m), 1000) for n, m in modes]
+    entries = [sv.Supervised(n, make(n, m), 1000, critical=not n.startswith('net'))
+               for n, m in modes]
     wdt = machine.WDT(timeout=3000)
     s = sv.Supervisor(clock, entries, lambda: safe.append(vt.elapsed_ms()), wdt, log=log.append)
     async def main():
@@ -48,6 +50,7 @@ def run(modes, seconds):
     print('safe', safe)
     print('instances', {k: len(v) for k, v in workers.items()})
     print('feeds', s.feeds)
+    return s
 """
 
 
@@ -82,3 +85,27 @@ def test_a_task_that_keeps_raising_ends_in_safe_outputs_and_a_reset():
     assert out[0].startswith("reset at"), out
     assert out[1] != "safe []"               # outputs forced safe before the reset
     assert int(out[1].strip("safe []").split(",")[0]) < int(out[0].split()[-1])
+
+
+def test_a_network_task_that_keeps_raising_is_restarted_with_backoff_never_forcing_safe():
+    # Non-critical (network) crashes must not count toward the give-up: the control path is
+    # healthy, so no safe outputs and no reset, however often the network task fails.
+    out = lines("""s = run([('sampler', 'ok'), ('control', 'ok'), ('net', 'raise')], 300)
+starts = [l for l in log if 'restarting net' in l]
+print(len(starts), s.failed, [e.crashes for e in s.entries])""")
+    assert out[0] == "ran 300 no reset"
+    assert out[1] == "safe []"
+    restarts, failed, crashes = out[4].split(" ", 2)
+    assert failed == "False" and crashes.startswith("[0, 0, ")
+    # Backoff 1, 2, 4 ... 32 s, capped: about 300 / 32 + 6 restarts, far fewer than 300.
+    assert 8 <= int(restarts) <= 16, out
+
+
+def test_give_up_cancels_every_task_so_nothing_drives_outputs_before_the_reset():
+    out = lines("""run([('sampler', 'ok'), ('control', 'raise')], 120)
+print(workers['sampler'][-1].passes)
+""")
+    assert out[0].startswith("reset at"), out
+    # The sampler was cancelled at the give-up (about 3 s in: 1 + 2 s of backoff), not left
+    # running until the reset: its passes stop there (10 per second).
+    assert int(out[4]) <= 40, out

@@ -23,6 +23,7 @@ class _Board:
     reset_cause = PWRON_RESET
     pin_levels = {}
     outputs = {}     # pin number -> output index
+    inputs = {}      # pin number -> output index whose auxiliary contact it reads
     wdt = None
 
 
@@ -37,6 +38,7 @@ def attach(panel, vt, board, adcgen, reset_cause=PWRON_RESET):
     _sim.reset_cause = reset_cause
     _sim.pin_levels = {}
     _sim.outputs = {spec["pin"]: i for i, spec in enumerate(board.OUTPUTS)}
+    _sim.inputs = {spec["pin"]: i for i, spec in enumerate(getattr(board, "FEEDBACK", ()))}
     _sim.wdt = None
 
 
@@ -52,6 +54,16 @@ def _pin_changed(pin_id, level):
         energised = bool(level) != bool(spec.get("invert", False))
         _sim.panel.advance_to(_sim.vt.elapsed_ms())
         _sim.panel.set_contactor(index, energised)
+
+
+def _input_level(pin_id, default):
+    # An auxiliary contact follows the contactor's real state (welded contacts included).
+    index = _sim.inputs.get(pin_id)
+    if index is None or _sim.panel is None or not hasattr(_sim.panel, "contact_closed"):
+        return default
+    closed = _sim.panel.contact_closed(index)
+    invert = _sim.board.FEEDBACK[index].get("invert", False)
+    return 0 if closed == bool(invert) else 1
 
 
 class Pin:
@@ -80,8 +92,7 @@ class Pin:
     def value(self, v=None):
         if v is None:
             if self.mode == Pin.IN:
-                return _sim.panel.input_level(self.id) if _sim.panel and hasattr(
-                    _sim.panel, "input_level") else self._level
+                return _input_level(self.id, self._level)
             return self._level
         self._level = 1 if v else 0
         if self.mode == Pin.OUT:

@@ -1,0 +1,242 @@
+"""The MQTT charger driver (firmware/evmqtt.py) under micropython: the setpoint it publishes
+(clamped, paused below 6 A, repeated as a heartbeat), the charger's reports routed from the
+link's callback, and heartbeat loss: the charger's draw becomes uncontrollable and the
+controller sheds the other load to make room for it; it comes back under control when the
+reports resume."""
+import json
+
+from conftest import run_mpy
+
+SETUP = """
+import json
+import evmqtt, feedback, shed
+from clock import WrappingClock
+class T:
+    now = (1 << 30) - 60000          # every timer crosses the ESP32's tick wrap
+clock = WrappingClock(lambda: T.now)
+class Pipe:
+    def free(self): return 1000
+class Link:
+    connected = True
+    connects = 1
+    def __init__(self):
+        self.cb = None; self.sent = []; self.pipe = Pipe(); self.subs = []
+    def set_callback(self, f): self.cb = f
+    def publish(self, topic, msg, retain=False): self.sent.append((topic, msg))
+    def _subscribe_packet(self, topic): self.subs.append(topic)
+link = Link()
+others = []
+link.set_callback(lambda topic, msg: others.append((topic, msg)))
+"""
+
+
+def run(code):
+    return run_mpy(SETUP + code, heap="512k").stdout.splitlines()   # compiled from source
+
+
+def test_setpoint_is_clamped_paused_below_6a_and_repeated_as_a_heartbeat():
+    out = run("""
+ch = evmqtt.MqttCharger(clock, 32, "evse/set/current", "evse/current", 30000)
+ch.set_amps(16)                      # no link yet: nothing to send, no error
+ch.attach(link)
+for a in (16, 40, 5, 6, 0):
+    ch.set_amps(a)
+print(ch.amps, link.sent)
+link.sent.clear()
+for _ in range(25):                  # unchanged for 25 s: the heartbeat every 10 s
+    T.now += 1000
+    ch.set_amps(0)
+print(len(link.sent), link.sent[0])
+ch.set_amps(12); ch.safe(); print(link.sent[-2:], ch.amps)
+""")
+    assert out[0] == ("0 [('evse/set/current', '16'), ('evse/set/current', '32'), "
+                      "('evse/set/current', '0'), ('evse/set/current', '6'), "
+                      "('evse/set/current', '0')]")
+    assert out[1] == "2 ('evse/set/current', '0')"
+    assert out[2] == "[('evse/set/current', '12'), ('evse/set/current', '0')] 0"
+
+
+def test_reports_are_routed_checked_and_confirm_the_charger():
+    out = run("""
+ch = evmqtt.MqttCharger(clock, 32, "evse/set/current", "openevse/amp", 30000, unit_ma=True)
+ch.attach(link)
+link.cb(b"panelcap/cmd/status", b"")          # not the charger's: passed on
+link.cb(b"openevse/amp", b"15800")            # OpenEVSE reports milliamps
+print(others, ch.actual_ma, ch.reports, ch.confirmed(T.now))
+link.cb(b"openevse/amp", b"lots"); link.cb(b"openevse/amp", b"-5")
+print(ch.bad_reports, ch.actual_ma)
+T.now += 30001
+print(ch.confirmed(T.now))
+import asyncio
+async def once():
+    t = asyncio.create_task(ch.run()); await asyncio.sleep_ms(10); t.cancel()
+asyncio.run(once())
+print(link.subs, link.sent[-1])               # subscribed after the connect; setpoint resent
+""")
+    assert out[0] == "[(b'panelcap/cmd/status', b'')] 15800 1 True"
+    assert out[1] == "2 15800"
+    assert out[2] == "False"
+    assert out[3] == "['openevse/amp'] ('evse/set/current', '0')"
+
+
+def test_heartbeat_loss_makes_the_charger_uncontrollable_and_sheds_the_other_load():
+    out = run("""
+ch = evmqtt.MqttCharger(clock, 32, "evse/set/current", "evse/current", 30000)
+ch.attach(link)
+ev = shed.Load("ev", shed.KIND_MODULATED, 1, "L1L2", 7680, min_on_s=0, min_off_s=0,
+               resume_pause_s=30)
+wh = shed.Load("wh", shed.KIND_ONOFF, 2, "L1L2", 4500, min_on_s=0, min_off_s=0)
+limits = shed.Limits(setpoint_w=12000, volts=120, band_pct=5)
+ctl = shed.Controller([ev, wh], limits, clock, settle_s=2, stagger_s=2)
+logs = []
+mon = feedback.Monitor(ctl, clock, logs.append)
+mon.add(ev, charger=ch)
+meas = shed.Measurement()
+meas.windows = 0
+alive = [True]
+draw_a = [0]          # what the car draws: the charger's offer, up to its own 16 A
+def second(t):
+    T.now += 1000
+    if alive[0]:
+        draw_a[0] = ch.amps if ch.amps < 16 else 16
+        link.cb(b"evse/current", str(draw_a[0]).encode())
+    wh_w = 4500 if wh.on else 0
+    meas.valid = True; meas.t_ms = T.now; meas.windows += 1
+    meas.total_w = 500 + draw_a[0] * 240 + wh_w
+    meas.leg_ma[0] = meas.leg_ma[1] = meas.total_w * 1000 // 240
+    ev.measured_w = -1; wh.measured_w = wh_w      # the EV has no CT: its report counts
+    mon.check(meas)
+    ctl.update(meas)
+    ch.apply(ev)
+    return {"t": t, "ev_a": ch.amps, "draw_a": draw_a[0], "wh": wh.on, "total_w": meas.total_w,
+            "alarm": mon.watches[0].alarm, "stuck": ev.uncontrollable, "ev_w": ev.measured_w}
+for t in range(300):
+    if t == 120:
+        alive[0] = False          # the charger stops answering; the car keeps drawing
+    if t == 200:
+        alive[0] = True
+    print(json.dumps(second(t)))
+print(json.dumps({"log": logs, "sent": link.sent[-3:]}))
+""")
+    rows = [json.loads(line) for line in out]
+    log = rows.pop()
+    by_t = {r["t"]: r for r in rows}
+    assert by_t[119]["wh"] and by_t[119]["ev_a"] >= 6 and by_t[119]["ev_w"] > 0
+    drawing = by_t[119]["draw_a"]
+    t_lost = next(r["t"] for r in rows if r["alarm"] == "lost")
+    print("reports stop at 120 s; lost at %d s; car drawing %d A" % (t_lost, drawing))
+    assert 150 <= t_lost <= 151                     # the 30 s timeout, no sooner
+    assert by_t[t_lost]["stuck"] and by_t[t_lost]["ev_a"] == 0   # told to pause, anyway
+    # The car draws 16 A but could take 32: its rated 7680 W is reserved, and
+    # 500 + 7680 + 4500 W > 12000 W, so the water heater goes.
+    t_wh_off = next(r["t"] for r in rows if r["t"] >= t_lost and not r["wh"])
+    assert t_wh_off - t_lost <= 1
+    assert all(not by_t[t]["wh"] for t in range(t_wh_off, 200))
+    assert all(by_t[t]["alarm"] is None for t in range(120, 150))
+    # Reports again: control resumes, from a pause (the car now draws 0).
+    assert by_t[200]["alarm"] is None and not by_t[200]["stuck"]
+    assert any(by_t[t]["ev_a"] >= 6 for t in range(200, 300))
+    assert any(l == "alarm: ev lost: no report" for l in log["log"]), log
+    assert any(l == "alarm: ev lost cleared" for l in log["log"]), log
+
+
+FIRMWARE = """
+import asyncio, json, sys
+from panelsim.vtime import VirtualTime
+from panelsim import machine
+from panelsim.panel import Panel
+from panelsim.adcgen import AdcGen
+from panelsim.profile import ConstantProfile
+from clock import Clock, WrappingClock
+import sim as board
+import app as app_mod
+vt = VirtualTime(speed=1); vt.install()          # real time: the charger is a real client
+clock = WrappingClock(vt.now_ms)
+params = dict(board.PANEL)
+ev = dict(params["ev"]); ev["arrive_h"] = None; params["ev"] = ev
+panel = Panel(params, ConstantProfile(1000))
+machine.attach(panel, vt, board, AdcGen(board, panel))
+import config
+loads = [dict(config.DEFAULT_LOADS[0]),
+         {"name": "ev", "kind": "modulated", "priority": 1, "leg": "L1L2", "rated_w": 7680,
+          "driver": "mqtt", "max_a": 32}]
+cfg = {"mqtt_host": "127.0.0.1", "mqtt_port": PORT, "mqtt_discovery": "",
+       "telemetry_period_ms": 1000, "charger_timeout_s": 5, "stagger_s": 1, "limit_w": 19200,
+       "loads": loads}
+logs = []
+app = app_mod.App(board, machine, clock, cfg, log=logs.append)
+app.net_clock = Clock()
+async def main():
+    asyncio.create_task(app.run())
+    for t in range(SECONDS * 4):
+        await asyncio.sleep_ms(250)
+        w = app.monitor.watches[-1] if app.monitor else None
+        ev = [b for b in app.bindings if b.load.name == "ev"][0]
+        print(json.dumps({"t": vt.elapsed_ms(), "alarm": w.alarm if w else None,
+                          "ev_a": ev.actuator.amps, "ev_w": ev.load.measured_w,
+                          "link": app.mqtt.state if getattr(app, "mqtt", None) else None}))
+        while logs:
+            print(json.dumps({"log": logs.pop(0)}))
+try:
+    asyncio.run(main())
+finally:
+    app.force_safe()
+"""
+
+
+def test_heartbeat_loss_against_a_real_broker(tmp_path):
+    # The firmware's link subscribes to the charger's topic after connecting; a client plays
+    # the charger: it follows the setpoint and reports it, then falls silent, then returns.
+    import subprocess
+    import threading
+    import time
+
+    from conftest import MICROPYTHON, ROOT, mpy_env
+    from mqtt_helpers import Broker, Client
+
+    with Broker(tmp_path) as broker:
+        charger = Client(broker.port, "charger")
+        charger.subscribe("evse/set/current")
+        watcher = Client(broker.port, "watcher")
+        watcher.subscribe("panelcap/#")
+        proc = subprocess.Popen(
+            [MICROPYTHON, "-X", "heapsize=1m", "-c",
+             FIRMWARE.replace("PORT", str(broker.port)).replace("SECONDS", "32")],
+            cwd=ROOT, env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        rows = []
+        reader = threading.Thread(target=lambda: rows.extend(
+            json.loads(l) for l in proc.stdout if l.startswith("{")), daemon=True)
+        reader.start()
+        offered = 0
+        t0 = time.monotonic()
+        silent = (16.0, 23.0)          # real seconds in which the charger does not answer
+        while proc.poll() is None and time.monotonic() - t0 < 40:
+            for topic, payload, _ in charger.take():
+                offered = int(payload)
+            now = time.monotonic() - t0
+            if not silent[0] <= now < silent[1]:
+                charger.publish("evse/current", str(offered))   # it draws what it may
+            time.sleep(0.5)
+        proc.wait(10)
+        reader.join(5)
+        reports = watcher.take()
+    assert proc.returncode == 0, proc.stderr.read()[-3000:]
+    samples = [r for r in rows if "t" in r]
+    log = [r["log"] for r in rows if "log" in r]
+    # Restored (after the stagger and the controller's settle time) and confirmed.
+    assert any(r["ev_a"] >= 6 and r["ev_w"] > 0 for r in samples if r["t"] < 16000), log
+    lost = [r["t"] for r in samples if r["alarm"] == "lost"]
+    assert lost, log
+    print("charger silent from ~16 s; lost at %.2f s; back at %.2f s" % (
+        lost[0] / 1000, (lost[-1] + 250) / 1000))
+    assert 20000 <= lost[0] <= 23000           # 5 s after its last report, give or take
+    assert all(r["ev_a"] == 0 for r in samples if lost[0] <= r["t"] <= lost[-1])
+    assert lost[-1] <= 25000 and samples[-1]["alarm"] is None   # reports again: cleared
+    assert "alarm: ev lost: no report" in log and "alarm: ev lost cleared" in log
+    # Telemetry shows it: the load's alarm in state, lifetime contactor counts in diag.
+    states = [json.loads(p) for t, p, _ in reports if t == "panelcap/state"]
+    alarms = [s["loads"]["ev"].get("alarm") for s in states]
+    assert "lost" in alarms and alarms[-1] is None
+    assert all("no_draw" in s["loads"]["water_heater"] for s in states)
+    diag = [json.loads(p) for t, p, _ in reports if t == "panelcap/diag"][-1]
+    assert "water_heater" in diag["contactor_ops"] and diag["reset_cause"] == "power-on"
