@@ -1,0 +1,538 @@
+"""Grid capacity signals (firmware/grid.py) under the unix port: interval boundaries on the
+exact tick (across the 2**30 tick wrap), expiry, fallback and silence, a reboot in the middle
+of an interval, refusals with clear errors, reservations (granted, fee, denied, no answer),
+an emergency applied within one control period, strictest-wins under the setpoint, and a
+steady pass that allocates nothing. The reference responder's decisions run in CPython."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import MPY_CROSS, ROOT, run_mpy
+
+sys.path.insert(0, str(ROOT / "tools"))
+import grid_responder  # noqa: E402
+
+T0 = "2026-11-26T18:00:00Z"
+T0_UNIX = 1795716000          # the same instant
+
+PRELUDE = r"""
+import json, gc
+import grid, shed, commands
+fails = []
+def check(cond, what):
+    if not cond:
+        fails.append(what)
+        print('FAIL', what)
+class Clock:
+    # ESP32-like ticks: wrap at 2**30; start 5 s before the wrap so every timer crosses it.
+    def __init__(self, t=(1 << 30) - 5000): self.t = t
+    def ticks_ms(self): return self.t
+    def ticks_diff(self, a, b):
+        h = 1 << 29
+        return ((a - b + h) & ((1 << 30) - 1)) - h
+    def ticks_add(self, t, d): return (t + d) & ((1 << 30) - 1)
+    def step(self, ms): self.t = self.ticks_add(self.t, ms)
+T0_UNIX = %d
+def iso(s):
+    return grid.format_time(grid.parse_time(T0_UNIX) + s)
+def event(start_s, dur, values, unit='KW', extra=None):
+    ivs = [{'id': i, 'payloads': [{'type': 'IMPORT_CAPACITY_LIMIT', 'values': [v]}]}
+           for i, v in enumerate(values)]
+    obj = {'programID': 'doe', 'eventName': 'test',
+           'payloadDescriptors': [{'payloadType': 'IMPORT_CAPACITY_LIMIT', 'units': unit}],
+           'intervalPeriod': {'duration': dur}, 'intervals': ivs}
+    if start_s is not None:
+        obj['intervalPeriod']['start'] = iso(start_s)
+    if extra:
+        obj.update(extra)
+    return obj
+""" % T0_UNIX
+
+
+def mpy(code, **kw):
+    # 512k: compiling grid.py, shed.py and commands.py from source; the size test below
+    # measures what the compiled modules cost.
+    kw.setdefault("heap", "512k")
+    out = run_mpy(PRELUDE + code + "\nprint('fails', len(fails))\n", **kw).stdout
+    assert "fails 0" in out, out[-4000:]
+    return out
+
+
+def test_time_formats_round_trip():
+    mpy(r"""
+check(grid.parse_time('2026-11-26T18:00:00Z') == grid.parse_time(T0_UNIX), 'iso == unix')
+check(grid.parse_time('2026-11-26T18:00:00+00:00') == grid.parse_time(T0_UNIX), '+00:00')
+for s in (0, 59, 86399, 86400 * 59 + 3, 86400 * 365 * 4 + 7, (1 << 30) - 1):
+    check(grid.parse_time(grid.format_time(s)) == s, 'round trip %d' % s)
+check(grid.format_time(grid.parse_time('2028-02-29T23:59:59Z')) == '2028-02-29T23:59:59Z', 'leap')
+check(grid.parse_duration('PT1H30M') == 5400 and grid.parse_duration('P1DT1S') == 86401, 'dur')
+check(grid.parse_duration('PT15M') == 900 and grid.parse_duration(60) == 60, 'dur2')
+for bad in ('2026-13-01T00:00:00Z', '2026-11-26 18:00:00Z', '2026-11-26T18:00:00', 'x',
+            '2023-12-31T23:59:59Z', 1.5, True, None):
+    try:
+        grid.parse_time(bad)
+        check(False, 'accepted time %r' % (bad,))
+    except ValueError as e:
+        check('time' in str(e), str(e))
+for bad in ('PT', 'P1H', 'PT1X', '1H', 0, -5, 'PT-1M', 604801, True):
+    try:
+        grid.parse_duration(bad)
+        check(False, 'accepted duration %r' % (bad,))
+    except ValueError as e:
+        check('duration' in str(e), str(e))
+""")
+
+
+def test_boundaries_on_the_exact_tick_across_the_wrap():
+    # The grid task runs only every 2 s here; the limit must still change on the boundary's
+    # tick (queued in shed.Limits), seen by the controller at its next 250 ms step.
+    mpy(r"""
+clock = Clock()
+limits = shed.Limits(setpoint_w=9600, clock=clock)
+ev = shed.Load('ev', shed.KIND_MODULATED, 1, 'L1L2', 7680, max_a=32)
+ctl = shed.Controller([ev], limits, clock)
+g = grid.Grid(limits, clock, 9600, fallback_w=4000, path=None)
+start_tick = clock.t
+g.set_wall(T0_UNIX, clock.t)
+check(limits.effective_w() == 4000, 'fallback before any schedule')
+g.schedule(event(3, 'PT4S', [7.0, 5.0, 6.0]), clock.t)
+meas = shed.Measurement()
+seen = []
+wrapped = False
+for i in range(80):                 # 20 s in 250 ms steps
+    clock.step(250)
+    if clock.t < start_tick:
+        wrapped = True
+    if i % 8 == 0:
+        g.update(clock.t)
+    meas.valid = True
+    meas.t_ms = clock.t
+    meas.total_w = 1000
+    ctl.update(meas)
+    seen.append(ctl.limit_w)
+check(wrapped, 'the ticks wrapped')
+# step i is at (i + 1) * 250 ms: 3 s is i = 11
+expect = [4000] * 11 + [7000] * 16 + [5000] * 16 + [6000] * 16 + [4000] * 21
+check(seen == expect, 'limits by step %r' % seen)
+st = g.state(clock.t)
+check(st['limit_from'] == 'fallback' and st['intervals'] == 0, 'ran out: %r' % st)
+""")
+
+
+def test_relative_schedule_without_wall_clock_expiry_and_silence():
+    mpy(r"""
+clock = Clock()
+limits = shed.Limits(setpoint_w=9600, clock=clock)
+g = grid.Grid(limits, clock, 9600, fallback_w=3000, silence_s=30, path=None)
+check(not g.wall_known(), 'no wall clock')
+# An absolute start is refused clearly; the same schedule relative to now is taken.
+try:
+    g.schedule(event(60, 'PT10S', [6.0]), clock.t)
+    check(False, 'absolute start accepted without a wall clock')
+except ValueError as e:
+    check('no wall clock' in str(e), str(e))
+check(g.schedule(event(None, 'PT20S', [6.0, 5.0]), clock.t) == 2, 'relative accepted')
+def at(s):
+    while g.mono_s(clock.t) < s:
+        clock.step(1000)
+        g.update(clock.t)
+    return limits.effective_w(clock.t)
+check(at(1) == 6000 and at(19) == 6000 and at(20) == 5000, 'relative intervals')
+check(at(29) == 5000, 'still heard')
+check(at(30) == 3000 and g.state(clock.t)['limit_from'] == 'silent', 'silent: fallback')
+g.schedule(event(None, 'PT10S', [7.0]), clock.t)       # heard again
+check(limits.effective_w(clock.t) == 7000, 'heard again: %r' % limits.effective_w(clock.t))
+check(at(40) == 3000 and g.state(clock.t)['limit_from'] == 'fallback', 'ran out: fallback')
+# An emergency needs no wall clock either, but needs a subscription.
+try:
+    g.emergency(50, 60, clock.t)
+    check(False, 'emergency without a subscription')
+except ValueError as e:
+    check('subscription' in str(e), str(e))
+# Import limit in amps per leg, export limit exposed.
+obj = event(None, 'PT60S', [40], unit='A')
+obj['intervals'][0]['payloads'].append({'type': 'EXPORT_CAPACITY_LIMIT', 'values': [1.5]})
+g.schedule(obj, clock.t)
+st = g.state(clock.t)
+check(st['import_limit_a'] == 40 and st['export_limit_w'] == 1500 and st['import_limit_w'] is None,
+      'amps and export %r' % st)
+check(limits.effective_a(clock.t) == 40 and limits.effective_w(clock.t) == 9600, 'amps apply')
+""")
+
+
+def test_reboot_in_the_middle_of_an_interval(tmp_path):
+    mpy(r"""
+import os
+path = 'grid.json'
+clock = Clock()
+limits = shed.Limits(setpoint_w=9600, clock=clock)
+g = grid.Grid(limits, clock, 9600, subscription_w=5000, fallback_w=4000, path=path)
+g.set_wall(T0_UNIX, clock.t)
+g.schedule(event(0, 'PT60S', [7.0, 5.0]), clock.t)
+g.answer({'id': g.reserve(iso(90), 600, 2000, clock.t), 'status': 'granted'}, clock.t)
+for _ in range(30):
+    clock.step(1000)
+    g.update(clock.t)
+check(limits.effective_w(clock.t) == 5000, 'before: sub 5000 under 7000')
+# Power cut at +30 s; the board is back 5 s later with other ticks and an empty RAM.
+clock2 = Clock(123456)
+limits2 = shed.Limits(setpoint_w=9600, clock=clock2)
+g2 = grid.Grid(limits2, clock2, 9600, subscription_w=5000, fallback_w=4000, path=path)
+g2.update(clock2.t)
+check(limits2.effective_w(clock2.t) == 4000, 'no wall clock yet: fallback %r' % limits2.effective_w(clock2.t))
+clock2.step(2000)
+g2.set_wall(T0_UNIX + 35 + 2, clock2.t)     # NTP answers
+check(g2.state(clock2.t)['limit_from'] == 'schedule', 'schedule back')
+check(g2.state(clock2.t)['import_limit_w'] == 7000, 'interval 0 again')
+check(len(g2.reservations) == 1, 'reservation kept')
+seen = {}
+for s in range(38, 200):
+    while g2.wall_gs(clock2.t) < grid.parse_time(T0_UNIX) + s:
+        clock2.step(500)
+        g2.update(clock2.t)
+    seen[s] = (g2.state(clock2.t)['import_limit_w'], limits2.effective_w(clock2.t))
+check(seen[59] == (7000, 5000) and seen[60] == (5000, 5000), 'boundary at 60: %r' % [seen[59], seen[60]])
+check(seen[89] == (5000, 5000), 'before the reservation %r' % (seen[89],))
+check(seen[95] == (5000, 5000), 'reservation 7000 above the 5000 interval: %r' % (seen[95],))
+check(seen[119] == (5000, 5000) and seen[120] == (4000, 4000), 'ran out at 120: %r' % [seen[119], seen[120]])
+check(seen[199][1] == 4000, 'fallback after')
+# The same schedule sent again writes nothing; a changed one is written.
+os.remove(path)
+g2.schedule(event(190, 'PT60S', [3.0]), clock2.t)
+check(path in os.listdir(), 'a new schedule is written')
+os.remove(path)
+g2.schedule(event(190, 'PT60S', [3.0]), clock2.t)
+check(path not in os.listdir(), 'the same schedule again: no flash write')
+g2.schedule(event(190, 'PT60S', [3.5]), clock2.t)
+check(path in os.listdir(), 'a changed schedule is written')
+# A damaged file is ignored: the fallback applies.
+with open(path, 'w') as f:
+    f.write('{"v": 1, "iv": [[1, 2')
+g3 = grid.Grid(shed.Limits(setpoint_w=9600, clock=clock2), clock2, 9600, fallback_w=4000, path=path)
+g3.set_wall(T0_UNIX + 300, clock2.t)
+check(g3.intervals == [] and g3.state(clock2.t)['limit_from'] == 'fallback', 'damaged file')
+""", cwd=tmp_path)
+
+
+REFUSALS = [
+    # (payload, substring of the error)
+    ({"intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]}],
+      "intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "payloadDescriptors": [{"payloadType": "IMPORT_CAPACITY_LIMIT", "units": "KW"}],
+      "colour": 1}, "unknown field colour"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]},
+                    {"intervalPeriod": {"start": "2026-11-26T18:20:00Z"},
+                     "payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [4]}]}]},
+     "interval 1 overlaps interval 0"),
+    ({"intervalPeriod": {"start": "2026-11-26T17:00:00Z", "duration": "PT30M"},
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]}]},
+     "interval 0 ended at 2026-11-26T17:30:00Z: expired"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [-1]}]}]},
+     "out of range"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": ["5"]}]}]},
+     "must be a number"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [501]}]}]},
+     "out of range"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z"},
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]}]},
+     "interval 0 has no duration"),
+    ({"intervalPeriod": {"start": "2026-11-26 18:10", "duration": "PT30M"},
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]}]},
+     "time must look like"),
+    ({"intervalPeriod": {"start": "2026-12-26T18:10:00Z", "duration": "PT30M"},
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]}]},
+     "more than 7 days ahead"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "intervals": [{"payloads": [{"type": "PRICE", "values": [5]}]}]}, "a payload is"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "payloadDescriptors": [{"payloadType": "IMPORT_CAPACITY_LIMIT", "units": "MW"}],
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]}]},
+     "units KW, W or A"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT1M"},
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]}] * 25},
+     "payload longer than 900 bytes"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "intervals": [{"payloads": []}]}, "payloads must be a non-empty list"),
+]
+
+
+def test_bad_overlapping_and_expired_schedules_are_refused_clearly():
+    code = r"""
+clock = Clock()
+limits = shed.Limits(setpoint_w=9600, clock=clock)
+g = grid.Grid(limits, clock, 9600, fallback_w=4000, path=None)
+g.set_wall(T0_UNIX, clock.t)
+events = []
+cmds = commands.Commands(limits, {}, clock, 9600, events.append, grid=lambda: g)
+good = event(0, 'PT30M', [6.0])
+check(cmds.handle('pc', 'pc/cmd/grid/limits', json.dumps(good)), 'good taken %r' % events)
+check(events[-1]['ok'] and events[-1]['intervals'] == 1, 'event %r' % events[-1])
+before = (limits.effective_w(clock.t), [list(iv) for iv in g.intervals], g.event_name)
+for payload, want in json.loads(REFUSALS_JSON):
+    text = json.dumps(payload)
+    check(not cmds.handle('pc', 'pc/cmd/grid/limits', text), 'accepted %s' % text[:80])
+    err = events[-1].get('error', '')
+    check(want in err, 'error %r lacks %r' % (err, want))
+    print('refused:', err)
+try:
+    g.schedule({'intervalPeriod': {'duration': 60}, 'intervals': [
+        {'payloads': [{'type': 'IMPORT_CAPACITY_LIMIT', 'values': [5]}]}] * 25}, clock.t)
+    check(False, '25 intervals taken')
+except ValueError as e:
+    check('0..24 intervals' in str(e), str(e))
+check(not cmds.handle('pc', 'pc/cmd/grid/nosuch', '{}'), 'unknown sub')
+check('unknown command' in events[-1]['error'], events[-1]['error'])
+after = (limits.effective_w(clock.t), [list(iv) for iv in g.intervals], g.event_name)
+check(after == before, 'refusals changed nothing %r %r' % (before, after))
+check(not cmds.handle('pc', 'pc/cmd/grid/time', '{"unix_s": 5}'), 'bad time')
+# An empty list of intervals clears the schedule: the fallback applies.
+check(cmds.handle('pc', 'pc/cmd/grid/limits', '{"intervals": []}'), 'clear')
+check(limits.effective_w(clock.t) == 4000, 'cleared to the fallback')
+"""
+    out = mpy(code.replace("REFUSALS_JSON", repr(json.dumps(REFUSALS))))
+    assert out.count("refused:") == len(REFUSALS)
+
+
+def test_limits_combine_strictest_and_never_above_the_setpoint():
+    mpy(r"""
+clock = Clock()
+limits = shed.Limits(setpoint_w=9600, clock=clock)
+g = grid.Grid(limits, clock, 9600, subscription_w=5000, path=None)
+g.set_wall(T0_UNIX, clock.t)
+events = []
+cmds = commands.Commands(limits, {}, clock, 9600, events.append, grid=lambda: g)
+g.schedule(event(0, 'PT1H', [12.0]), clock.t)          # a generous envelope: 12 kW
+check(limits.effective_w(clock.t) == 5000 and limits.strictest() == 'subscription', 'sub wins')
+rid = g.reserve(None, 3600, 4600, clock.t)
+g.answer({'id': rid, 'status': 'granted'}, clock.t)
+check(limits.effective_w(clock.t) == 9600 and limits.strictest() == 'setpoint',
+      'setpoint caps 9600: %r %r' % (limits.effective_w(clock.t), limits.strictest()))
+try:
+    g.reserve(None, 3600, 4601, clock.t)
+    check(False, 'a reservation above the setpoint')
+except ValueError as e:
+    check('1..4600 W' in str(e), str(e))
+check(cmds.handle('pc', 'pc/cmd/limit', '{"limit_w": 3000, "duration_s": 60}'), 'remote')
+check(limits.effective_w(clock.t) == 3000 and limits.strictest() == 'remote', 'remote wins')
+check(cmds.handle('pc', 'pc/cmd/grid/emergency', '{"share_pct": 40, "duration_s": 60}'), 'em')
+check(limits.effective_w(clock.t) == 2000 and limits.strictest() == 'emergency', 'emergency wins')
+check(limits.in_force_w() == {'grid': 12000, 'subscription': 9600, 'remote': 3000,
+                              'emergency': 2000}, repr(limits.in_force_w()))
+""")
+
+
+def test_reservations_granted_fee_denied_and_unanswered():
+    mpy(r"""
+clock = Clock()
+limits = shed.Limits(setpoint_w=9600, clock=clock)
+g = grid.Grid(limits, clock, 9600, subscription_w=5000, path=None)
+events = []
+cmds = commands.Commands(limits, {}, clock, 9600, events.append, grid=lambda: g)
+check(not cmds.handle('pc', 'pc/cmd/grid/reserve', json.dumps(
+    {'start': iso(60), 'duration_s': 600, 'extra_w': 3000})), 'no wall clock')
+check('wall clock' in events[-1]['error'], events[-1]['error'])
+g.set_wall(T0_UNIX, clock.t)
+check(cmds.handle('pc', 'pc/cmd/grid/reserve', json.dumps(
+    {'start': iso(60), 'duration_s': 600, 'extra_w': 3000, 'id': 'ev-1'})), 'queued')
+rid = events[-1]['request']
+sub, payload = g.outbox.pop(0)
+req = json.loads(payload)
+check(sub == 'grid/request' and req == {'id': rid, 'start': iso(60), 'duration_s': 600,
+      'extra_w': 3000, 'subscription_w': 5000}, 'request %r' % req)
+# Granted: the limit rises in the window only.
+check(cmds.handle('pc', 'pc/cmd/grid/answer', json.dumps({'id': rid, 'status': 'granted'})), 'ans')
+check(events[-1]['status'] == 'granted', repr(events[-1]))
+def at(s):
+    while g.mono_s(clock.t) < s:
+        clock.step(1000)
+        g.update(clock.t)
+    return limits.effective_w(clock.t)
+check(at(59) == 5000 and at(60) == 8000 and at(659) == 8000 and at(660) == 5000, 'window only')
+check(not g.reservations, 'ended reservation dropped')
+# Denied with a fee: nothing changes until the fee is accepted; accept() asks again.
+rid2 = g.reserve(iso(700), 1200, 2000, clock.t)
+offers = [{'start': iso(700), 'duration_s': 500, 'available_w': 6000, 'price': 4},
+          {'start': iso(1200), 'duration_s': 700, 'available_w': 2500, 'price': 10}]
+check(g.answer({'id': rid2, 'status': 'fee', 'fee_cents': 50, 'offers': offers}, clock.t) == 'fee', 'fee')
+check(not g.reservations and at(700) == 5000, 'a fee grants nothing')
+check(g.answers[-1]['offers'] == offers and g.answers[-1]['fee_cents'] == 50, 'offers kept')
+g.outbox.clear()
+rid3 = g.accept(rid2, clock.t)
+req = json.loads(g.outbox.pop(0)[1])
+check(req['max_fee_cents'] == 50 and req['extra_w'] == 2000 and req['duration_s'] == 1200 - 0,
+      'accept asks again with the fee %r' % req)
+# A grant with a higher fee than agreed is refused.
+check(g.answer({'id': rid3, 'status': 'granted', 'fee_cents': 51}, clock.t) == 'refused', 'overcharged')
+check(not g.reservations, 'not taken')
+rid4 = g.accept(rid2, clock.t)
+check(g.answer({'id': rid4, 'status': 'granted', 'fee_cents': 50}, clock.t) == 'granted', 'granted at fee')
+check(at(701) == 7000, 'raised')
+# Denied.
+rid5 = g.reserve(iso(3000), 600, 1000, clock.t)
+check(g.answer({'id': rid5, 'status': 'denied', 'reason': 'feeder full'}, clock.t) == 'denied', 'denied')
+check(g.answers[-1]['reason'] == 'feeder full' and len(g.reservations) == 1, 'denied: nothing added')
+# Several reservations stack (different prices), an unknown id is refused, no answer times out.
+rid6 = g.reserve(iso(800), 600, 1000, clock.t)
+g.answer({'id': rid6, 'status': 'granted', 'fee_cents': 0}, clock.t)
+check(at(801) == 8000, 'two reservations stack: %r' % limits.effective_w(clock.t))
+check(not cmds.handle('pc', 'pc/cmd/grid/answer', json.dumps({'id': 'r9999', 'status': 'granted'})), 'unknown id')
+check('no request' in events[-1]['error'], events[-1]['error'])
+rid7 = g.reserve(iso(5000), 600, 1000, clock.t)
+at(g.mono_s(clock.t) + 61)
+check(rid7 not in g.pending and g.answers[-1]['status'] == 'no answer', 'timed out %r' % g.answers[-1])
+check(cmds.handle('pc', 'pc/cmd/grid/cancel', json.dumps({'id': rid6})), 'cancel')
+check(limits.effective_w(clock.t) == 7000, 'cancelled: %r' % limits.effective_w(clock.t))
+""")
+
+
+def test_emergency_applied_within_one_control_period():
+    mpy(r"""
+clock = Clock()
+limits = shed.Limits(setpoint_w=9600, clock=clock)
+ev = shed.Load('ev', shed.KIND_MODULATED, 1, 'L1L2', 7680, max_a=32, response_s=5)
+ctl = shed.Controller([ev], limits, clock, settle_s=0, stagger_s=0)
+g = grid.Grid(limits, clock, 9600, subscription_w=8000, path=None)
+events = []
+cmds = commands.Commands(limits, {}, clock, 9600, events.append, grid=lambda: g)
+meas = shed.Measurement()
+def step(base_w):
+    clock.step(1000)
+    meas.valid = True
+    meas.t_ms = clock.t
+    ev.measured_w = ev.setpoint_a * 240
+    meas.total_w = base_w + ev.measured_w
+    ctl.update(meas)
+for _ in range(200):
+    step(1500)
+check(ev.setpoint_a >= 24, 'EV charging %d A under the 8000 W subscription' % ev.setpoint_a)
+check(cmds.handle('pc', 'pc/cmd/grid/emergency', '{"share_pct": 50, "duration_s": 120}'), 'em')
+check(events[-1]['limit_w'] == 4000, repr(events[-1]))
+step(1500)          # the very next control step
+check(ctl.limit_w == 4000, 'limit in force at once: %r' % ctl.limit_w)
+check(1500 + ev.setpoint_a * 240 <= 4000, 'EV cut to %d A in one step' % ev.setpoint_a)
+for _ in range(119):
+    step(1500)
+check(ctl.limit_w == 8000 and g.state(clock.t)['emergency_s'] == 0, 'over after 120 s: %r' % ctl.limit_w)
+check(cmds.handle('pc', 'pc/cmd/grid/emergency', '{"share_pct": 0, "duration_s": 60}'), 'zero')
+step(1500)
+check(ev.setpoint_a == 0 or ev.setpoint_a == ev.min_a, 'EV at its floor or paused: %d' % ev.setpoint_a)
+check(cmds.handle('pc', 'pc/cmd/grid/emergency', '{"share_pct": null}'), 'end')
+check(limits.effective_w(clock.t) == 8000, 'ended')
+check(not cmds.handle('pc', 'pc/cmd/grid/emergency', '{"share_pct": 101, "duration_s": 60}'), '101')
+check(not cmds.handle('pc', 'pc/cmd/grid/emergency', '{"share_pct": 50}'), 'no duration')
+check('duration_s' in events[-1]['error'], events[-1]['error'])
+""")
+
+
+def test_steady_grid_pass_allocates_nothing():
+    mpy(r"""
+import micropython
+import compliance
+clock = Clock()
+limits = shed.Limits(setpoint_w=9600, clock=clock)
+g = grid.Grid(limits, clock, 9600, subscription_w=5000, fallback_w=4000, silence_s=3600, path=None)
+g.monitor = compliance.Monitor(compliance.Log(path='/dev/null'), g.stamp)
+g.set_wall(T0_UNIX, clock.t)
+g.schedule(event(0, 'PT1H', [6.0, 5.0]), clock.t)
+g.answer({'id': g.reserve(iso(1800), 3600, 2000, clock.t), 'status': 'granted'}, clock.t)
+for _ in range(3):
+    clock.step(1000)
+    g.update(clock.t)
+    g.watch(clock.t, True, 3000, 5000, False)
+ok = 0
+for _ in range(50):
+    clock.step(1000)
+    micropython.heap_lock()
+    try:
+        g.update(clock.t)
+        g.watch(clock.t, True, 3000, 5000, False)
+        ok += 1
+    except MemoryError:
+        pass
+    micropython.heap_unlock()
+check(ok == 50, 'allocated in %d of 50 passes' % (50 - ok))
+""")
+
+
+def test_grid_modules_cross_compile_for_the_esp32(tmp_path):
+    for name in ("grid", "compliance"):
+        src = ROOT / "firmware" / (name + ".py")
+        assert "assert " not in src.read_text()
+        subprocess.run([MPY_CROSS, "-O1", "-march=xtensawin", "-o",
+                        str(tmp_path / (name + ".mpy")), str(src)], check=True)
+
+
+def test_grid_code_size_in_ram():
+    # What importing grid.py and compliance.py (as .mpy) and building a Grid costs: paid
+    # only once grid signals are configured or received.
+    out = run_mpy(r"""
+import gc, sys, shed, asyncio, json     # the app has these loaded already
+sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else '')
+gc.collect()
+a = gc.mem_alloc()
+import grid, compliance
+class C:
+    def ticks_ms(self): return 0
+    def ticks_diff(self, a, b): return a - b
+    def ticks_add(self, t, d): return t + d
+g = grid.Grid(shed.Limits(setpoint_w=9600), C(), 9600, 5000, 4000, path=None)
+g.monitor = compliance.Monitor(compliance.Log('/dev/null'), g.stamp)
+gc.collect()
+print('grid_bytes', gc.mem_alloc() - a)
+print(grid.__file__)
+""", heap="512k", args=[_compiled()])
+    used = int(out.stdout.split("grid_bytes ")[1].split()[0])
+    assert "grid.mpy" in out.stdout, out.stdout
+    print("grid.mpy + compliance.mpy + a Grid: %d bytes" % used)
+    assert used < 28000, used      # 64-bit port; about half on the ESP32
+
+
+def _compiled():
+    import tempfile
+    d = tempfile.mkdtemp(prefix="gridmpy")
+    for name in ("grid", "compliance"):
+        subprocess.run([MPY_CROSS, "-O1", "-o", "%s/%s.mpy" % (d, name),
+                        str(ROOT / "firmware" / (name + ".py"))], check=True)
+    return d
+
+
+# --- the reference responder (CPython) --------------------------------------------------
+
+def _table():
+    hours = [[10000, 0]] * 24
+    hours[18] = [14000, 5]       # 18:00-19:00 UTC: room 6000 W at 5 cents per kW h
+    hours[19] = [19000, 0]       # 19:00-20:00: room 1000 W
+    return {"capacity_w": 20000, "hours": hours}
+
+
+def test_responder_grants_quotes_a_fee_and_denies():
+    r = grid_responder.Responder(_table())
+    a = r.decide({"id": "a", "start": "2026-11-26T16:00:00Z", "duration_s": 7200,
+                  "extra_w": 5000})
+    assert a == {"id": "a", "status": "granted", "fee_cents": 0}
+    # 17:30-18:30: free first half, 5 c/kW h for the second: 4 kW x 0.5 h x 5 = 10 cents.
+    b = r.decide({"id": "b", "start": "2026-11-26T17:30:00Z", "duration_s": 3600,
+                  "extra_w": 4000})
+    assert b["status"] == "fee" and b["fee_cents"] == 10, b
+    assert [(o["duration_s"], o["price"], o["available_w"]) for o in b["offers"]] == [
+        (1800, 0, 5000), (1800, 5, 6000)]
+    # Accepting the fee grants it; the room it takes is gone for the next request.
+    c = r.decide({"id": "c", "start": "2026-11-26T17:30:00Z", "duration_s": 3600,
+                  "extra_w": 4000, "max_fee_cents": 10})
+    assert c == {"id": "c", "status": "granted", "fee_cents": 10}
+    d = r.decide({"id": "d", "start": "2026-11-26T18:00:00Z", "duration_s": 600,
+                  "extra_w": 3000, "max_fee_cents": 1000})
+    assert d["status"] == "denied" and "18:00" in d["reason"], d
+    e = r.decide({"id": "e", "start": "2026-11-26T19:10:00Z", "duration_s": 600,
+                  "extra_w": 1500})
+    assert e["status"] == "denied" and "1000 W free" in e["reason"], e
+    f = r.decide({"id": "f", "start": "tomorrow", "duration_s": 600, "extra_w": 1})
+    assert f["status"] == "denied" and "malformed" in f["reason"]
+    with pytest.raises(ValueError):
+        grid_responder.Responder({"capacity_w": 1, "hours": [[0, 0]] * 23})

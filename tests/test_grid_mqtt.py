@@ -1,0 +1,445 @@
+"""Grid signals end to end against mosquitto: the firmware on the simulated board (unix port,
+real time) takes a schedule, an emergency and reservations over MQTT, the reference
+responder (tools/grid_responder.py) answers the requests, the compliance log is fetched and
+summarised by tools/compliance_report.py, and a reservation is made from the REPL."""
+import json
+import subprocess
+import sys
+import threading
+import time
+
+from conftest import MICROPYTHON, ROOT, mpy_env
+from mqtt_helpers import Broker, Client
+
+T0_UNIX = 1795716000          # 2026-11-26T18:00:00Z: the simulated board's wall clock at start
+
+# The firmware side, run under micropython. argv[1]: JSON options. One JSON line per
+# simulated second; "limit" lines when the controller's limit changes and "cmd" lines when
+# a command is handled, both stamped with real unix milliseconds.
+RUNNER = r"""
+import gc, json, sys, time
+import asyncio
+import sim as board
+from clock import Clock, WrappingClock
+import app as firmware_app
+from panelsim import machine as sim_machine
+from panelsim.vtime import VirtualTime
+from panelsim.panel import Panel
+from panelsim.adcgen import AdcGen
+
+class Flat:
+    linear = False
+    path = '<flat>'
+    def __init__(self, w): self.w = w
+    def watts_at_ms(self, t_ms): return self.w
+    def watts_at(self, t_s): return self.w
+    def next_change_ms(self, t_ms): return t_ms + 3600000
+
+def real_ms():
+    return time.time_ns() // 1000000
+
+opts = json.loads(sys.argv[1])
+vt = VirtualTime(speed=1)
+vt.install()
+clock = WrappingClock(vt.now_ms)
+params = dict(board.PANEL)
+ev = dict(params['ev'])
+ev['arrive_h'] = 0
+ev['response_delay_ms'] = 1000
+params['ev'] = ev
+panel = Panel(params, Flat(opts.get('base_w', 1500)))
+sim_machine.attach(panel, vt, board, AdcGen(board, panel))
+cfg = {'limit_w': 9600, 'mqtt_host': '127.0.0.1', 'mqtt_port': opts['port'],
+       'telemetry_period_ms': 1000, 'mqtt_topic': opts['prefix'], 'mqtt_discovery': '',
+       'grid_subscription_w': opts['subscription_w'], 'grid_fallback_w': 0}
+logs = []
+app = firmware_app.App(board, sim_machine, clock, cfg, log=logs.append)
+app.net_clock = Clock()
+app.wall = lambda: %d + vt.elapsed_ms() // 1000
+if opts.get('repl') == 'mistakes':
+    import console
+    console.attach(app)
+    console.grid.reserve(None, 600, 99999)
+    console.grid.reserve('2026-11-26 18:00', 600, 1000)
+    console.grid.emergency(150, 60)
+    console.grid.emergency(50, 60)
+    console.grid.accept('r0000')
+    console.grid.cancel('r0000')
+    app.wall = lambda: None
+    app.grid = None
+    console.grid.reserve(None, 600, 1000)
+    console.grid.show()
+    sys.exit(0)
+if opts.get('repl'):
+    import console
+    console.attach(app)
+    console.grid.reserve(None, 600, 1500, wait_s=15)
+    console.grid.show()
+    sys.exit(0)
+
+async def session():
+    asyncio.create_task(app.run())
+    while getattr(app, 'reporter', None) is None:
+        await asyncio.sleep_ms(10)
+    cmds = app.reporter.commands
+    handle = cmds.handle
+    def traced(prefix, topic, payload):
+        ok = handle(prefix, topic, payload)
+        print(json.dumps({'cmd': topic.decode() if isinstance(topic, bytes) else topic,
+                          'ok': ok, 'real_ms': real_ms(), 'steps': app.control.steps}))
+        return ok
+    cmds.handle = traced
+    last = None
+    t_next = vt.elapsed_ms() + 1000
+    t = 0
+    while t < opts['seconds']:
+        await asyncio.sleep_ms(20)
+        c = app.controller
+        if c.limit_w != last:
+            last = c.limit_w
+            print(json.dumps({'limit': last, 'real_ms': real_ms(), 'steps': app.control.steps,
+                              'source': app.limits.strictest()}))
+        if vt.elapsed_ms() >= t_next:
+            t_next += 1000
+            t += 1
+            panel.advance_to(vt.elapsed_ms())
+            evb = [b for b in app.bindings if b.load.name == 'ev'][0]
+            while logs:
+                print(json.dumps({'log': logs.pop(0)}))
+            print(json.dumps({'t': t, 'limit_w': c.limit_w, 'ev_a': evb.actuator.amps,
+                              'panel_w': panel.total_w, 'state': c.state,
+                              'steps': app.control.steps}))
+    gc.collect()
+    print(json.dumps({'done': True, 'mem_alloc': gc.mem_alloc(), 'mem_free': gc.mem_free()}))
+
+try:
+    asyncio.run(session())
+finally:
+    app.force_safe()
+""" % T0_UNIX
+
+TABLE = {"capacity_w": 100000,
+         "hours": [[50000, 0]] * 18 + [[95000, 0], [90000, 10], [99500, 0]] + [[50000, 0]] * 3}
+
+
+class Firmware:
+    def __init__(self, tmp_path, opts):
+        script = tmp_path / "grid_fw.py"
+        script.write_text(RUNNER)
+        self.proc = subprocess.Popen(
+            [MICROPYTHON, "-X", "heapsize=512k", str(script), json.dumps(opts)],
+            cwd=tmp_path, env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        self.lines = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            try:
+                self.lines.append(json.loads(raw))
+            except ValueError:
+                self.lines.append({"raw": raw})
+
+    def wait(self, pred, timeout=20):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            for d in list(self.lines):
+                if pred(d):
+                    return d
+            if self.proc.poll() is not None and not self.thread.is_alive():
+                break
+            time.sleep(0.02)
+        raise AssertionError("not seen; last lines %s\nstderr %s" % (
+            self.lines[-15:], self.proc.stderr.read() if self.proc.poll() is not None else ""))
+
+    def finish(self, timeout=60):
+        try:
+            self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        self.thread.join(5)
+        assert self.proc.returncode == 0, self.proc.stderr.read()[-3000:]
+
+
+def _responder(tmp_path, port):
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps(TABLE))
+    return subprocess.Popen([sys.executable, str(ROOT / "tools" / "grid_responder.py"),
+                             "--broker", "127.0.0.1:%d" % port, "--table", str(table),
+                             "--seconds", "120"], stdout=subprocess.PIPE, text=True)
+
+
+def test_schedule_emergency_reservations_and_compliance_over_mqtt(tmp_path):
+    with Broker(tmp_path) as broker:
+        responder = _responder(tmp_path, broker.port)
+        sub = Client(broker.port, "watcher")
+        sub.subscribe("site/#")
+        fw = Firmware(tmp_path, {"port": broker.port, "prefix": "site", "seconds": 50,
+                                 "subscription_w": 6000})
+        try:
+            state = sub.wait_json("site/state", lambda d: d.get("grid") is not None and
+                                  d["grid"]["wall_clock"], timeout=20)
+            assert state is not None, fw.lines[-10:]
+            g = state["grid"]
+            assert g["subscription_w"] == 6000 and state["limits"] == {"subscription": 6000}
+            assert state["limit_w"] == 6000 and state["limit_source"] == "subscription"
+            assert g["limit_from"] == "fallback" and g["import_limit_w"] is None
+
+            # 1. A schedule with absolute starts, on the board's wall clock (2 s ahead).
+            now_s = g["unix_s"]
+            start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s + 3))
+            sched = {"programID": "doe", "eventName": "t1",
+                     "payloadDescriptors": [{"payloadType": "IMPORT_CAPACITY_LIMIT",
+                                             "units": "KW"}],
+                     "intervalPeriod": {"start": start, "duration": "PT3S"},
+                     "intervals": [
+                         {"id": 0, "payloads": [{"type": "IMPORT_CAPACITY_LIMIT",
+                                                 "values": [5.0]}]},
+                         {"id": 1, "payloads": [{"type": "IMPORT_CAPACITY_LIMIT",
+                                                 "values": [4.0]},
+                                                {"type": "EXPORT_CAPACITY_LIMIT",
+                                                 "values": [2.0]}]}]}
+            # Padded (targets) close to the 900-byte cap: it must pass the link's 1 KiB buffer.
+            sched["targets"] = []
+            while len(json.dumps(sched)) < 880:
+                sched["targets"].append("feeder-7-tx-%02d" % len(sched["targets"]))
+            assert len(json.dumps(sched)) <= 900
+            sub.publish("site/cmd/grid/limits", json.dumps(sched))
+            ev = sub.wait_json("site/event", lambda d: d["cmd"] == "grid/limits")
+            assert ev["ok"] and ev["intervals"] == 2, ev
+            l5 = fw.wait(lambda d: d.get("limit") == 5000)
+            l4 = fw.wait(lambda d: d.get("limit") == 4000)
+            back = fw.wait(lambda d: d.get("limit") == 6000 and d["real_ms"] > l4["real_ms"])
+            # Each interval lasts 3 s (the simulated clock runs at real speed).
+            assert 2500 <= l4["real_ms"] - l5["real_ms"] <= 3500, (l5, l4)
+            assert 2500 <= back["real_ms"] - l4["real_ms"] <= 3500, (l4, back)
+            assert l5["source"] == "grid" and back["source"] == "subscription"
+            st = sub.wait_json("site/state", lambda d: d["grid"]["export_limit_w"] == 2000)
+            assert st is not None and st["limit_w"] == 4000
+
+            # 2. An emergency: half the subscription, at the next control step.
+            sub.publish("site/cmd/grid/emergency", json.dumps({"share_pct": 50, "duration_s": 8}))
+            handled = fw.wait(lambda d: d.get("cmd") == "site/cmd/grid/emergency")
+            assert handled["ok"]
+            em = fw.wait(lambda d: d.get("limit") == 3000)
+            assert em["source"] == "emergency"
+            assert em["steps"] - handled["steps"] <= 1, (handled, em)
+            assert em["real_ms"] - handled["real_ms"] <= 1000 + 100, (handled, em)
+            after = fw.wait(lambda d: "t" in d and d["steps"] >= em["steps"] + 5)
+            assert after["limit_w"] == 3000 and after["panel_w"] <= 3000 + 200, after
+            fw.wait(lambda d: d.get("limit") == 6000 and d["real_ms"] > em["real_ms"])
+
+            # 3. Reservations: granted now, a fee from 19:00, accepted, denied at 20:00.
+            sub.publish("site/cmd/grid/reserve", json.dumps({"duration_s": 600,
+                                                              "extra_w": 2000, "id": "x1"}))
+            ev = sub.wait_json("site/event", lambda d: d["cmd"] == "grid/reserve")
+            assert ev["ok"] and ev["id"] == "x1", ev
+            rid = ev["request"]
+            ans = sub.wait_json("site/event", lambda d: d["cmd"] == "grid/answer")
+            assert ans["ok"] and ans["status"] == "granted" and ans["id"] == rid, ans
+            lim = fw.wait(lambda d: d.get("limit") == 8000)
+            assert lim["source"] == "subscription"
+            sub.publish("site/cmd/grid/reserve", json.dumps(
+                {"start": "2026-11-26T18:30:00Z", "duration_s": 3600, "extra_w": 3000}))
+            ans = sub.wait_json("site/event", lambda d: d["cmd"] == "grid/answer")
+            assert ans["status"] == "fee", ans
+            st = sub.wait_json("site/state", lambda d: any(
+                a["status"] == "fee" for a in d["grid"]["answers"]))
+            quote = [a for a in st["grid"]["answers"] if a["status"] == "fee"][0]
+            # 3 kW for 30 min at 0 then 30 min at 10 c/kW h: 15 cents.
+            assert quote["fee_cents"] == 15 and [o["price"] for o in quote["offers"]] == [0, 10]
+            sub.publish("site/cmd/grid/reserve", json.dumps({"accept": quote["id"]}))
+            ans = sub.wait_json("site/event", lambda d: d["cmd"] == "grid/answer")
+            assert ans["status"] == "granted", ans
+            sub.publish("site/cmd/grid/reserve", json.dumps(
+                {"start": "2026-11-26T20:10:00Z", "duration_s": 600, "extra_w": 1000}))
+            ans = sub.wait_json("site/event", lambda d: d["cmd"] == "grid/answer")
+            assert ans["status"] == "denied", ans
+            st = sub.wait_json("site/state", lambda d: len(d["grid"]["reservations"]) == 2)
+            assert [r["fee_cents"] for r in st["grid"]["reservations"]] == [0, 15]
+            assert st["limit_w"] == 8000
+
+            # 4. The compliance log, replayed over MQTT and summarised on the host.
+            out = subprocess.run([sys.executable, str(ROOT / "tools" / "compliance_report.py"),
+                                  "--mqtt", "127.0.0.1:%d" % broker.port, "--prefix", "site",
+                                  "--json", str(tmp_path / "c.json")],
+                                 capture_output=True, text=True, timeout=30)
+            assert out.returncode == 0, out.stderr
+            print(out.stdout)
+            s = json.loads((tmp_path / "c.json").read_text())
+            src = s["limit_changes_by_source"]
+            assert src.get("grid", 0) >= 2 and src.get("emergency") == 1, s
+            assert src.get("subscription", 0) >= 3, s
+            live = [m for m in sub.take() if m[0] == "site/grid/log"]
+            assert live, "log lines are published as they are written"
+            fw.finish()
+        finally:
+            if fw.proc.poll() is None:
+                fw.proc.kill()
+            responder.terminate()
+            responder.wait(5)
+            sub.close()
+        done = [d for d in fw.lines if d.get("done")][0]
+        print("firmware heap in use at the end (unix port, 64-bit, from source): %d bytes"
+              % done["mem_alloc"])
+        assert (tmp_path / "compliance.log").exists() and (tmp_path / "grid.json").exists()
+
+
+def test_reservation_from_the_repl(tmp_path):
+    with Broker(tmp_path) as broker:
+        responder = _responder(tmp_path, broker.port)
+        try:
+            time.sleep(0.5)
+            script = tmp_path / "grid_fw.py"
+            script.write_text(RUNNER)
+            out = subprocess.run(
+                [MICROPYTHON, "-X", "heapsize=512k", str(script),
+                 json.dumps({"port": broker.port, "prefix": "repl", "seconds": 0,
+                             "subscription_w": 5000, "repl": True})],
+                cwd=tmp_path, env=mpy_env(), capture_output=True, text=True, timeout=60)
+        finally:
+            responder.terminate()
+            responder.wait(5)
+        print(out.stdout)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "asking the grid" in out.stdout
+        assert "'status': 'granted'" in out.stdout, out.stdout
+        assert "reservation r" in out.stdout and "+1500 W" in out.stdout
+        assert "subscription 5000 W, now 6500 W" in out.stdout
+
+
+def test_repl_mistakes_print_one_line(tmp_path):
+    script = tmp_path / "grid_fw.py"
+    script.write_text(RUNNER)
+    out = subprocess.run(
+        [MICROPYTHON, "-X", "heapsize=512k", str(script),
+         json.dumps({"port": 1, "prefix": "m", "seconds": 0, "subscription_w": 5000,
+                     "repl": "mistakes"})],
+        cwd=tmp_path, env=mpy_env(), capture_output=True, text=True, timeout=60)
+    print(out.stdout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert lines[0] == ("error: extra_w must be an int in 1..4600 W (the installer's setpoint "
+                        "9600 W less the subscription 5000 W), got 99999")
+    assert lines[1].startswith("error: time must look like 2026-11-26T18:00:00Z")
+    assert lines[2] == "error: share_pct must be an int in 0..100 %, got 150"
+    assert lines[3] == "emergency: 2500 W for 60 s"
+    assert lines[4] == "error: no fee quoted for request 'r0000'"
+    assert lines[5] == "error: no reservation 'r0000'"
+    assert lines[6] == "error: no wall clock yet (NTP): reservations need one"
+    assert "wall clock unknown" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_sntp_wall_clock_without_blocking():
+    """GridTask's SNTP client against a fake server on loopback: the answer sets the grid's
+    wall clock; a silent server costs no scheduler stall (the wait is polled)."""
+    import socket
+    import struct
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    mode = {"answer": True, "seen": 0}
+
+    def serve():
+        srv.settimeout(0.2)
+        while mode.get("run", True):
+            try:
+                q, addr = srv.recvfrom(64)
+            except OSError:
+                continue
+            mode["seen"] += 1
+            if mode["answer"] and len(q) == 48 and q[0] == 0x1B:
+                r = bytearray(48)
+                r[0] = 0x1C
+                r[40:44] = struct.pack("!I", T0_UNIX + 2208988800)
+                srv.sendto(bytes(r), addr)
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    code = r"""
+import asyncio, time, grid, shed
+from clock import Clock
+class Link:
+    connected = True
+class App:
+    cfg = {'ntp_host': '127.0.0.1'}
+    wall = staticmethod(lambda: None)
+clock = Clock()
+g = grid.Grid(shed.Limits(setpoint_w=9600, clock=clock), clock, 9600, path=None)
+task = grid.GridTask(App(), Link(), 'p', 1000)
+task.ntp_port = %d
+worst = [0]
+async def probe():
+    last = time.ticks_ms()
+    while True:
+        await asyncio.sleep_ms(5)
+        now = time.ticks_ms()
+        worst[0] = max(worst[0], time.ticks_diff(now, last) - 5)
+        last = now
+async def main():
+    asyncio.create_task(probe())
+    t0 = time.ticks_ms()
+    u = await task._sntp()
+    print('answer', u, time.ticks_diff(time.ticks_ms(), t0))
+    g.set_wall(u, clock.ticks_ms())
+    print('wall', g.wall_known(), grid.format_time(g.wall_gs(clock.ticks_ms())))
+    print('SILENT')
+    await asyncio.sleep_ms(300)
+    t0 = time.ticks_ms()
+    u = await task._sntp()
+    print('silent', u, time.ticks_diff(time.ticks_ms(), t0))
+asyncio.run(main())
+print('worst_gap_ms', worst[0])
+""" % port
+    proc = subprocess.Popen([MICROPYTHON, "-X", "heapsize=512k", "-c", code], cwd=ROOT,
+                            env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    out = ""
+    for line in proc.stdout:
+        out += line
+        if line.startswith("SILENT"):
+            mode["answer"] = False
+    proc.wait(30)
+    mode["run"] = False
+    th.join(2)
+    srv.close()
+    print(out)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert "answer %d" % T0_UNIX in out
+    assert "wall True 2026-11-26T18:00:00Z" in out
+    silent = [l for l in out.splitlines() if l.startswith("silent")][0].split()
+    assert silent[1] == "None" and 1900 <= int(silent[2]) <= 2600, silent
+    worst = int(out.split("worst_gap_ms ")[1].split()[0])
+    assert worst < 20, worst
+    assert mode["seen"] == 2
+
+
+def test_grid_built_by_the_first_message_runs_supervised(tmp_path):
+    """No grid setting: grid.py is not loaded until a grid message arrives; then the Grid
+    and its task start under the running supervisor (a relative schedule applies and ends)."""
+    with Broker(tmp_path) as broker:
+        sub = Client(broker.port, "watcher")
+        sub.subscribe("lazy/#")
+        fw = Firmware(tmp_path, {"port": broker.port, "prefix": "lazy", "seconds": 14,
+                                 "subscription_w": 0})
+        try:
+            st = sub.wait_json("lazy/state", timeout=20)
+            assert st is not None and st["grid"] is None and st["limit_w"] == 9600
+            sub.publish("lazy/cmd/grid/limits", json.dumps(
+                {"intervalPeriod": {"duration": "PT4S"}, "intervals": [
+                    {"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [4.0]}]}]}))
+            ev = sub.wait_json("lazy/event", lambda d: d["cmd"] == "grid/limits")
+            assert ev["ok"], ev
+            on = fw.wait(lambda d: d.get("limit") == 4000)
+            off = fw.wait(lambda d: d.get("limit") == 9600 and d["real_ms"] > on["real_ms"])
+            assert 3000 <= off["real_ms"] - on["real_ms"] <= 5000, (on, off)
+            # Only the grid task publishes log lines: it runs.
+            line = sub.wait_for(lambda m: m[0] == "lazy/grid/log", timeout=10)
+            assert line is not None and json.loads(line[1])["k"] == "limit"
+            fw.finish()
+        finally:
+            if fw.proc.poll() is None:
+                fw.proc.kill()
+            sub.close()

@@ -1,0 +1,283 @@
+"""A reference grid responder for tests and demos: answers panelcap reservation requests
+from a feeder capacity and an hourly table of forecast feeder load and price.
+
+    .venv/bin/python tools/grid_responder.py --broker 127.0.0.1:1883 [--table T.json]
+        [--capacity-w W] [--seconds N] [--user U --password P]
+
+It subscribes to `<prefix>/grid/request` for every prefix of up to three levels (`--prefix`
+for one site) and answers each
+request on `<prefix>/cmd/grid/answer` (docs/grid.md):
+
+- denied: some hour of the window has less room than asked (capacity - forecast - already
+  granted reservations);
+- granted: room everywhere, and the fee is 0 or at most the request's max_fee_cents;
+- fee: room everywhere but at a price: the answer lists each hour's window, room and price
+  (cents per kW per hour reserved) and the total fee; asking again with max_fee_cents at
+  least that fee (the REPL's grid.accept) gets it granted.
+
+The table (JSON): {"capacity_w": 24000, "hours": [[forecast_w, price], ... 24 rows, UTC]}.
+The MQTT client is plain CPython sockets (MQTT 3.1.1, QoS 0), no dependencies.
+"""
+import argparse
+import datetime
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+
+DEFAULT_TABLE = {
+    # A residential feeder: quiet at night, an evening peak; reserving capacity is free
+    # when there is plenty of room, costs money on the shoulders, is refused at the peak.
+    "capacity_w": 200000,
+    "hours": [[110000, 0]] * 6 + [[140000, 0]] * 3 + [[150000, 2]] * 7 + [[180000, 6]] * 1 +
+             [[196000, 12]] * 3 + [[185000, 4]] * 1 + [[160000, 2]] * 1 + [[130000, 0]] * 2,
+}
+
+
+# --- the decision (pure; the tests and the Figure 6 scenario call it directly) -------------
+
+def parse_time(text):
+    return int(datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp())
+
+
+def iso(t):
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+class Responder:
+    """Keeps the granted reservations; decide(request) returns the answer object."""
+
+    def __init__(self, table=None):
+        table = table or DEFAULT_TABLE
+        hours = table["hours"]
+        if len(hours) != 24:
+            raise ValueError("the table needs 24 hourly rows [forecast_w, price], got %d"
+                             % len(hours))
+        self.capacity_w = int(table["capacity_w"])
+        self.hours = [(int(f), int(p)) for f, p in hours]
+        self.granted = []          # (start, end, extra_w, site)
+
+    def hours_of(self, start, end):
+        """The window cut at hour boundaries: (start, end, forecast_w, price) per piece."""
+        out = []
+        t = start
+        while t < end:
+            nxt = min(end, (t // 3600 + 1) * 3600)
+            f, p = self.hours[(t // 3600) % 24]
+            out.append((t, nxt, f, p))
+            t = nxt
+        return out
+
+    def booked_w(self, start, end):
+        return sum(g[2] for g in self.granted if g[0] < end and start < g[1])
+
+    def decide(self, req, site=""):
+        rid = req.get("id")
+        try:
+            start = parse_time(req["start"])
+            dur = int(req["duration_s"])
+            extra = int(req["extra_w"])
+            max_fee = int(req.get("max_fee_cents", 0))
+        except (KeyError, ValueError, TypeError) as e:
+            return {"id": rid, "status": "denied", "reason": "malformed request: %s" % e}
+        if dur <= 0 or extra <= 0:
+            return {"id": rid, "status": "denied", "reason": "empty window or extra"}
+        end = start + dur
+        offers = []
+        fee = 0
+        short = None
+        for s, e, forecast, price in self.hours_of(start, end):
+            room = self.capacity_w - forecast - self.booked_w(s, e)
+            offers.append({"start": iso(s), "duration_s": e - s, "available_w": max(0, room),
+                           "price": price})
+            fee += extra * (e - s) * price // 3600000     # cents: kW x h x cents/(kW h)
+            if room < extra and short is None:
+                short = (s, room)
+        if short is not None:
+            return {"id": rid, "status": "denied",
+                    "reason": "feeder full at %s: %d W free" % (iso(short[0])[11:16],
+                                                                max(0, short[1]))}
+        if fee > max_fee:
+            return {"id": rid, "status": "fee", "fee_cents": fee, "offers": offers}
+        self.granted.append((start, end, extra, site))
+        return {"id": rid, "status": "granted", "fee_cents": fee}
+
+
+# --- a small MQTT 3.1.1 client (QoS 0) -------------------------------------------------------
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _str(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("!H", len(b)) + b
+
+
+def _recv(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed by the broker")
+        buf += chunk
+    return buf
+
+
+class Mqtt:
+    """Connects, subscribes, publishes; on_message(topic, payload) runs in a reader thread."""
+
+    def __init__(self, host, port, client_id, user=None, password=None, on_message=None):
+        self.sock = socket.create_connection((host, port), timeout=5)
+        flags = 0x02
+        payload = _str(client_id)
+        if user:
+            flags |= 0x80
+            payload += _str(user)
+            if password:
+                flags |= 0x40
+                payload += _str(password)
+        var = _str("MQTT") + bytes([4, flags, 0, 60])
+        self.sock.sendall(b"\x10" + _varint(len(var) + len(payload)) + var + payload)
+        head, body = self._packet()
+        if head != 0x20 or body[1] != 0:
+            raise ConnectionError("broker refused the connection: %r" % body)
+        self.on_message = on_message
+        self.lock = threading.Lock()
+        self.subacks = 0
+        self._pid = 0
+        self.sock.settimeout(None)
+        self.thread = threading.Thread(target=self._reader, daemon=True)
+        self.thread.start()
+        self._pinger = threading.Thread(target=self._ping, daemon=True)
+        self._pinger.start()
+
+    def _packet(self):
+        head = _recv(self.sock, 1)[0]
+        n = shift = 0
+        while True:
+            b = _recv(self.sock, 1)[0]
+            n |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return head, _recv(self.sock, n)
+            shift += 7
+
+    def _reader(self):
+        try:
+            while True:
+                head, body = self._packet()
+                if head & 0xF0 == 0x30:
+                    n = struct.unpack("!H", body[:2])[0]
+                    off = 2 + n + (2 if head & 0x06 else 0)
+                    if self.on_message:
+                        self.on_message(body[2:2 + n].decode(), body[off:])
+                elif head == 0x90:
+                    self.subacks += 1
+        except (OSError, ConnectionError):
+            pass
+
+    def _ping(self):
+        while True:
+            time.sleep(30)
+            try:
+                with self.lock:
+                    self.sock.sendall(b"\xc0\x00")
+            except OSError:
+                return
+
+    def subscribe(self, topic, timeout=5):
+        self._pid += 1
+        want = self.subacks + 1
+        body = struct.pack("!H", self._pid) + _str(topic) + b"\x00"
+        with self.lock:
+            self.sock.sendall(b"\x82" + _varint(len(body)) + body)
+        t0 = time.monotonic()
+        while self.subacks < want:
+            if time.monotonic() - t0 > timeout:
+                raise TimeoutError("no SUBACK for %s" % topic)
+            time.sleep(0.01)
+
+    def publish(self, topic, payload, retain=False):
+        if isinstance(payload, str):
+            payload = payload.encode()
+        body = _str(topic) + payload
+        with self.lock:
+            self.sock.sendall(bytes([0x30 | (1 if retain else 0)]) + _varint(len(body)) + body)
+
+    def close(self):
+        try:
+            with self.lock:
+                self.sock.sendall(b"\xe0\x00")
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def broker_address(text):
+    host, _, port = text.rpartition(":")
+    return (host or "127.0.0.1"), int(port or 1883)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--broker", default="127.0.0.1:1883", help="HOST:PORT")
+    ap.add_argument("--prefix", default="+", help="site topic prefix (default: every site)")
+    ap.add_argument("--table", help="JSON file: capacity_w and 24 hourly [forecast_w, price]")
+    ap.add_argument("--capacity-w", type=int, help="override the table's feeder capacity")
+    ap.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
+    ap.add_argument("--user")
+    ap.add_argument("--password")
+    args = ap.parse_args(argv)
+    table = DEFAULT_TABLE
+    if args.table:
+        with open(args.table) as f:
+            table = json.load(f)
+    if args.capacity_w:
+        table = dict(table, capacity_w=args.capacity_w)
+    responder = Responder(table)
+    host, port = broker_address(args.broker)
+    box = {}
+
+    def on_message(topic, payload):
+        if not topic.endswith("/grid/request"):
+            return
+        site = topic[:-len("/grid/request")]
+        try:
+            req = json.loads(payload)
+        except ValueError:
+            return
+        ans = responder.decide(req, site)
+        box["client"].publish(site + "/cmd/grid/answer", json.dumps(ans))
+        print("%s %s -> %s" % (site, json.dumps(req), json.dumps(ans)), flush=True)
+
+    box["client"] = client = Mqtt(host, port, "grid-responder", args.user, args.password,
+                                  on_message)
+    if args.prefix == "+":
+        for filt in ("+/grid/request", "+/+/grid/request", "+/+/+/grid/request"):
+            client.subscribe(filt)
+    else:
+        client.subscribe(args.prefix + "/grid/request")
+    print("grid responder on %s:%d, feeder %d W" % (host, port, responder.capacity_w),
+          flush=True)
+    t0 = time.monotonic()
+    try:
+        while not args.seconds or time.monotonic() - t0 < args.seconds:
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pass
+    client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
