@@ -15,6 +15,9 @@ import shed
 import supervisor as supervisor_mod
 from version import VERSION
 
+WEAR_FILE = "wear.json"
+_FEED_OPEN_MS = 6000       # J1772 gives a vehicle 5 s to stop after a pause
+
 
 def _channel_index(board, name):
     for i, ch in enumerate(board.CHANNELS):
@@ -24,7 +27,8 @@ def _channel_index(board, name):
 
 
 class App:
-    def __init__(self, board, machine, clock, cfg=None, log=print, safe_reason=None):
+    def __init__(self, board, machine, clock, cfg=None, log=print, safe_reason=None,
+                 wear_path=None):
         self.board = board
         self.clock = clock
         # cfg: a complete config (config.load) or a few overrides of the defaults (simulator).
@@ -45,19 +49,29 @@ class App:
         for i, ch in enumerate(channels):
             self.meter.calibrate(i, gain=ch["gain"], phase_deg=ch["phase_deg"])
         rounds = sampler_mod.window_rounds(nch, board.ADC_SLOT_US, hz, cfg["window_cycles"])
+        gc.collect()         # validation's garbage out: the sampler's buffer is one large block
         self.sampler = sampler_mod.Sampler(hw.scanner, self.meter, clock, nch, rounds,
                                            cfg["sample_period_ms"])
         self.setpoint_w = config.setpoint_w(cfg)
+        self.contactors = []       # (load name, Contactor): op counts, wear
+        self.chargers = []         # evmqtt.MqttCharger: attached to the link in tasks()
+        self._watches = []         # (load, contactor, aux, charger) for the feedback monitor
         self.limits = shed.Limits(setpoint_w=self.setpoint_w, volts=cfg["volts"],
                                   band_pct=cfg["band_pct"],
                                   rating_a=cfg["panel_rating_a"])
         self.bindings = [] if safe_reason else [self._bind(config.load_spec(spec))
                                                 for spec in cfg["loads"]]
         self.controller = shed.Controller([b.load for b in self.bindings], self.limits, clock,
-                                          stale_ms=cfg["stale_ms"])
+                                          stale_ms=cfg["stale_ms"], stagger_s=cfg["stagger_s"])
         self.control = control.ControlLoop(self.controller, self.sampler, self.bindings, clock,
                                            cfg["control_period_ms"])
+        self.monitor = None        # built by tasks(), like the wear counter: after the config
+                                   # module is gone, so neither adds to the peak at build
+        self.wear_path = wear_path
+        self.wear = None           # built by tasks(), after the config module is gone
         self.supervisor = None
+        self.grid = None             # grid.Grid, built on first use (get_grid)
+        self.wall = _wall_unix       # unix seconds or None: the simulator injects its own
 
     def _bind(self, spec):
         kind = {"onoff": shed.KIND_ONOFF, "modulated": shed.KIND_MODULATED,
@@ -68,18 +82,59 @@ class App:
                 extra[key] = spec[key]
         load = shed.Load(spec["name"], kind, spec["priority"], spec["leg"], spec["rated_w"],
                          **extra)
+        driver = spec.get("driver")
         if "output" in spec:
-            index = spec["output"]
-            feedback = self.hw.feedback[index] if index < len(self.hw.feedback) else None
-            actuator = actuators.Contactor(self.hw.outputs[index], feedback)
-        elif spec.get("driver") == "pilot":
+            actuator = self._contactor(load, spec["output"])
+        elif driver == "pilot":
             if self.hw.pilot is None:
                 raise ValueError("load %s needs a J1772 pilot, board has none" % spec["name"])
-            actuator = actuators.PilotCharger(self.hw.pilot, spec["max_a"])
+            actuator = actuators.PilotCharger(self.hw.pilot, load.max_a)
+        elif driver == "mqtt":
+            import evmqtt
+            actuator = evmqtt.from_cfg(self.cfg, load, self.clock, self.log)
+            self.chargers.append(actuator)
+            self._watches.append((load, None, None, actuator))
         else:
             raise ValueError("load %s has no output or driver" % spec["name"])
+        if "feed_output" in spec:
+            import fedcharger
+            actuator = fedcharger.FedCharger(actuator, self._contactor(load, spec["feed_output"]),
+                                             self.clock, _FEED_OPEN_MS, load)
         ct = _channel_index(self.board, spec["ct"]) if spec.get("ct") else -1
         return control.Binding(load, actuator, ct)
+
+    def _contactor(self, load, index):
+        aux = self.hw.feedback[index] if index < len(self.hw.feedback) else None
+        contactor = actuators.Contactor(self.hw.outputs[index], aux)
+        self.contactors.append((load.name, contactor))
+        self._watches.append((load, contactor, aux, None))
+        return contactor
+
+    def get_grid(self):
+        """The grid-signal handler (grid.py, compliance.py), imported and built on first use:
+        a grid setting at start, or the first grid message."""
+        if self.grid is None:
+            import compliance
+            import grid
+            cfg = self.cfg
+            g = grid.Grid(self.limits, self.clock, self.setpoint_w, cfg["grid_subscription_w"],
+                          cfg["grid_fallback_w"], cfg["grid_silence_s"], cfg["volts"])
+            g.monitor = compliance.Monitor(
+                compliance.Log(publish=lambda line: g.send("grid/log", line)), g.stamp)
+            g.update(self.clock.ticks_ms())
+            self.grid = g
+            if getattr(self, "mqtt", None) is not None:
+                self.grid_task = grid.GridTask(self, self.mqtt, cfg["mqtt_topic"],
+                                               cfg["control_period_ms"])
+                if self.supervisor is not None:
+                    # Built by a grid message while running: supervised from the next pass.
+                    entry = self.grid_entry()
+                    entry.restart_at_ms = self.clock.ticks_ms()
+                    self.supervisor.entries.append(entry)
+        return self.grid
+
+    def grid_entry(self):
+        return supervisor_mod.Supervised("grid", lambda: self.grid_task, 90000, critical=False)
 
     def force_safe(self):
         """Every controllable load off, the EV paused. Safe to call any number of times."""
@@ -110,10 +165,29 @@ class App:
             supervisor_mod.Supervised("control", lambda: self.control,
                                       cfg["control_period_ms"] + stale),
         ]
+        if self.monitor is None:
+            import feedback
+            self.monitor = monitor = feedback.Monitor(self.controller, self.clock, self.log)
+            for load, contactor, aux, charger in self._watches:
+                monitor.add(load, contactor, aux, charger)
+            self._watches = None
+            self.control.monitor = monitor
+        if self.wear is None:
+            import wear
+            self.wear = wear.Wear(self.contactors, self.clock, self.wear_path, log=self.log)
+        if self.wear.path:
+            entries.append(supervisor_mod.Supervised("wear", lambda: self.wear, 0,
+                                                     critical=False))
         if cfg["mqtt_host"]:
             # Optional reporting and remote commands: non-critical tasks, never gate the watchdog.
             import telemetry
             entries += telemetry.setup(self)
+            link = getattr(self, "mqtt", None)
+            for charger in self.chargers:
+                if link is not None:    # else it is never confirmed: lost, its draw reserved
+                    charger.attach(link)
+                entries.append(supervisor_mod.Supervised(
+                    "charger", lambda c=charger: c, 0, critical=False))
         return entries
 
     async def run(self, extra=()):
@@ -140,10 +214,18 @@ class App:
         await self.supervisor.run()
 
 
+def _wall_unix():
+    """Unix seconds from the RTC if it was ever set (not at an ESP32's boot), else None:
+    grid.GridTask then asks an SNTP server itself."""
+    import time
+    t = time.time() + (946684800 if time.gmtime(0)[0] == 2000 else 0)   # ESP32: from 2000
+    return t if t >= 1704067200 else None
+
+
 last = None
 
 
-def build(board, machine, clock, cfg=None, log=print):
+def build(board, machine, clock, cfg=None, log=print, wear_path=None):
     """Loads the config (cfg None: config.json on flash; else overrides of the defaults)
     and builds the App; then drops the config module, needed only to build (~25 KB)."""
     import config
@@ -153,14 +235,14 @@ def build(board, machine, clock, cfg=None, log=print):
         cfg, safe_reason = loaded.cfg, loaded.safe_reason
         loaded = None
         gc.collect()         # the parse left garbage; the sampler wants one large block
-    app = App(board, machine, clock, cfg, log=log, safe_reason=safe_reason)
+    app = App(board, machine, clock, cfg, log=log, safe_reason=safe_reason, wear_path=wear_path)
     config = None
     sys.modules.pop("config", None)
     gc.collect()
     return app
 
 
-def run(board=None, machine=None, clock=None, cfg=None):
+def run(board=None, machine=None, clock=None, cfg=None, wear_path=WEAR_FILE):
     """Entry point (main.py calls this on the board)."""
     if board is None:
         import board
@@ -171,7 +253,7 @@ def run(board=None, machine=None, clock=None, cfg=None):
         clock = Clock()
     app = None
     try:
-        app = build(board, machine, clock, cfg)
+        app = build(board, machine, clock, cfg, wear_path=wear_path)
         global last
         last = app           # the console (imported after the run, to spare RAM) finds it
         asyncio.run(app.run())
@@ -184,6 +266,8 @@ def run(board=None, machine=None, clock=None, cfg=None):
         if app is not None:
             app.running = False
             app.force_safe()
+            if app.wear is not None:
+                app.wear.save()      # the operations since the last periodic save
             if app.hw.wdt is not None:
                 # The watchdog cannot be stopped: stretch it so the installer has time at the
                 # REPL; if the board is left stopped, the reset restarts the controller.

@@ -1,7 +1,8 @@
 """Remote commands: validates each one completely before it changes anything, applies it
 through the controller's own rules, and answers with an event. Pure: no network here.
 
-Topics (under the prefix): cmd/limit, cmd/load/<name>, cmd/status. See docs/mqtt.md."""
+Topics (under the prefix): cmd/limit, cmd/load/<name>, cmd/status, cmd/grid/<sub> (grid
+signals: handed to grid.py, imported only when one arrives). See docs/mqtt.md."""
 
 import json
 
@@ -11,6 +12,8 @@ _MAX_PAYLOAD = const(256)       # bytes; a longer payload is refused unparsed
 _MAX_DURATION_S = const(86400)
 _REMOTE_SOURCE = "remote"       # the shed.Limits source a remote limit lives in
 _MAX_ID_LEN = const(32)
+_MAX_GRID_PAYLOAD = const(900)   # a schedule; with its topic it fits the link's 1 KiB packets
+_GRID = ("limits", "reserve", "answer", "emergency", "cancel", "time", "log")
 
 MODE_AUTO = "auto"
 MODE_OFF = "off"
@@ -157,8 +160,9 @@ class Commands:
     called (no arguments) to publish state now; emit(dict): sends an event."""
 
     def __init__(self, limits, gates, clock, setpoint_w, emit, request_status=None,
-                 min_limit_w=0):
+                 min_limit_w=0, grid=None):
         self._limits = limits
+        self._grid = grid            # called with no arguments: the grid.Grid (built on demand)
         self.gates = gates
         self._clock = clock
         self.setpoint_w = setpoint_w
@@ -198,6 +202,13 @@ class Commands:
             elif name == "status":
                 if self._request_status is not None:
                     self._request_status()
+            elif name.startswith("grid/"):
+                if self._grid is None:
+                    raise Refused("grid signals need mqtt (app.get_grid)")
+                try:
+                    event.update(self._grid().command(name[5:], obj, self._clock.ticks_ms()))
+                except ValueError as e:
+                    raise Refused(str(e))
             else:
                 self._load(name[5:], obj, event)
         except Refused as e:
@@ -220,11 +231,13 @@ class Commands:
         if not topic.startswith(head):
             raise Refused("not a command topic")
         name = topic[len(head):]
-        if name not in ("limit", "status"):
+        if name not in ("limit", "status") and not (name.startswith("grid/") and
+                                                    name[5:] in _GRID):
             if not name.startswith("load/") or name[5:] not in self.gates:
                 raise Refused("unknown command %s" % _short(name))
-        if len(payload) > _MAX_PAYLOAD:
-            raise Refused("payload longer than %d bytes" % _MAX_PAYLOAD)
+        most = _MAX_GRID_PAYLOAD if name == "grid/limits" else _MAX_PAYLOAD
+        if len(payload) > most:
+            raise Refused("payload longer than %d bytes" % most)
         if name == "status" and not payload:
             return name, {}, None
         try:

@@ -36,6 +36,8 @@ TOP = (
     ("stale_ms", "int", 1000, 60000, "ms", 5000,
      "an older measurement counts as invalid and sheds everything"),
     ("supervisor_period_ms", "int", 100, 2000, "ms", 500, "supervisor and watchdog pass"),
+    ("stagger_s", "int", 0, 600, "s", 15,
+     "after boot or a metering outage, loads come back this far apart"),
     ("maintenance_min", "int", 1, 240, "min", 30,
      "after Ctrl-C the board restarts the controller this long later if left stopped"),
     ("wifi_ssid", "str", 0, 32, "", "", "Wi-Fi network name; empty: no network"),
@@ -53,6 +55,20 @@ TOP = (
      "Home Assistant discovery prefix; empty: no discovery messages"),
     ("telemetry_period_ms", "int", 1000, 3600000, "ms", 10000,
      "one state and one diag message per period"),
+    # A load with driver "mqtt" (docs/mqtt.md).
+    ("charger_set_topic", "str", 1, 64, "", "evse/set/current", "charger: current allowed, A"),
+    ("charger_current_topic", "str", 1, 64, "", "evse/current", "charger: current drawn"),
+    ("charger_current_unit", "enum", ("A", "mA"), None, "", "A", "charger: its report's unit"),
+    ("charger_timeout_s", "int", 5, 600, "s", 30, "charger: silent this long, it is lost"),
+    # Grid capacity signals (grid.py; docs/grid.md). All 0: grid.py is not even imported.
+    ("grid_subscription_w", "int", 0, 500000, "W", 0,
+     "subscribed grid capacity; reservations add to it for their window; 0: none"),
+    ("grid_fallback_w", "int", 0, 500000, "W", 0,
+     "import limit when no schedule interval covers now or the grid went silent; 0: none"),
+    ("grid_silence_s", "int", 0, 604800, "s", 0,
+     "the grid must send its schedule again within this; else the fallback applies; 0: no check"),
+    ("ntp_host", "str", 0, 64, "", "pool.ntp.org",
+     "SNTP server for the wall clock grid schedules need (an IP address avoids a DNS wait)"),
 )
 
 # Per current transformer, keyed by the board's channel name ("ct.L1.gain").
@@ -73,7 +89,9 @@ LOAD = (
     ("leg", "enum", LEGS, None, "", None, "leg(s) the load is on"),
     ("rated_w", "int", 0, 100000, "W", None, "nameplate power"),
     ("output", "int", 0, 15, "", None, "contactor output index (K1 is 0)"),
-    ("driver", "enum", ("pilot",), None, "", None, "pilot: driven by the J1772 pilot"),
+    ("driver", "enum", ("pilot", "mqtt"), None, "", None,
+     "pilot: the J1772 pilot; mqtt: a charger over MQTT"),
+    ("feed_output", "int", 0, 15, "", None, "contactor feeding a charger"),
     ("ct", "str", 0, 8, "", None, "the load's own CT channel, e.g. CT3; empty: none"),
     ("min_on_s", "int", 0, 86400, "s", None, "shortest on time (contactor wear, compressors)"),
     ("min_off_s", "int", 0, 86400, "s", None, "shortest off time"),
@@ -204,9 +222,11 @@ def _check_load(spec, where):
         elif has_out == has_drv:
             errors.append("%s: give exactly one of output (a contactor) or driver" % where)
         elif spec["kind"] == "modulated" and not has_drv:
-            errors.append("%s: a modulated load needs driver 'pilot'" % where)
+            errors.append("%s: a modulated load needs driver 'pilot' or 'mqtt'" % where)
         elif spec["kind"] == "onoff" and not has_out:
             errors.append("%s: an onoff load needs an output" % where)
+        if "feed_output" in spec and not has_drv:
+            errors.append("%s: feed_output is for a charger (a load with a driver)" % where)
         if spec.get("min_a", 0) > spec.get("max_a", 80):
             errors.append("%s: min_a (%d A) is above max_a (%d A)" % (
                 where, spec["min_a"], spec["max_a"]))
@@ -274,21 +294,24 @@ def validate(cfg, board=None):
         if spec["name"] in names:
             errors.append("%s: the name is used twice" % where)
         names.append(spec["name"])
-        if "output" in spec:
-            if spec["output"] in outputs:
-                errors.append("%s: output %d drives another load too" % (where, spec["output"]))
-            outputs.append(spec["output"])
+        for key in ("output", "feed_output"):
+            if key in spec:
+                if spec[key] in outputs:
+                    errors.append("%s: output %d drives another load too" % (where, spec[key]))
+                outputs.append(spec[key])
+                if board is not None and spec[key] >= len(board.OUTPUTS):
+                    errors.append("%s: %s must be 0..%d on board %s, got %d" % (
+                        where, key, len(board.OUTPUTS) - 1, board.NAME, spec[key]))
         if legs(cfg) == 1 and spec["leg"] != "L1":
             errors.append("%s: a single-phase system has only leg L1" % where)
         if spec.get("ct") and spec["ct"] not in cts:
             errors.append("%s: ct %r is not a CT channel (%s)" % (
                 where, spec["ct"], ", ".join(sorted(cts))))
         if board is not None:
-            if "output" in spec and spec["output"] >= len(board.OUTPUTS):
-                errors.append("%s: output must be 0..%d on board %s, got %d" % (
-                    where, len(board.OUTPUTS) - 1, board.NAME, spec["output"]))
             if spec.get("driver") == "pilot" and not getattr(board, "PILOT", None):
                 errors.append("%s: board %s has no J1772 pilot" % (where, board.NAME))
+        if spec.get("driver") == "mqtt" and not cfg["mqtt_host"]:
+            errors.append("%s: driver 'mqtt' needs mqtt_host" % where)
     if board is not None:
         for ch in board.CHANNELS:
             if ch["kind"] == "ct" and ch["name"] not in cts:

@@ -1,6 +1,7 @@
 """The installer's console at the REPL: status(), loads(), cfg (show, set, save, revert,
-confirm), cal (current and voltage calibration against a clamp meter), shed_test() and
-start(). Expected mistakes print one `error: ...` line and change nothing.
+confirm), cal (current and voltage calibration against a clamp meter), grid (capacity
+signals: show, reserve, emergency, log), shed_test() and start(). Expected mistakes
+print one `error: ...` line and change nothing.
 
 The console runs while the controller is stopped (Ctrl-C at the REPL): every output is safe
 then, and cal and shed_test take their own measurements. start() or Ctrl-D runs it again."""
@@ -424,6 +425,129 @@ class Cal:
 cal = Cal()
 
 
+# --- grid signals -----------------------------------------------------------------------
+
+class GridConsole:
+    """Grid capacity signals at the REPL (docs/grid.md): grid.show(), grid.reserve(start,
+    duration_s, extra_w, max_fee_cents=0), grid.accept(id), grid.cancel(id),
+    grid.emergency(share_pct, duration_s), grid.log(). With the controller stopped, a
+    request is exchanged over MQTT right away (up to wait_s); running, the grid task sends it."""
+
+    def _grid(self):
+        app = _get_app()
+        g = app.get_grid()
+        now = app.clock.ticks_ms()
+        if not g.wall_known():
+            unix_s = app.wall()
+            if unix_s is not None:
+                g.set_wall(unix_s, now)
+        g.update(now)
+        return app, g, now
+
+    def _call(self, fn, *args):
+        try:
+            return fn(*args)
+        except ValueError as e:
+            raise Mistake(str(e))
+
+    @_guard
+    def show(self):
+        """The limits in force, the schedule, subscription, reservations and answers."""
+        app, g, now = self._grid()
+        st = g.state(now)
+        print("limit in force %s W, set by %s; sources %s" % (
+            app.limits.effective_w(now), app.limits.strictest(), app.limits.in_force_w()))
+        print("wall clock %s; import limit %s W / %s A from the %s (%d intervals, next "
+              "change in %s s); export limit %s W" % (
+                  g._show(g.mono_s(now)) if st["wall_clock"] else "unknown", st["import_limit_w"],
+                  st["import_limit_a"], st["limit_from"], st["intervals"],
+                  st["next_change_s"], st["export_limit_w"]))
+        print("subscription %s W, now %s W; emergency %s W for %d s; %d awaiting an answer" % (
+            st["subscription_w"], st["subscription_now_w"], st["emergency_w"],
+            st["emergency_s"], st["pending"]))
+        for r in g.reservations:
+            print("  reservation %s: %s .. %s +%d W, fee %d cents" % (
+                r[4], g._show(r[0]), g._show(r[1]), r[2], r[3]))
+        for a in g.answers:
+            print("  answer %s" % a)
+
+    @_guard
+    def reserve(self, start, duration_s, extra_w, max_fee_cents=0, wait_s=15):
+        """grid.reserve('2026-11-26T18:00:00Z', 4 * 3600, 3000): extra_w above the
+        subscription for that window, if the grid grants it. start None: now."""
+        app, g, now = self._grid()
+        rid = self._call(g.reserve, start, duration_s, extra_w, now, max_fee_cents)
+        return self._await(app, g, rid, wait_s)
+
+    @_guard
+    def accept(self, rid, wait_s=15):
+        """Asks again for a window answered with a fee, agreeing to pay that fee."""
+        app, g, now = self._grid()
+        return self._await(app, g, self._call(g.accept, rid, now), wait_s)
+
+    @_guard
+    def cancel(self, rid):
+        app, g, now = self._grid()
+        self._call(g.cancel, rid, now)
+        print("reservation %s cancelled" % rid)
+
+    @_guard
+    def emergency(self, share_pct, duration_s=3600):
+        """Holds demand at share_pct of the subscription (None: ends it), from now."""
+        app, g, now = self._grid()
+        w = self._call(g.emergency, share_pct, duration_s, now)
+        print("emergency ended" if w is None else "emergency: %d W for %d s" % (w, duration_s))
+
+    @_guard
+    def log(self):
+        """The compliance log on flash, oldest first."""
+        app, g, now = self._grid()
+        n = 0
+        for line in g.monitor.log.read():
+            print(line)
+            n += 1
+        print("%d entries" % n)
+
+    def _await(self, app, g, rid, wait_s):
+        if _running():
+            print("request %s queued; the grid task sends it (grid.show() for the answer)" % rid)
+            return rid
+        if not app.cfg["mqtt_host"]:
+            raise Mistake("no mqtt_host: a reservation request needs the grid's broker")
+        import asyncio
+        import telemetry
+        if getattr(app, "mqtt", None) is None:
+            telemetry.setup(app)
+        if getattr(app, "grid_task", None) is None:
+            import grid as grid_mod
+            app.grid_task = grid_mod.GridTask(app, app.mqtt, app.cfg["mqtt_topic"],
+                                              app.cfg["control_period_ms"])
+        print("request %s: asking the grid (up to %d s)..." % (rid, wait_s))
+
+        async def talk():
+            tasks = [asyncio.create_task(app.mqtt.run()),
+                     asyncio.create_task(app.reporter.run()),
+                     asyncio.create_task(app.grid_task.run())]
+            t0 = app.clock.ticks_ms()
+            while rid in g.pending and \
+                    app.clock.ticks_diff(app.clock.ticks_ms(), t0) < wait_s * 1000:
+                await asyncio.sleep_ms(100)
+            await asyncio.sleep_ms(300)     # the event goes out too
+            for t in tasks:
+                t.cancel()
+            app.mqtt.deinit()
+        asyncio.run(talk())
+        for a in g.answers:
+            if a["id"] == rid:
+                print("answer: %s" % a)
+                return rid
+        print("no answer yet; grid.show() later")
+        return rid
+
+
+grid = GridConsole()
+
+
 # --- status, loads, tests ---------------------------------------------------------------
 
 def status_dict():
@@ -455,15 +579,28 @@ def status():
         state = "running"
     else:
         state = "stopped: every output safe; start() or Ctrl-D runs the controller"
-    print("panelcap %s on %s: %s" % (VERSION, app.board.NAME, state))
+    print("panelcap %s on %s (last reset: %s): %s" % (VERSION, app.board.NAME,
+                                                     app.reset_cause, state))
     c = app.cfg
     print("setpoint %d W (panel %d A, %d x %d V, restore %d %% below)" % (
         app.setpoint_w, c["panel_rating_a"], config.legs(c), c["volts"], c["band_pct"]))
     s = _measure(1)
     print("panel %d W, L1 %.1f A, L2 %.1f A, measurement %s" % (
         s.total_w, s.leg_ma[0] / 1000, s.leg_ma[1] / 1000, "valid" if s.valid else "INVALID"))
+    ops = app.wear.totals() if app.wear is not None else {}
+    for name, contactor in app.contactors:
+        ops.setdefault(name, contactor.ops)
+    watches = app.monitor.watches if app.monitor is not None else ()
     for b in app.bindings:
-        print("  %-14s %s" % (b.load.name, control_binding_state(b)))
+        name = b.load.name
+        extra = ""
+        if name in ops:
+            extra += ", %d contactor ops" % ops[name]
+        for w in watches:
+            if w.load.name == name and (w.alarm or w.no_draw):
+                extra += ", ALARM %s (clear_alarm(%r) once fixed)" % (w.alarm, name) \
+                    if w.alarm else ", on but drawing nothing"
+        print("  %-14s %s%s" % (name, control_binding_state(b), extra))
     if cfg.work is not None and cfg._changes():
         print("unsaved changes: %s" % ", ".join(cfg._changes()))
 
@@ -541,6 +678,13 @@ def _hold(binding, seconds):
         s = _measure(1)
     ct = binding.ct_index
     return s.total_w, (s.meter.p_w[ct] if ct >= 0 else None)
+
+
+def clear_alarm(name):
+    """After replacing a welded contactor: the load is controlled again."""
+    app = _get_app()
+    if app.monitor is None or not app.monitor.clear(name):
+        print("error: no alarm on %r" % (name,))
 
 
 def start():

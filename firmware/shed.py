@@ -72,6 +72,8 @@ class Load:
         self.setpoint_a = 0
         # Input: actual draw from the load's own CT or feedback, -1 when unknown.
         self.measured_w = -1
+        # Set by Controller.set_uncontrollable (welded contactor, silent charger).
+        self.uncontrollable = False
         # Telemetry.
         self.switch_ops = 0      # on/off transitions (EV: pause/resume)
         self.adjust_ops = 0      # setpoint changes while running
@@ -127,7 +129,7 @@ class Limits:
         self.setpoint_w = None if setpoint_w is None else _int("setpoint_w", setpoint_w, 0, 500000, "W")
         self.setpoint_a = None if setpoint_a is None else _int("setpoint_a", setpoint_a, 0, 2000, "A")
         self._uncontrolled = []    # (rated_w, leg) of loads no one can shed
-        self._sources = {}         # name -> [w, ma, until_ms or None]
+        self._sources = {}         # name -> [w, ma, until_ms or None, from_ms or None]
         self.version = 0           # bumped on every change; the controller caches on it
         self.next_expiry_ms = None
         if big_uncontrolled_w:
@@ -140,12 +142,14 @@ class Limits:
         self._uncontrolled.append((_int("rated_w", rated_w, 0, 500000, "W"), leg))
         self.version += 1
 
-    def set(self, name, w=None, a=None, until_ms=None):
-        """Add or replace a limit source: total watts and/or amps per leg, optionally until a tick."""
+    def set(self, name, w=None, a=None, until_ms=None, from_ms=None):
+        """Add or replace a limit source: total watts and/or amps per leg, optionally from
+        one tick (a limit queued for an interval boundary) until another."""
         if w is None and a is None:
             raise ValueError("error: limit %r needs w or a" % (name,))
         self._sources[name] = [None if w is None else _int("w", w, 0, 500000, "W"),
-                               None if a is None else _int("a", a, 0, 2000, "A") * 1000, until_ms]
+                               None if a is None else _int("a", a, 0, 2000, "A") * 1000, until_ms,
+                               from_ms]
         self.version += 1
 
     def clear(self, name):
@@ -155,12 +159,43 @@ class Limits:
     def sources(self):
         return list(self._sources)
 
+    def in_force_w(self):
+        """{source: W} of the sources limiting total watts now (queued ones left out)."""
+        out = {}
+        for name in self._sources:
+            src = self._sources[name]
+            if src[3] is None and src[0] is not None:
+                out[name] = src[0]
+        return out
+
+    def strictest(self):
+        """Name of the source that sets the total-watt limit: 'setpoint' unless one is lower."""
+        w = _NO_LIMIT if self.setpoint_w is None else self.setpoint_w
+        name = "setpoint"
+        for key in self._sources:
+            src = self._sources[key]
+            if src[3] is None and src[0] is not None and src[0] < w:
+                w = src[0]
+                name = key
+        return name
+
     def _expire(self, now_ms):
         clock = self.clock
         nxt = None
         for name in list(self._sources):
-            until = self._sources[name][2]
-            if until is None or clock is None:
+            src = self._sources[name]
+            if clock is None:
+                continue
+            start = src[3]
+            if start is not None:
+                if clock.ticks_diff(now_ms, start) < 0:
+                    if nxt is None or clock.ticks_diff(start, nxt) < 0:
+                        nxt = start      # the controller looks again when it starts
+                    continue
+                src[3] = None
+                self.version += 1
+            until = src[2]
+            if until is None:
                 continue
             if clock.ticks_diff(now_ms, until) >= 0:
                 del self._sources[name]
@@ -195,6 +230,8 @@ class Limits:
             if w >= _NO_LIMIT and ma >= _NO_LIMIT:
                 ma = cap_ma
         for src in self._sources.values():
+            if src[3] is not None:
+                continue         # queued: not started yet
             if src[0] is not None and src[0] < w:
                 w = src[0]
             if src[1] is not None and src[1] < ma:
@@ -241,6 +278,9 @@ class Controller:
             if load.kind == KIND_NEVER:
                 limits.add_uncontrolled(load.rated_w, load.leg)
         self.stale_ms = _int("stale_ms", stale_ms, 100, 600000, "ms")
+        # Since when there has been room to raise a load; a raise waits until that room has
+        # lasted settle_s, so a brief dip (a kettle's thermostat cycling) restores nothing.
+        self._room_since_ms = None
         self.settle_ms = _int("settle_s", settle_s, 0, 3600, "s") * 1000
         self.stagger_ms = _int("stagger_s", stagger_s, 0, 3600, "s") * 1000
         self._max_response_ms = max([l.response_ms for l in self._ctl] or [0])
@@ -273,6 +313,31 @@ class Controller:
         self.state = "failsafe"
         self.failsafe_count = 0
         self.headroom_w = 0
+        self._stuck = []         # uncontrollable loads: out of the shed order, rating reserved
+
+    def set_uncontrollable(self, load, flag):
+        """A load the board cannot switch (welded contactor, charger that stopped answering)
+        leaves the shed and restore order, and its rated draw counts as drawn, so the other
+        loads are shed to keep room for it. Cleared, it comes back off and waits its
+        min_off time like any shed load."""
+        if load.uncontrollable == flag or load.kind == KIND_NEVER:
+            return
+        load.uncontrollable = flag
+        now = self.clock.ticks_ms()
+        # Commanded off either way: nothing is asked of it while stuck, and it restarts shed.
+        load.on = False
+        load.setpoint_a = 0
+        load._cmd_w = load._prev_cmd_w = load._proj_w = load._act_w = 0
+        load._switched_ms = load._changed_ms = now
+        if flag:
+            self._ctl.remove(load)
+            self._shed_order.remove(load)
+            self._stuck.append(load)
+        else:
+            self._stuck.remove(load)
+            self._ctl = sorted(self._ctl + [load], key=lambda l: l.priority)
+            self._shed_order = list(reversed(self._ctl))
+        self._next_up_ms = now
 
     # --- telemetry: limit_w, shed_w, restore_w (W), limit_ma, shed_ma, restore_ma (mA per
     # leg) are None where nothing limits; projected_w, headroom_w, state. ---------------
@@ -315,6 +380,17 @@ class Controller:
                         p1 += d_ma
                     if load.on_l2:
                         p2 += d_ma
+        for load in self._stuck:
+            # Reserve what it may draw at most beyond what it draws now.
+            m = load.measured_w
+            d = load.rated_w - (m if m > 0 else 0)
+            if d > 0:
+                p_w += d
+                d_ma = d * 1000 // load.volts
+                if load.on_l1:
+                    p1 += d_ma
+                if load.on_l2:
+                    p2 += d_ma
         self._p_w = p_w
         self._p1 = p1
         self._p2 = p2
@@ -329,6 +405,7 @@ class Controller:
                                 self._restore_w, self._restore_ma)
             self.state = "overload" if self._over(self._shed_w, self._shed_ma) else "shedding"
             self._recovering = False
+            self._room_since_ms = None
             self._next_up_ms = clock.ticks_add(now, self.settle_ms)
         elif p_w < self._restore_w and p1 < self._restore_ma and p2 < self._restore_ma:
             if clock.ticks_diff(now, self._next_up_ms) >= 0:
@@ -340,6 +417,7 @@ class Controller:
                 self.state = "recovering" if self._recovering else "ok"
         else:
             self.state = "holding"
+            self._room_since_ms = None
         self.headroom_w = self._restore_w - self._p_w
         self.projected_w = self._p_w
 
@@ -546,6 +624,7 @@ class Controller:
         self._claim1 = c1
         self._claim2 = c2
         ctl = self._ctl
+        no_room = False
         for i in range(len(ctl)):    # no enumerate(): it would allocate
             load = ctl[i]
             v = load.volts
@@ -575,22 +654,40 @@ class Controller:
             if load.kind == KIND_MODULATED and load.setpoint_a > 0:
                 room_a = self._room_a(load)
                 if room_a > 0:
+                    if not self._room_held(now):
+                        return
                     self._command(load, now, True, load.setpoint_a + (inc_a if inc_a < room_a else room_a))
                     self._up_done(now, interval)
                     return
+                no_room = True
             elif self._fits(load, inc_w):
+                if not self._room_held(now):
+                    return
                 self._command(load, now, True, inc_a)
                 self._up_done(now, interval)
                 return
+            else:
+                no_room = True
             # Does not fit: take room from lower-priority loads if that would be enough.
             if self._reclaim(load, now, inc_w, i):
                 self.state = "reclaiming"
                 self._next_up_ms = clock.ticks_add(now, self.settle_ms)
                 return
-        # Nothing to raise: look again after a settle time.
+        # Nothing to raise (or no room for it): look again at the next update, and count
+        # the settle time from when room appears.
         self._recovering = False
         self.state = "ok"
-        self._next_up_ms = clock.ticks_add(now, self.settle_ms)
+        if no_room:
+            self._room_since_ms = None
+        self._next_up_ms = now
+
+    def _room_held(self, now):
+        if self._room_since_ms is None:
+            self._room_since_ms = now
+        if self.clock.ticks_diff(now, self._room_since_ms) >= self.settle_ms:
+            return True
+        self.state = "settling"
+        return False
 
     def _up_done(self, now, interval):
         self.state = "recovering" if self._recovering else "restoring"

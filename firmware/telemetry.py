@@ -114,6 +114,8 @@ class Reporter:
         m = app.meter
         c = app.controller
         loads = {}
+        mon = getattr(app, "monitor", None)
+        watches = {w.load.name: w for w in mon.watches} if mon is not None else {}
         for b in app.bindings:
             load = b.load
             a = b.actuator
@@ -123,6 +125,10 @@ class Reporter:
                 d["output_a"] = a.amps
             else:
                 d["output_on"] = bool(getattr(a, "is_on", False))
+            w = watches.get(load.name)
+            if w is not None:    # feedback.py: "welded", "no_close", "lost" or None
+                d["alarm"] = w.alarm
+                d["no_draw"] = w.no_draw
             gate = self.commands.gates.get(load.name)
             if gate is not None:
                 d["override"] = gate.describe()
@@ -148,6 +154,9 @@ class Reporter:
             "fault_names": names,
             "loads": loads,
             "safe_mode": getattr(app, "safe_reason", None),
+            "limits": app.limits.in_force_w(),
+            "limit_source": app.limits.strictest(),
+            "grid": app.grid.state(now) if getattr(app, "grid", None) is not None else None,
         }
 
     def diag(self):
@@ -171,6 +180,7 @@ class Reporter:
             "supervisor_failed": sup.failed if sup is not None else False,
             "task_crashes": tasks,
             "switch_ops": {b.load.name: b.load.switch_ops for b in app.bindings},
+            "contactor_ops": app.wear.totals() if app.wear is not None else {},
             "forced_ops": {b.load.name: b.load.forced_ops for b in app.bindings},
             "mqtt": self.link.info(),
             "commands": {"accepted": self.commands.accepted, "refused": self.commands.refused},
@@ -292,7 +302,8 @@ def setup_tasks(app, net_clock=None, network=None, log=None):
     holder = []
     cmds = commands_mod.Commands(app.limits, gates, clock, app.setpoint_w,
                                  emit=lambda ev: holder[0].emit(ev),
-                                 request_status=lambda: holder[0].request_status())
+                                 request_status=lambda: holder[0].request_status(),
+                                 grid=getattr(app, "get_grid", None))
     reporter = Reporter(app, link, cmds, clock, cfg["telemetry_period_ms"], prefix,
                         cfg["mqtt_discovery"])
     holder.append(reporter)
@@ -306,4 +317,7 @@ def setup_tasks(app, net_clock=None, network=None, log=None):
     entries.append(supervisor_mod.Supervised("mqtt", make_link, 60000, critical=False))
     entries.append(supervisor_mod.Supervised("report", lambda: reporter,
                                              cfg["telemetry_period_ms"] + 60000, critical=False))
+    if cfg.get("grid_subscription_w") or cfg.get("grid_fallback_w"):
+        app.get_grid()           # grid signals configured: grid.py and its task from the start
+        entries.append(app.grid_entry())
     return entries

@@ -244,6 +244,30 @@ check(evl.setpoint_a == 8, "EV cut to fit the worse leg: %d" % evl.setpoint_a)
 """)
 
 
+def test_restore_waits_until_the_room_has_lasted_the_settle_time():
+    mpy(r"""
+wh = onoff("wh", 5, 4500)
+r = Rig([wh], Limits(setpoint_w=7200), settle_s=10, stagger_s=1)
+r.set_base(1000)
+r.settle(60)
+check(wh.on, "on with room")
+r.set_base(6000)                   # 6 kW + 4.5 kW: over
+r.step(2)
+check(not wh.on, "shed")
+r.step(30)
+r.set_base(1000)                   # room for 5 s only (a kettle cycling off and on)
+r.step(5)
+check(not wh.on, "a 5 s dip restores nothing")
+r.set_base(6000)
+r.step(3)
+r.set_base(1000)                   # room for good
+r.step(9)
+check(not wh.on, "not before 10 s of room")
+r.step(3)
+check(wh.on, "restored once the room lasted settle_s")
+""")
+
+
 # --- 3. fast down, slow up -----------------------------------------------------------------
 
 def test_fast_down_sheds_several_loads_in_one_step():
