@@ -6,14 +6,22 @@ import asyncio
 import gc
 import sys
 
-import actuators
-import control
-import hw as hw_factory
-import meter as meter_mod
-import sampler as sampler_mod
-import shed
-import supervisor as supervisor_mod
 from version import VERSION
+
+# The control modules are imported while the App is built, after the config module has
+# done its work and been dropped: the two never share the heap at boot.
+actuators = control = hw_factory = meter_mod = sampler_mod = shed = supervisor_mod = None
+
+
+def _import_control_modules():
+    global actuators, control, hw_factory, meter_mod, sampler_mod, shed, supervisor_mod
+    import actuators
+    import control
+    import hw as hw_factory
+    import meter as meter_mod
+    import sampler as sampler_mod
+    import shed
+    import supervisor as supervisor_mod
 
 WEAR_FILE = "wear.json"
 _FEED_OPEN_MS = 6000       # J1772 gives a vehicle 5 s to stop after a pause
@@ -28,7 +36,7 @@ def _channel_index(board, name):
 
 class App:
     def __init__(self, board, machine, clock, cfg=None, log=print, safe_reason=None,
-                 wear_path=None):
+                 wear_path=None, drop_config=False):
         self.board = board
         self.clock = clock
         # cfg: a complete config (config.load) or a few overrides of the defaults (simulator).
@@ -37,6 +45,14 @@ class App:
         errors = config.validate(cfg, board)
         if errors:
             raise ValueError("config: " + "; ".join(errors))
+        channels = config.channels(board, cfg)
+        self.setpoint_w = config.setpoint_w(cfg)
+        specs = [] if safe_reason else [config.load_spec(spec) for spec in cfg["loads"]]
+        config = None
+        if drop_config:
+            sys.modules.pop("config", None)   # needed only to build: ~25 KB back
+        gc.collect()
+        _import_control_modules()
         self.safe_reason = safe_reason     # set: the controller never runs, outputs stay safe
         self.running = False
         self.log = log
@@ -44,7 +60,6 @@ class App:
         self.reset_cause = hw.reset_cause()
         nch = len(board.CHANNELS)
         hz = board.MAINS_HZ
-        channels = config.channels(board, cfg)
         self.meter = meter_mod.Meter(channels, board.ADC_SLOT_US, board.MAINS_VOLTS, hz)
         for i, ch in enumerate(channels):
             self.meter.calibrate(i, gain=ch["gain"], phase_deg=ch["phase_deg"])
@@ -52,15 +67,13 @@ class App:
         gc.collect()         # validation's garbage out: the sampler's buffer is one large block
         self.sampler = sampler_mod.Sampler(hw.scanner, self.meter, clock, nch, rounds,
                                            cfg["sample_period_ms"])
-        self.setpoint_w = config.setpoint_w(cfg)
         self.contactors = []       # (load name, Contactor): op counts, wear
         self.chargers = []         # evmqtt.MqttCharger: attached to the link in tasks()
         self._watches = []         # (load, contactor, aux, charger) for the feedback monitor
         self.limits = shed.Limits(setpoint_w=self.setpoint_w, volts=cfg["volts"],
                                   band_pct=cfg["band_pct"],
                                   rating_a=cfg["panel_rating_a"])
-        self.bindings = [] if safe_reason else [self._bind(config.load_spec(spec))
-                                                for spec in cfg["loads"]]
+        self.bindings = [self._bind(spec) for spec in specs]
         self.controller = shed.Controller([b.load for b in self.bindings], self.limits, clock,
                                           stale_ms=cfg["stale_ms"], stagger_s=cfg["stagger_s"])
         self.control = control.ControlLoop(self.controller, self.sampler, self.bindings, clock,
@@ -228,16 +241,15 @@ last = None
 def build(board, machine, clock, cfg=None, log=print, wear_path=None):
     """Loads the config (cfg None: config.json on flash; else overrides of the defaults)
     and builds the App; then drops the config module, needed only to build (~25 KB)."""
-    import config
     safe_reason = None
     if cfg is None:
+        import config
         loaded = config.load(config.FILE, board)
         cfg, safe_reason = loaded.cfg, loaded.safe_reason
-        loaded = None
+        loaded = config = None
         gc.collect()         # the parse left garbage; the sampler wants one large block
-    app = App(board, machine, clock, cfg, log=log, safe_reason=safe_reason, wear_path=wear_path)
-    config = None
-    sys.modules.pop("config", None)
+    app = App(board, machine, clock, cfg, log=log, safe_reason=safe_reason, wear_path=wear_path,
+              drop_config=True)
     gc.collect()
     return app
 
