@@ -1,7 +1,7 @@
 """Test helpers for MQTT: a mosquitto broker on a free loopback port (own config, started and
 stopped by the test), a tiny MQTT 3.1.1 client in plain CPython sockets, and two misbehaving
 brokers: a tarpit (accepts TCP, never answers) and a dropper (answers, then cuts the
-connection in the middle of the first PUBLISH)."""
+connection in the middle of the first PUBLISH). The client is tools/mqttclient.py's."""
 import getpass
 import json
 import os
@@ -9,8 +9,12 @@ import socket
 import struct
 import subprocess
 import threading
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+from mqttclient import Mqtt, read_packet  # noqa: E402
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
@@ -83,107 +87,16 @@ class Broker:
         self.stop()
 
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _str(s):
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(b)) + b
-
-
-def read_packet(sock):
-    """(first byte, body) of one MQTT packet from a blocking socket; raises on EOF."""
-    head = _recv_exact(sock, 1)[0]
-    n = 0
-    shift = 0
-    while True:
-        b = _recv_exact(sock, 1)[0]
-        n |= (b & 0x7F) << shift
-        if not b & 0x80:
-            break
-        shift += 7
-    return head, _recv_exact(sock, n)
-
-
-def _recv_exact(sock, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return buf
-
-
-class Client:
-    """A small MQTT 3.1.1 client (QoS 0) for tests; a thread collects what arrives."""
+class Client(Mqtt):
+    """The host MQTT client (tools/mqttclient.py) keeping what arrives, for assertions."""
 
     def __init__(self, port, client_id="pytest", user=None, password=None, host="127.0.0.1"):
-        self.sock = socket.create_connection((host, port), timeout=5)
-        flags = 0x02
-        payload = _str(client_id)
-        if user is not None:
-            flags |= 0x80
-            payload += _str(user)
-            if password is not None:
-                flags |= 0x40
-                payload += _str(password)
-        var = _str("MQTT") + bytes([4, flags, 0, 0])
-        self.sock.sendall(bytes([0x10]) + _varint(len(var) + len(payload)) + var + payload)
-        head, body = read_packet(self.sock)
-        if head != 0x20 or body[1] != 0:
-            raise ConnectionError("CONNACK refused: %r" % body)
         self.messages = []         # (topic, payload bytes, retain)
-        self.lock = threading.Lock()
-        self._pid = 0
-        self._subacks = 0
-        self.closed = False
-        self.sock.settimeout(None)
-        self.thread = threading.Thread(target=self._reader, daemon=True)
-        self.thread.start()
+        super().__init__(host, port, client_id, user, password, keepalive_s=0)
 
-    def _reader(self):
-        try:
-            while True:
-                head, body = read_packet(self.sock)
-                if head & 0xF0 == 0x30:
-                    n = struct.unpack("!H", body[:2])[0]
-                    topic = body[2:2 + n].decode()
-                    off = 2 + n + (2 if head & 0x06 else 0)
-                    with self.lock:
-                        self.messages.append((topic, body[off:], bool(head & 1)))
-                elif head == 0x90:
-                    with self.lock:
-                        self._subacks += 1
-        except (OSError, ConnectionError):
-            self.closed = True
-
-    def subscribe(self, topic, timeout=5):
-        self._pid += 1
-        body = struct.pack("!H", self._pid) + _str(topic) + b"\x00"
+    def deliver(self, topic, payload, retain):
         with self.lock:
-            want = self._subacks + 1
-        self.sock.sendall(bytes([0x82]) + _varint(len(body)) + body)
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            with self.lock:
-                if self._subacks >= want:
-                    return
-            time.sleep(0.01)
-        raise TimeoutError("no SUBACK")
-
-    def publish(self, topic, payload, retain=False):
-        if isinstance(payload, str):
-            payload = payload.encode()
-        body = _str(topic) + payload
-        self.sock.sendall(bytes([0x30 | (1 if retain else 0)]) + _varint(len(body)) + body)
+            self.messages.append((topic, payload, retain))
 
     def take(self):
         with self.lock:
@@ -213,13 +126,6 @@ class Client:
                 return False
         m = self.wait_for(ok, timeout)
         return None if m is None else json.loads(m[1])
-
-    def close(self):
-        try:
-            self.sock.sendall(b"\xe0\x00")
-        except OSError:
-            pass
-        self.sock.close()
 
 
 class _Server:
@@ -309,3 +215,47 @@ class Dropper(_Server):
             conn.close()
         except (OSError, ConnectionError, IndexError):
             pass
+
+
+class JsonLinesProcess:
+    """A micropython script started by a test; a thread parses its stdout, one JSON object
+    a line, into handle(d). finish() waits for a clean exit."""
+
+    def __init__(self, cmd, cwd, env):
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            try:
+                d = json.loads(raw)
+            except ValueError:
+                d = {"raw": raw}
+            self.handle(d)
+
+    def handle(self, d):
+        raise NotImplementedError
+
+    def exited(self):
+        return self.proc.poll() is not None and not self.thread.is_alive()
+
+    def stderr_tail(self):
+        return self.proc.stderr.read()[-3000:] if self.proc.poll() is not None else ""
+
+    def finish(self, timeout=60):
+        try:
+            self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        self.thread.join(5)
+        err = self.proc.stderr.read()
+        assert self.proc.returncode == 0, err[-3000:]
+        return err
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -9,7 +9,7 @@ import threading
 import time
 
 from conftest import MICROPYTHON, ROOT, mpy_env
-from mqtt_helpers import Broker, Client
+from mqtt_helpers import Broker, Client, JsonLinesProcess
 
 T0_UNIX = 1795716000          # 2026-11-26T18:00:00Z: the simulated board's wall clock at start
 
@@ -122,24 +122,16 @@ TABLE = {"capacity_w": 100000,
          "hours": [[50000, 0]] * 18 + [[95000, 0], [90000, 10], [99500, 0]] + [[50000, 0]] * 3}
 
 
-class Firmware:
+class Firmware(JsonLinesProcess):
     def __init__(self, tmp_path, opts):
         script = tmp_path / "grid_fw.py"
         script.write_text(RUNNER)
-        self.proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=512k", str(script), json.dumps(opts)],
-            cwd=tmp_path, env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
         self.lines = []
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
+        super().__init__([MICROPYTHON, "-X", "heapsize=512k", str(script), json.dumps(opts)],
+                         tmp_path, mpy_env())
 
-    def _read(self):
-        for raw in self.proc.stdout:
-            try:
-                self.lines.append(json.loads(raw))
-            except ValueError:
-                self.lines.append({"raw": raw})
+    def handle(self, d):
+        self.lines.append(d)
 
     def wait(self, pred, timeout=20):
         t0 = time.monotonic()
@@ -147,20 +139,11 @@ class Firmware:
             for d in list(self.lines):
                 if pred(d):
                     return d
-            if self.proc.poll() is not None and not self.thread.is_alive():
+            if self.exited():
                 break
             time.sleep(0.02)
         raise AssertionError("not seen; last lines %s\nstderr %s" % (
-            self.lines[-15:], self.proc.stderr.read() if self.proc.poll() is not None else ""))
-
-    def finish(self, timeout=60):
-        try:
-            self.proc.wait(timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-        self.thread.join(5)
-        assert self.proc.returncode == 0, self.proc.stderr.read()[-3000:]
+            self.lines[-15:], self.stderr_tail()))
 
 
 def _responder(tmp_path, port):

@@ -2,73 +2,52 @@
 bad ones: the firmware runs on the simulated board in real time (tests/mqtt_fw.py) while a
 probe task measures the scheduler's worst gap in real milliseconds."""
 import json
-import subprocess
-import threading
 import time
 
 import pytest
 
 from conftest import MICROPYTHON, ROOT, mpy_env
-from mqtt_helpers import Broker, Client, Dropper, Tarpit
+from mqtt_helpers import Broker, Client, Dropper, JsonLinesProcess, Tarpit
 
 GAP_LIMIT_MS = 50
 HEAP = "512k"    # the day test in test_mqtt_day.py covers the heap; these cover behaviour
 
 
-class Firmware:
+class Firmware(JsonLinesProcess):
     """tests/mqtt_fw.py under micropython; its per-second JSON lines, collected live."""
 
     def __init__(self, opts, heap=HEAP):
-        self.proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=" + heap, str(ROOT / "tests" / "mqtt_fw.py"),
-             json.dumps(opts)], cwd=ROOT, env=mpy_env(), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
         self.lines = []
         self.logs = []
         self.done = None
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
+        super().__init__([MICROPYTHON, "-X", "heapsize=" + heap,
+                          str(ROOT / "tests" / "mqtt_fw.py"), json.dumps(opts)],
+                         ROOT, mpy_env())
 
-    def _read(self):
-        for raw in self.proc.stdout:
-            try:
-                d = json.loads(raw)
-            except ValueError:
-                continue
-            if "log" in d:
-                self.logs.append(d["log"])
-            elif "done" in d:
-                self.done = d
-            else:
-                self.lines.append(d)
+    def handle(self, d):
+        if "raw" in d:
+            return
+        if "log" in d:
+            self.logs.append(d["log"])
+        elif "done" in d:
+            self.done = d
+        else:
+            self.lines.append(d)
 
     def wait_t(self, t, timeout=60):
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             if self.lines and self.lines[-1]["t"] >= t:
                 return self.lines[-1]
-            if self.proc.poll() is not None and not self.thread.is_alive():
+            if self.exited():
                 break
             time.sleep(0.05)
-        raise AssertionError("firmware did not reach t=%s; stderr:\n%s" % (
-            t, self.proc.stderr.read()[-3000:] if self.proc.poll() is not None else ""))
+        raise AssertionError("firmware did not reach t=%s; stderr:\n%s" % (t, self.stderr_tail()))
 
     def finish(self, timeout=60):
-        try:
-            self.proc.wait(timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-        self.thread.join(5)
-        err = self.proc.stderr.read()
-        assert self.proc.returncode == 0, err[-3000:]
+        err = super().finish(timeout)
         assert self.done is not None, err[-3000:]
         return self.done
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def _control_ok(lines):

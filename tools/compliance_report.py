@@ -89,7 +89,8 @@ def report(s):
 def fetch(broker, prefix, timeout=20.0, user=None, password=None):
     """The log's lines, replayed by the board over MQTT."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from grid_responder import Mqtt, broker_address
+    from grid_responder import broker_address
+    from mqttclient import Mqtt
     lines = []
     done = {}
 

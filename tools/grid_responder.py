@@ -16,16 +16,17 @@ request on `<prefix>/cmd/grid/answer` (docs/grid.md):
   least that fee (the REPL's grid.accept) gets it granted.
 
 The table (JSON): {"capacity_w": 24000, "hours": [[forecast_w, price], ... 24 rows, UTC]}.
-The MQTT client is plain CPython sockets (MQTT 3.1.1, QoS 0), no dependencies.
+The MQTT client is tools/mqttclient.py: plain CPython sockets (MQTT 3.1.1, QoS 0).
 """
 import argparse
 import datetime
 import json
-import socket
-import struct
 import sys
-import threading
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mqttclient import Mqtt  # noqa: E402
 
 DEFAULT_TABLE = {
     # A residential feeder: quiet at night, an evening peak; reserving capacity is free
@@ -105,122 +106,6 @@ class Responder:
             return {"id": rid, "status": "fee", "fee_cents": fee, "offers": offers}
         self.granted.append((start, end, extra, site))
         return {"id": rid, "status": "granted", "fee_cents": fee}
-
-
-# --- a small MQTT 3.1.1 client (QoS 0) -------------------------------------------------------
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _str(s):
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(b)) + b
-
-
-def _recv(sock, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed by the broker")
-        buf += chunk
-    return buf
-
-
-class Mqtt:
-    """Connects, subscribes, publishes; on_message(topic, payload) runs in a reader thread."""
-
-    def __init__(self, host, port, client_id, user=None, password=None, on_message=None):
-        self.sock = socket.create_connection((host, port), timeout=5)
-        flags = 0x02
-        payload = _str(client_id)
-        if user:
-            flags |= 0x80
-            payload += _str(user)
-            if password:
-                flags |= 0x40
-                payload += _str(password)
-        var = _str("MQTT") + bytes([4, flags, 0, 60])
-        self.sock.sendall(b"\x10" + _varint(len(var) + len(payload)) + var + payload)
-        head, body = self._packet()
-        if head != 0x20 or body[1] != 0:
-            raise ConnectionError("broker refused the connection: %r" % body)
-        self.on_message = on_message
-        self.lock = threading.Lock()
-        self.subacks = 0
-        self._pid = 0
-        self.sock.settimeout(None)
-        self.thread = threading.Thread(target=self._reader, daemon=True)
-        self.thread.start()
-        self._pinger = threading.Thread(target=self._ping, daemon=True)
-        self._pinger.start()
-
-    def _packet(self):
-        head = _recv(self.sock, 1)[0]
-        n = shift = 0
-        while True:
-            b = _recv(self.sock, 1)[0]
-            n |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return head, _recv(self.sock, n)
-            shift += 7
-
-    def _reader(self):
-        try:
-            while True:
-                head, body = self._packet()
-                if head & 0xF0 == 0x30:
-                    n = struct.unpack("!H", body[:2])[0]
-                    off = 2 + n + (2 if head & 0x06 else 0)
-                    if self.on_message:
-                        self.on_message(body[2:2 + n].decode(), body[off:])
-                elif head == 0x90:
-                    self.subacks += 1
-        except (OSError, ConnectionError):
-            pass
-
-    def _ping(self):
-        while True:
-            time.sleep(30)
-            try:
-                with self.lock:
-                    self.sock.sendall(b"\xc0\x00")
-            except OSError:
-                return
-
-    def subscribe(self, topic, timeout=5):
-        self._pid += 1
-        want = self.subacks + 1
-        body = struct.pack("!H", self._pid) + _str(topic) + b"\x00"
-        with self.lock:
-            self.sock.sendall(b"\x82" + _varint(len(body)) + body)
-        t0 = time.monotonic()
-        while self.subacks < want:
-            if time.monotonic() - t0 > timeout:
-                raise TimeoutError("no SUBACK for %s" % topic)
-            time.sleep(0.01)
-
-    def publish(self, topic, payload, retain=False):
-        if isinstance(payload, str):
-            payload = payload.encode()
-        body = _str(topic) + payload
-        with self.lock:
-            self.sock.sendall(bytes([0x30 | (1 if retain else 0)]) + _varint(len(body)) + body)
-
-    def close(self):
-        try:
-            with self.lock:
-                self.sock.sendall(b"\xe0\x00")
-        except OSError:
-            pass
-        self.sock.close()
 
 
 def broker_address(text):
