@@ -513,7 +513,7 @@ def channels(board, cfg):
 
 
 def load_spec(spec):
-    """The load as app.App._bind reads it (a copy without an empty ct)."""
+    """The load as appbuild._bind reads it (a copy without an empty ct)."""
     spec = dict(spec)
     if not spec.get("ct"):
         spec.pop("ct", None)

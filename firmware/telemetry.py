@@ -1,14 +1,16 @@
-"""Reporting over MQTT: builds the state, diagnostics and Home Assistant discovery payloads,
-hands them to the network link's bounded queue, and passes received commands to `commands`.
+"""Reporting over MQTT: builds the state and diagnostics payloads, Home Assistant discovery
+(discovery.py) after each connect, hands them to the network link's bounded queue, and passes
+received commands to `commands`.
 Reads the control objects, never waits on them; see docs/mqtt.md for every topic."""
 
 import asyncio
 import gc
 import json
+import sys
 
 from micropython import const
 
-import commands as commands_mod
+import loadgate
 import net
 import supervisor as supervisor_mod
 from version import VERSION
@@ -35,6 +37,39 @@ def node_id(prefix):
     for ch in prefix:
         out.append(ch if ("a" <= ch <= "z" or "A" <= ch <= "Z" or "0" <= ch <= "9") else "_")
     return "".join(out)
+
+
+class LazyCommands:
+    """commands.Commands, built when the first command arrives: until then its code (~5 KB)
+    is not in RAM. Before that no remote limit is set and nothing has been counted."""
+
+    def __init__(self, make, gates):
+        self._make = make            # () -> commands.Commands
+        self._cmds = None
+        self.gates = gates
+
+    def load(self):
+        """Builds the Commands; True if this call did (imported commands.py)."""
+        if self._cmds is not None:
+            return False
+        self._cmds = self._make()
+        self._make = None
+        return True
+
+    def handle(self, prefix, topic, payload):
+        self.load()
+        return self._cmds.handle(prefix, topic, payload)
+
+    def remote_limit(self, now):
+        return (None, 0) if self._cmds is None else self._cmds.remote_limit(now)
+
+    def __getattr__(self, name):
+        # accepted, refused, ...: the Commands' own once it exists
+        if self._cmds is None:
+            if name == "accepted" or name == "refused":
+                return 0
+            raise AttributeError(name)
+        return getattr(self._cmds, name)
 
 
 class Reporter:
@@ -85,13 +120,18 @@ class Reporter:
                 if link.connected and link.connects != self._announced:
                     self._announced = link.connects
                     await self._announce()
+                cmds = self.commands
+                # The first command imports commands.py: the tasks that waited meanwhile (the
+                # control step) run before the next report, so it shows the command's effect.
+                loaded = link.inbox.n and isinstance(cmds, LazyCommands) and cmds.load()
                 for _ in range(_COMMANDS_PER_PASS):
                     msg = link.inbox.get()
                     if msg is None:
                         break
-                    self.commands.handle(self.prefix, msg[0], msg[1])
+                    cmds.handle(self.prefix, msg[0], msg[1])
                 now = self._tick()
-                if self._status_wanted or self._clock.ticks_diff(now, next_ms) >= 0:
+                if not loaded and (self._status_wanted or
+                                   self._clock.ticks_diff(now, next_ms) >= 0):
                     self._status_wanted = False
                     next_ms = self._clock.ticks_add(now, self.period_ms)
                     self.report(now)
@@ -187,70 +227,21 @@ class Reporter:
             "report_errors": self.errors,
         }
 
-    # --- Home Assistant discovery -----------------------------------------------------
-    def discovery(self):
-        """(topic, payload) of every entity, built one at a time (a generator): retained,
-        so Home Assistant finds the device whenever it starts."""
-        if not self.discovery_prefix:
-            return
-        app = self.app
-        node = self.node
-        name = "panelcap" if self.prefix == "panelcap" else "panelcap " + self.prefix
-        device = {"identifiers": [node], "name": name,
-                  "manufacturer": "panelcap", "model": app.board.NAME, "sw_version": VERSION}
-        st = self.topic_state
-        power = ("power", "W")
-        current = ("current", "A")
-        items = [
-            ("sensor", "power", "Panel power", st, "{{ value_json.total_w }}", power),
-            ("sensor", "current_l1", "L1 current", st,
-             "{{ (value_json.leg_ma[0] / 1000) | round(1) }}", current),
-            ("sensor", "current_l2", "L2 current", st,
-             "{{ (value_json.leg_ma[1] / 1000) | round(1) }}", current),
-            ("sensor", "voltage", "Voltage", st,
-             "{{ (value_json.vrms_mv / 1000) | round(1) }}", ("voltage", "V")),
-            ("sensor", "headroom", "Headroom", st, "{{ value_json.headroom_w }}", power),
-            ("sensor", "limit", "Limit in force", st, "{{ value_json.limit_w }}", power),
-            ("sensor", "control", "Control state", st, "{{ value_json.control }}", None),
-            ("binary_sensor", "fault", "Metering fault", st,
-             "{{ 'ON' if value_json.faults else 'OFF' }}", ("problem", None)),
-        ]
-        for b in app.bindings:
-            n = b.load.name
-            sel = "value_json.loads['%s']" % n
-            items.append(("binary_sensor", n, n + " on", st,
-                          "{{ 'ON' if %s.on else 'OFF' }}" % sel, ("power", None)))
-            items.append(("sensor", n + "_power", n + " power", st,
-                          "{{ %s.power_w }}" % sel, power))
-            if hasattr(b.actuator, "amps"):
-                items.append(("sensor", n + "_setpoint", n + " setpoint", st,
-                              "{{ %s.setpoint_a }}" % sel, current))
-        items.append(("sensor", "uptime", "Uptime", self.topic_diag,
-                      "{{ value_json.uptime_s }}", ("duration", "s")))
-        items.append(("sensor", "free_heap", "Free heap", self.topic_diag,
-                      "{{ value_json.free_heap }}", ("data_size", "B")))
-        for comp, obj, name, topic, tpl, cls in items:
-            cfg = {"name": name, "unique_id": node + "_" + obj,
-                   "state_topic": topic, "value_template": tpl,
-                   "availability_topic": self.prefix + "/status",
-                   "device": device}
-            if cls is not None:
-                cfg["device_class"] = cls[0]
-                if comp == "sensor":
-                    cfg["unit_of_measurement"] = cls[1]
-                    cfg["state_class"] = "measurement"
-            if topic == self.topic_diag:
-                cfg["entity_category"] = "diagnostic"
-                cfg["state_class"] = "total_increasing" if obj == "uptime" else "measurement"
-            yield ("%s/%s/%s/%s/config" % (self.discovery_prefix, comp, node, obj),
-                   json.dumps(cfg))
-
+    # --- Home Assistant discovery (discovery.py) -----------------------------------------
     async def _announce(self):
-        for topic, payload in self.discovery():
-            if not await self.link.send(topic, payload, True):
-                self._announced = 0      # link went down: send it all again next time
-                return
-            self.heartbeat_ms = self._clock.ticks_ms()
+        # discovery.py is imported for the announcement only and dropped after: its code
+        # (~3 KB) is not in RAM between (re)connects.
+        if self.discovery_prefix:
+            import discovery
+            try:
+                for topic, payload in discovery.configs(self):
+                    if not await self.link.send(topic, payload, True):
+                        self._announced = 0      # link went down: send it all again next time
+                        return
+                    self.heartbeat_ms = self._clock.ticks_ms()
+            finally:
+                discovery = None
+                sys.modules.pop("discovery", None)
         # Let the retained messages out before telemetry (drop-oldest) can evict one.
         if not await self.link.drained():
             self._announced = 0
@@ -296,14 +287,19 @@ def setup_tasks(app, net_clock=None, network=None, log=None):
                         wifi=wifi, log=log)
     gates = {}
     for b in app.bindings:
-        if not isinstance(b.actuator, commands_mod.LoadGate):
-            b.actuator = commands_mod.LoadGate(b.actuator, b.load, clock)
+        if not isinstance(b.actuator, loadgate.LoadGate):
+            b.actuator = loadgate.LoadGate(b.actuator, b.load, clock)
         gates[b.load.name] = b.actuator
     holder = []
-    cmds = commands_mod.Commands(app.limits, gates, clock, app.setpoint_w,
+
+    def make_commands():
+        import commands
+        return commands.Commands(app.limits, gates, clock, app.setpoint_w,
                                  emit=lambda ev: holder[0].emit(ev),
                                  request_status=lambda: holder[0].request_status(),
                                  grid=getattr(app, "get_grid", None))
+
+    cmds = LazyCommands(make_commands, gates)
     reporter = Reporter(app, link, cmds, clock, cfg["telemetry_period_ms"], prefix,
                         cfg["mqtt_discovery"])
     holder.append(reporter)

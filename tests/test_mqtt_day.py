@@ -85,5 +85,9 @@ def test_day_with_mqtt_fits_esp32_heap(tmp_path):
                               timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MemoryError" not in proc.stderr and "board reset" not in proc.stderr
+    # MQTT really ran: telemetry.setup logs a failed start (even a MemoryError) as
+    # "mqtt: not started" and leaves the firmware running without it.
+    assert "mqtt: connected" in proc.stderr and "not started" not in proc.stderr, \
+        proc.stderr[-3000:]
     used = [int(b) for _, b in HOUR_RE.findall(proc.stderr)]
     assert len(used) == 2 and abs(used[1] - used[0]) <= 512, used

@@ -19,7 +19,7 @@ K_KIND, K_M, K_S, K_WM, K_WS, K_NEG, K_NOISE, K_FLOOR, K_FS = range(9)
 K_EPM, K_EPS, K_ESM, K_ESS, K_EPF = range(9, 14)
 
 HARNESS = r"""
-import json, sys, array, rms
+import json, sys, array, rms, rms_twin
 spec = json.load(open(sys.argv[1]))
 out = []
 
@@ -56,7 +56,8 @@ for case in spec['cases']:
         f.readinto(buf)
     out.append({
         'viper': run((rms.find_cycles, rms.accumulate, rms.finish), case, buf),
-        'twin': run((rms.find_cycles_py, rms.accumulate_py, rms.finish_py), case, buf),
+        'twin': run((rms_twin.find_cycles_py, rms_twin.accumulate_py, rms_twin.finish_py),
+                    case, buf),
     })
 print(json.dumps(out))
 """
@@ -174,6 +175,16 @@ def test_max_rounds_and_layout_match_firmware():
     assert list(map(int, out)) == ours
 
 
+def test_twin_private_bounds_match_firmware():
+    # rms_twin.py repeats rms.py's private const() bounds (private consts are not exported).
+    import re
+    from conftest import ROOT
+    pat = re.compile(r"^(_[A-Z][A-Z0-9_]*) = const\(([^)]*)\)", re.M)
+    ours = dict(pat.findall((ROOT / "firmware" / "rms.py").read_text()))
+    twin = dict(pat.findall((ROOT / "firmware" / "rms_twin.py").read_text()))
+    assert twin and all(ours[k] == v for k, v in twin.items()), (ours, twin)
+
+
 def test_viper_matches_twin_and_exact_sums(tmp_path):
     cases = inputs(tmp_path)
     results = run_cases(tmp_path, cases)
@@ -235,13 +246,13 @@ def test_overflow_check_can_fail(tmp_path):
     # Past the bound the twin must object: a window 2**24 rounds long makes the remainder of
     # the mean's division, shifted left by 8, leave int32.
     code = """
-import array, rms
+import array, rms, rms_twin
 acc = array.array('i', [rms.SD_BIAS, 0xFFFFFE, 0, rms.SPH_BIAS, 0, 0])
 chans = array.array('i', [2048, 0, rms.K_BIAS, 0])
 cal = array.array('i', [0] * rms.NK)
 o = [array.array('i', [0]) for _ in range(4)]
 try:
-    rms.finish_py(2**24 - 1, 1, -1, 0, 0, cal, acc, chans, array.array('i', [0] * rms.NR),
+    rms_twin.finish_py(2**24 - 1, 1, -1, 0, 0, cal, acc, chans, array.array('i', [0] * rms.NR),
                   o[0], o[1], o[2], o[3], array.array('i', [0] * rms.NS))
     print('no overflow')
 except OverflowError as e:

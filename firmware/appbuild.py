@@ -1,0 +1,69 @@
+"""The part of building the App that runs once: the loads, their actuators and the
+controller. app.App imports it once the sampler's buffer is allocated (one large block,
+before this code can split the free space) and drops it once the App is built, so its code
+is not in RAM while the firmware runs."""
+
+import actuators
+import control
+import shed
+
+_FEED_OPEN_MS = 6000       # J1772 gives a vehicle 5 s to stop after a pause
+
+
+def build(app, clock, cfg, specs):
+    app.contactors = []       # (load name, Contactor): op counts, wear
+    app.chargers = []         # evmqtt.MqttCharger: attached to the link in tasks()
+    app._watches = []         # (load, contactor, aux, charger) for the feedback monitor
+    app.limits = shed.Limits(setpoint_w=app.setpoint_w, volts=cfg["volts"],
+                             band_pct=cfg["band_pct"], rating_a=cfg["panel_rating_a"])
+    app.bindings = [_bind(app, spec) for spec in specs]
+    app.controller = shed.Controller([b.load for b in app.bindings], app.limits, clock,
+                                     stale_ms=cfg["stale_ms"], stagger_s=cfg["stagger_s"])
+    app.control = control.ControlLoop(app.controller, app.sampler, app.bindings, clock,
+                                      cfg["control_period_ms"])
+
+
+def _channel_index(board, name):
+    for i, ch in enumerate(board.CHANNELS):
+        if ch["name"] == name:
+            return i
+    raise ValueError("load CT %r is not a channel of board %s" % (name, board.NAME))
+
+
+def _bind(app, spec):
+    kind = {"onoff": shed.KIND_ONOFF, "modulated": shed.KIND_MODULATED,
+            "never": shed.KIND_NEVER}[spec["kind"]]
+    extra = {}
+    for key in ("min_on_s", "min_off_s", "max_a", "min_a", "resume_pause_s"):
+        if key in spec:
+            extra[key] = spec[key]
+    load = shed.Load(spec["name"], kind, spec["priority"], spec["leg"], spec["rated_w"],
+                     **extra)
+    driver = spec.get("driver")
+    if "output" in spec:
+        actuator = _contactor(app, load, spec["output"])
+    elif driver == "pilot":
+        if app.hw.pilot is None:
+            raise ValueError("load %s needs a J1772 pilot, board has none" % spec["name"])
+        actuator = actuators.PilotCharger(app.hw.pilot, load.max_a)
+    elif driver == "mqtt":
+        import evmqtt
+        actuator = evmqtt.from_cfg(app.cfg, load, app.clock, app.log)
+        app.chargers.append(actuator)
+        app._watches.append((load, None, None, actuator))
+    else:
+        raise ValueError("load %s has no output or driver" % spec["name"])
+    if "feed_output" in spec:
+        import fedcharger
+        actuator = fedcharger.FedCharger(actuator, _contactor(app, load, spec["feed_output"]),
+                                         app.clock, _FEED_OPEN_MS, load)
+    ct = _channel_index(app.board, spec["ct"]) if spec.get("ct") else -1
+    return control.Binding(load, actuator, ct)
+
+
+def _contactor(app, load, index):
+    aux = app.hw.feedback[index] if index < len(app.hw.feedback) else None
+    contactor = actuators.Contactor(app.hw.outputs[index], aux)
+    app.contactors.append((load.name, contactor))
+    app._watches.append((load, contactor, aux, None))
+    return contactor
