@@ -238,11 +238,16 @@ class Cfg:
         new = dict(spec)
         new.setdefault("name", name)
         trial["loads"][self.work["loads"].index(old)] = new
+        self._adopt(trial)
+        print("loads.%s replaced (unsaved: cfg.save() writes it)" % name)
+
+    def _adopt(self, trial):
+        # A changed copy of the working config replaces it only if it validates: a mistake
+        # changes nothing.
         errors = config.validate(trial, _board())
         if errors:
             raise Mistake(errors[0])
         self.work = trial
-        print("loads.%s replaced (unsaved: cfg.save() writes it)" % name)
 
     @_guard
     def confirm(self, code):
@@ -255,10 +260,7 @@ class Cfg:
         self._pending = None
         trial = config.copy(self.work)
         trial[key] = value
-        errors = config.validate(trial, _board())
-        if errors:
-            raise Mistake(errors[0])
-        self.work = trial
+        self._adopt(trial)
         print("%s = %r, setpoint %d W (unsaved: cfg.save() writes it)" % (
             key, value, config.setpoint_w(trial)))
 
@@ -273,10 +275,7 @@ class Cfg:
         spec = {"name": name}
         spec.update(fields)
         trial["loads"].append(spec)
-        errors = config.validate(trial, _board())
-        if errors:
-            raise Mistake(errors[0])
-        self.work = trial
+        self._adopt(trial)
         print("added load %s (unsaved: cfg.save() writes it)" % name)
 
     @_guard
