@@ -91,3 +91,21 @@ def test_day_with_mqtt_fits_esp32_heap(tmp_path):
         proc.stderr[-3000:]
     used = [int(b) for _, b in HOUR_RE.findall(proc.stderr)]
     assert len(used) == 2 and abs(used[1] - used[0]) <= 512, used
+
+
+def test_make_sim_publishes_to_the_broker_it_is_given(tmp_path):
+    # `make sim MQTT=host:port`: the simulated day's telemetry reaches a subscriber.
+    import sys
+    with Broker(tmp_path) as broker:
+        sub = Client(broker.port, "watcher")
+        sub.subscribe("panelcap/state")
+        proc = subprocess.run([sys.executable, str(ROOT / "tools/run_sim.py"), "--hours", "0.1",
+                               "--speed", "0", "--mqtt", "127.0.0.1:%d" % broker.port,
+                               "--out", str(tmp_path / "out")],
+                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+        time.sleep(1)
+        states = sub.take()
+        sub.close()
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "mqtt: connected" in proc.stdout
+    assert len(states) >= 30, len(states)        # one per 10 simulated s over 6 min

@@ -20,6 +20,9 @@ import hostbuild  # noqa: E402
 # The ESP32's heap for the firmware (README: what a WROOM build has to spare). The
 # simulator's own share is measured and given on top, so the firmware gets exactly this.
 FIRMWARE_HEAP = 128 * 1024
+# With MQTT the firmware does not fit 128 KB on this 64-bit port yet (it needs ~141 KB; the
+# MQTT issue is open): the simulator gives it this much instead and says so.
+FIRMWARE_HEAP_MQTT = 160 * 1024
 
 
 def simulator_footprint(env):
@@ -42,13 +45,15 @@ DEFAULT_PROFILE = ROOT / "tools" / "data" / "profiles" / "default_day.csv"
 def firmware_command(sim_args, heap="auto", log=print):
     """(cmd, env) that run tools/panelsim/run.py's main(sim_args) under the unix port,
     compiled (.mpy) as the board's firmware is; heap "auto" gives the firmware an ESP32's
-    128 KB on top of the simulator's own measured footprint."""
+    128 KB (FIRMWARE_HEAP_MQTT with --mqtt) on top of the simulator's measured footprint."""
     env = micropython_env()
     if heap == "auto":
         sim_bytes = simulator_footprint(env)
-        heap = FIRMWARE_HEAP + sim_bytes
-        log("heap: %d KB for the firmware + %d KB the simulator measured for itself" % (
-            FIRMWARE_HEAP // 1024, (sim_bytes + 1023) // 1024))
+        firmware = FIRMWARE_HEAP_MQTT if "--mqtt" in sim_args else FIRMWARE_HEAP
+        heap = firmware + sim_bytes
+        log("heap: %d KB for the firmware%s + %d KB the simulator measured for itself" % (
+            firmware // 1024, " (with MQTT: more than an ESP32's 128 KB, still open)"
+            if firmware != FIRMWARE_HEAP else "", (sim_bytes + 1023) // 1024))
     cmd = [str(MICROPYTHON), "-X", "heapsize=%s" % heap, "-c",
            "from panelsim import run; run.main(%r)" % (list(sim_args),)]
     return cmd, env
@@ -71,6 +76,7 @@ def run_firmware(args, csv_path):
     cmd, env = firmware_command(sim_args, args.heap)
     summary = {}
     last_error = None
+    mqtt_failed = None
     with open(csv_path, "w") as out, open(csv_path.with_suffix(".log"), "w") as log:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True, env=env,
                                 cwd=ROOT)
@@ -88,6 +94,9 @@ def run_firmware(args, csv_path):
                     summary[name] = int(n)
             elif line.startswith("error: "):
                 last_error = line
+            elif line.startswith("mqtt: not started"):
+                mqtt_failed = line      # the board carries on without MQTT; asked for, it is an error
+                print(line, flush=True)
             elif line:
                 print(line, flush=True)
         rc = proc.wait()
@@ -99,6 +108,9 @@ def run_firmware(args, csv_path):
     if rc != 0:
         sys.exit("error: the firmware simulation failed (exit %d); see %s" % (
             rc, csv_path.with_suffix(".log")))
+    if mqtt_failed:
+        sys.exit("error: --mqtt was asked for but the firmware could not start it (%s)" %
+                 mqtt_failed)
     return summary
 
 
