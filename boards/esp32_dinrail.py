@@ -47,8 +47,9 @@ FEEDBACK = (
     {"pin": 18, "pull_up": True, "invert": True},
 )
 
-# J1772 control pilot, through a +/-12 V driver; None on boards without one.
-PILOT = {"pin": 19, "freq_hz": 1000, "invert": False}
+# J1772 control pilot, through a non-inverting +/-12 V driver (the firmware writes the duty
+# the vehicle must see); None on boards without one.
+PILOT = {"pin": 19, "freq_hz": 1000}
 
 STATUS_LED = {"pin": 2, "invert": False}
 

@@ -87,7 +87,7 @@ def build(board, machine):
     spec = getattr(board, "PILOT", None)
     if spec:
         # Steady +12 V (no PWM) tells the vehicle not to charge until the firmware says.
-        pin = machine.Pin(spec["pin"], machine.Pin.OUT, value=0 if spec.get("invert") else 1)
+        pin = machine.Pin(spec["pin"], machine.Pin.OUT, value=1)
         pilot = machine.PWM(pin, freq=spec["freq_hz"], duty_u16=65535)
     led = None
     spec = getattr(board, "STATUS_LED", None)
