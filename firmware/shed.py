@@ -144,7 +144,8 @@ class Limits:
 
     def set(self, name, w=None, a=None, until_ms=None, from_ms=None):
         """Add or replace a limit source: total watts and/or amps per leg, optionally from
-        one tick (a limit queued for an interval boundary) until another."""
+        one tick (a limit queued for an interval boundary) until another. A source named
+        "x>" with from_ms is x's next value: at from_ms it replaces x."""
         if w is None and a is None:
             raise ValueError("error: limit %r needs w or a" % (name,))
         self._sources[name] = [None if w is None else _int("w", w, 0, 500000, "W"),
@@ -194,6 +195,12 @@ class Limits:
                     continue
                 src[3] = None
                 self.version += 1
+                if name[-1] == ">":
+                    # "x>" is x's next value, queued for x's boundary: now it is x's own, so
+                    # the source in force is never reported under the queued name.
+                    del self._sources[name]
+                    name = name[:-1]
+                    self._sources[name] = src
             until = src[2]
             if until is None:
                 continue

@@ -186,6 +186,27 @@ check(r.ctl.limit_w == 7200 and r.loads[0].on, "heater back after the grid limit
 """)
 
 
+def test_a_queued_limit_takes_its_sources_name_at_the_boundary():
+    # grid.py queues a source's next value as "x>" for x's boundary: from that tick on it is
+    # x, so telemetry never names the queued entry as the limit in force.
+    mpy(r"""
+c = Clock()
+lim = Limits(setpoint_w=7200, clock=c)
+edge = c.ticks_add(c.t, 5000)                   # the boundary falls after the tick wrap
+lim.set("grid", w=5000, until_ms=edge)
+lim.set("grid>", w=4000, from_ms=edge)
+check(lim.effective_w() == 5000 and lim.strictest() == "grid", "before the boundary")
+check(lim.in_force_w() == {"grid": 5000}, "queued value not in force: %r" % lim.in_force_w())
+c.advance(5000)
+check(lim.effective_w() == 4000, "the queued value at the boundary")
+check(lim.strictest() == "grid" and lim.sources() == ["grid"], lim.sources())
+check(lim.in_force_w() == {"grid": 4000}, lim.in_force_w())
+lim.set("grid>", w=3000, from_ms=c.ticks_add(c.t, 1000))   # queued, with grid open-ended
+c.advance(1000)
+check(lim.effective_w() == 3000 and lim.sources() == ["grid"], lim.sources())
+""")
+
+
 # --- 2. one priority list, legs, relief only from loads that draw ------------------------
 
 def test_only_loads_drawing_power_count_as_relief():
