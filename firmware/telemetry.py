@@ -17,6 +17,7 @@ from version import VERSION
 
 _WAKE_MS = const(250)           # how often a received command is looked at
 _COMMANDS_PER_PASS = const(2)
+_STEP_WAIT_MS = const(50)       # how often a report held for the control step looks again
 
 _FAULT_NAMES = ("rail", "clip", "no_voltage", "implausible")   # meter.FAULT_* bits 0..3
 
@@ -111,7 +112,10 @@ class Reporter:
         return now
 
     async def run(self):
+        clock = self._clock
         next_ms = self._tick()
+        step_seen = None     # control.steps when commands were last handled
+        since_ms = 0
         while True:
             now = self._tick()
             self.heartbeat_ms = now
@@ -120,28 +124,40 @@ class Reporter:
                 if link.connected and link.connects != self._announced:
                     self._announced = link.connects
                     await self._announce()
-                cmds = self.commands
-                # The first command imports commands.py: the tasks that waited meanwhile (the
-                # control step) run before the next report, so it shows the command's effect.
-                loaded = link.inbox.n and isinstance(cmds, LazyCommands) and cmds.load()
+                handled = False
                 for _ in range(_COMMANDS_PER_PASS):
                     msg = link.inbox.get()
                     if msg is None:
                         break
-                    cmds.handle(self.prefix, msg[0], msg[1])
+                    self.commands.handle(self.prefix, msg[0], msg[1])
+                    handled = True
                 now = self._tick()
-                if not loaded and (self._status_wanted or
-                                   self._clock.ticks_diff(now, next_ms) >= 0):
+                control = getattr(self.app, "control", None)
+                if handled and control is not None and step_seen is None:
+                    step_seen = control.steps
+                    since_ms = now
+                # A command shows in the state once the controller has stepped on it: the
+                # report waits for that step (a stalled controller: one report period, and
+                # a flood of commands cannot hold reports back longer either).
+                if step_seen is not None and (control.steps != step_seen or
+                                              clock.ticks_diff(now, since_ms) >= self.period_ms):
+                    step_seen = None
+                if step_seen is None and (self._status_wanted or
+                                          clock.ticks_diff(now, next_ms) >= 0):
                     self._status_wanted = False
-                    next_ms = self._clock.ticks_add(now, self.period_ms)
+                    next_ms = clock.ticks_add(now, self.period_ms)
                     self.report(now)
             except Exception as e:  # reporting is optional: a bug here must not count as
                 # a crash toward the supervisor's give-up, which would reset the board
                 self.errors += 1
                 if self.errors <= 3:
                     self.app.log("report: %s: %s" % (type(e).__name__, e))
-            left = self._clock.ticks_diff(next_ms, self._clock.ticks_ms())
-            await asyncio.sleep_ms(_WAKE_MS if left > _WAKE_MS else (left if left > 0 else 0))
+            left = clock.ticks_diff(next_ms, clock.ticks_ms())
+            if step_seen is not None:
+                left = _STEP_WAIT_MS
+            elif left > _WAKE_MS:
+                left = _WAKE_MS
+            await asyncio.sleep_ms(left if left > 0 else 0)
 
     def report(self, now):
         self.link.publish(self.topic_state, json.dumps(self.state(now)))
