@@ -254,12 +254,19 @@ class MqttLink(MQTTClient):
         self.outbox.put((_bytes(topic), _bytes(msg), retain))
 
     async def send(self, topic, msg, retain=False, timeout_ms=10000):
-        """Queue a message once the queue has room, without dropping anything (discovery,
-        retained state). Returns False if the link went down or the wait timed out."""
+        """Queue a message without dropping one (discovery, retained state, grid requests):
+        on a connected link once the queue is empty, so a burst of them holds one message's
+        RAM at a time, not a full queue's; on a link that is down, if the queue has room (it
+        goes out after the reconnect). False if it could not be queued: the link is down
+        with a full queue, or the wait timed out."""
         clock = self._clock
         t0 = clock.ticks_ms()
-        while self.outbox.room() == 0:
-            if not self.connected or clock.ticks_diff(clock.ticks_ms(), t0) > timeout_ms:
+        while self.outbox.n:
+            if not self.connected:
+                if self.outbox.room():
+                    break
+                return False
+            if clock.ticks_diff(clock.ticks_ms(), t0) > timeout_ms:
                 return False
             await asyncio.sleep_ms(_POLL_MS)
         self.outbox.put((_bytes(topic), _bytes(msg), retain))
