@@ -145,8 +145,7 @@ class App:
                                                      critical=False))
         if cfg["mqtt_host"]:
             # Optional reporting and remote commands: non-critical tasks, never gate the watchdog.
-            import telemetry
-            entries += telemetry.setup(self)
+            entries += self.network_entries()
             link = getattr(self, "mqtt", None)
             for charger in self.chargers:
                 if link is not None:    # else it is never confirmed: lost, its draw reserved
@@ -154,6 +153,15 @@ class App:
                 entries.append(supervisor_mod.Supervised(
                     "charger", lambda c=charger: c, 0, critical=False))
         return entries
+
+    def network_entries(self):
+        # netsetup.py builds the network side once and is dropped after (~4 KB of code).
+        import netsetup
+        try:
+            return netsetup.setup(self)
+        finally:
+            netsetup = None
+            sys.modules.pop("netsetup", None)
 
     async def run(self, extra=()):
         """Runs until cancelled. `extra` are coroutines run beside the tasks (simulator)."""
@@ -166,9 +174,8 @@ class App:
             if not self.cfg["mqtt_host"]:
                 return           # the REPL is free to fix it
             # Telemetry alone reports why (app.safe_reason); Ctrl-C gives the REPL.
-            import telemetry
             self.supervisor = supervisor_mod.Supervisor(
-                self.clock, telemetry.setup(self), self.force_safe, None,
+                self.clock, self.network_entries(), self.force_safe, None,
                 period_ms=self.cfg["supervisor_period_ms"], log=self.log)
             await self.supervisor.run()
             return

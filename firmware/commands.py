@@ -8,8 +8,8 @@ import json
 
 from micropython import const
 
-# LoadGate, its modes and Refused live in loadgate.py, loaded with telemetry (it wraps every
-# actuator at setup), while this module waits for the first command; commands.X still works.
+# LoadGate, its modes and Refused live in loadgate.py: the gates run every control pass once
+# the first command has made them (netsetup.py); commands.X still works.
 from loadgate import MODE_AUTO, MODE_MAX_A, MODE_OFF, LoadGate, Refused  # noqa: F401
 
 _MAX_PAYLOAD = const(256)       # bytes; a longer payload is refused unparsed

@@ -514,9 +514,8 @@ class GridConsole:
         if not app.cfg["mqtt_host"]:
             raise Mistake("no mqtt_host: a reservation request needs the grid's broker")
         import asyncio
-        import telemetry
         if getattr(app, "mqtt", None) is None:
-            telemetry.setup(app)
+            app.network_entries()
         if getattr(app, "grid_task", None) is None:
             import grid as grid_mod
             app.grid_task = grid_mod.GridTask(app, app.mqtt, app.cfg["mqtt_topic"],

@@ -1,6 +1,11 @@
 """A remote override between the controller's decision and a load's actuator (LoadGate),
 and the modes it takes. Apart from commands.py, which parses and validates commands: this
-part runs every control pass, commands.py is imported only when the first command arrives."""
+part runs every control pass. Both are loaded when the first command arrives, and the gates
+made then (netsetup.py); until then the actuators run unwrapped."""
+
+from micropython import const
+
+_AGE_CAP_MS = const(0x10000000)  # as shed.py: older times are held at this age
 
 MODE_AUTO = "auto"
 MODE_OFF = "off"
@@ -25,10 +30,12 @@ class LoadGate:
         self.mode = MODE_AUTO
         self.max_a = 0
         self.until_ms = None
-        self._out_on = False         # what the actuator is driving now
-        self._out_changed_ms = clock.ticks_add(clock.ticks_ms(), -0x1000000)
-        self._held_until = None      # a stop by the override keeps the load off until then
+        # What the actuator drives now, and since when. A gate is made when the first
+        # command arrives: until then the actuator followed the controller alone, so the
+        # load's last switching is the output's.
         self._out_on = self._read_out()
+        self._out_changed_ms = load.switched_ms
+        self._held_until = None      # a stop by the override keeps the load off until then
 
     def __getattr__(self, name):
         # Everything else (amps, is_on, ops, feedback...) is the actuator's.
@@ -98,6 +105,9 @@ class LoadGate:
         else:
             a.apply(load)
         on = self._read_out()
+        if clock.ticks_diff(now, self._out_changed_ms) > _AGE_CAP_MS:
+            # Long unchanged: pulled forward, as ticks wrap and the age would turn negative.
+            self._out_changed_ms = clock.ticks_add(now, -_AGE_CAP_MS)
         if on != self._out_on:
             self._out_on = on
             self._out_changed_ms = now

@@ -300,7 +300,7 @@ class MqttLink(MQTTClient):
             try:
                 await self._session()
             except Exception as e:  # outages are normal: log one line, back off, retry
-                self.last_error = _describe(e)
+                self.last_error = describe_error(e)
             self._close()
             self.failures += 1
             up_ms = clock.ticks_diff(clock.ticks_ms(), self._up_since)
@@ -343,7 +343,10 @@ class MqttLink(MQTTClient):
         await self._wait_writable(self.connect_timeout_ms, "TCP connect")
         self._poller.modify(sock, select.POLLIN)
         if self._tls:
-            self._io = self._wrap_tls(sock)
+            import mqtttls           # a plain link never loads the TLS code
+            if self._ca_file and self._ca_der is None:
+                self._ca_der = mqtttls.read_ca(self._ca_file)
+            self._io = mqtttls.wrap(sock, self.server, self._ca_der)
             self._poller = select.poll()
             self._poller.register(self._io, select.POLLIN)
         self._rx_len = 0
@@ -399,21 +402,6 @@ class MqttLink(MQTTClient):
         self.state = "stopped"
 
     # --- I/O -------------------------------------------------------------------------------
-    def _wrap_tls(self, sock):
-        import ssl
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if self._ca_file:
-            if self._ca_der is None:
-                self._ca_der = _read_ca(self._ca_file)
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            ctx.load_verify_locations(cadata=self._ca_der)
-        else:
-            ctx.verify_mode = ssl.CERT_NONE
-        # The handshake runs inside later non-blocking reads and writes. Its public-key
-        # arithmetic is one long CPU stretch on the ESP32 that no socket option can split.
-        return ctx.wrap_socket(sock, server_side=False, do_handshake_on_connect=False,
-                               server_hostname=self.server)
-
     def _close(self):
         self.connected = False
         for s in (self._io, self._raw):
@@ -638,24 +626,11 @@ class MqttLink(MQTTClient):
         pipe.write(b"\x00")                # QoS 0
 
 
-def _read_ca(path):
-    """The first certificate of a PEM or DER file, as DER (what mbedtls takes as cadata)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    begin = data.find(b"-----BEGIN CERTIFICATE-----")
-    if begin < 0:
-        return data
-    import binascii
-    start = data.find(b"\n", begin) + 1
-    end = data.find(b"-----END", start)
-    return binascii.a2b_base64(data[start:end].replace(b"\n", b"").replace(b"\r", b""))
-
-
 def _getaddrinfo(host, port):
     return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
 
 
-def _describe(e):
+def describe_error(e):
     if isinstance(e, OSError):
         if len(e.args) > 1:
             return "%s (errno %d)" % (e.args[1], e.args[0])
@@ -663,81 +638,3 @@ def _describe(e):
         name = errno.errorcode.get(code, "") if hasattr(errno, "errorcode") else ""
         return "socket error %s%s" % (code, " " + name if name else "")
     return "%s: %s" % (type(e).__name__, e)
-
-
-class Wifi:
-    """Station mode, kept up by its own task: associate, wait with a deadline, back off on
-    failure, watch for loss. `network` is the network module, or None where the network is
-    simply there (unix port): then `up` is always True and run() only beats its heart."""
-
-    def __init__(self, network, ssid, password, clock, backoff=None, connect_timeout_ms=20000,
-                 check_ms=1000, log=print):
-        self._clock = clock
-        self._ssid = ssid
-        self._password = password
-        self._backoff = backoff or Backoff(2000, 120000)
-        self.connect_timeout_ms = connect_timeout_ms
-        self.check_ms = check_ms
-        self._log = log
-        self.heartbeat_ms = None
-        self.attempts = 0
-        self.losses = 0
-        self._wlan = None
-        if network is None:
-            self.up = True
-            self.state = "wired"
-            return
-        self.up = False
-        self.state = "down"
-        self._wlan = network.WLAN(network.STA_IF)
-
-    async def run(self):
-        clock = self._clock
-        wlan = self._wlan
-        if wlan is None:
-            while True:
-                self.heartbeat_ms = clock.ticks_ms()
-                await asyncio.sleep_ms(self.check_ms)
-        wlan.active(True)
-        try:
-            wlan.config(reconnects=0)     # this task owns the retries and their backoff
-        except Exception:   # not every port knows the option
-            pass
-        while True:
-            self.heartbeat_ms = clock.ticks_ms()
-            if wlan.isconnected():
-                if not self.up:
-                    self.up = True
-                    self.state = "up"
-                    self._backoff.reset()
-                    self._log("wifi: connected to %s" % self._ssid)
-                await asyncio.sleep_ms(self.check_ms)
-                continue
-            if self.up:
-                self.up = False
-                self.losses += 1
-                self._log("wifi: lost %s" % self._ssid)
-            self.state = "connecting"
-            self.attempts += 1
-            try:
-                wlan.connect(self._ssid, self._password)   # returns at once; the driver associates
-            except OSError as e:
-                self._log("wifi: connect: %s" % _describe(e))
-            t0 = clock.ticks_ms()
-            while not wlan.isconnected() and \
-                    clock.ticks_diff(clock.ticks_ms(), t0) < self.connect_timeout_ms:
-                self.heartbeat_ms = clock.ticks_ms()
-                await asyncio.sleep_ms(250)
-            if wlan.isconnected():
-                continue
-            try:
-                wlan.disconnect()
-            except OSError:
-                pass
-            delay = self._backoff.next_ms()
-            self.state = "waiting"
-            self._log("wifi: %s not joined; retry in %d ms" % (self._ssid, delay))
-            t0 = clock.ticks_ms()
-            while clock.ticks_diff(clock.ticks_ms(), t0) < delay:
-                self.heartbeat_ms = clock.ticks_ms()
-                await asyncio.sleep_ms(500)

@@ -82,7 +82,7 @@ class Load:
         self._ops_t = [0] * self.max_ops_per_h   # ring of switching times, last hour
         self._ops_head = 0
         self._ops_n = 0
-        self._switched_ms = 0    # last on/off transition
+        self.switched_ms = 0     # ticks of the last on/off transition (the controller's)
         self._changed_ms = 0     # last command change of any kind
         self._cmd_w = 0          # draw the command allows
         self._prev_cmd_w = 0     # ... and before the last change
@@ -295,7 +295,7 @@ class Controller:
         self.now_ms = now
         long_ago = clock.ticks_add(now, -_AGE_CAP_MS)
         for load in self._ctl:
-            load._switched_ms = long_ago
+            load.switched_ms = long_ago
             load._changed_ms = long_ago
         # Thresholds (W for the total, mA per leg); _NO_LIMIT where none applies.
         self._lim_version = -1
@@ -335,7 +335,7 @@ class Controller:
         load.on = False
         load.setpoint_a = 0
         load._cmd_w = load._prev_cmd_w = load._proj_w = load._act_w = 0
-        load._switched_ms = load._changed_ms = now
+        load.switched_ms = load._changed_ms = now
         if flag:
             self._ctl.remove(load)
             self._shed_order.remove(load)
@@ -464,7 +464,7 @@ class Controller:
     # --- commands --------------------------------------------------------------------
     def _record_op(self, load, now):
         load.switch_ops += 1
-        load._switched_ms = now
+        load.switched_ms = now
         ring = load._ops_t
         n = len(ring)
         if load._ops_n < n:
@@ -511,13 +511,13 @@ class Controller:
             self._pending_until = until
 
     def _may_switch_off(self, load, now):
-        return self.clock.ticks_diff(now, load._switched_ms) >= load.min_on_ms
+        return self.clock.ticks_diff(now, load.switched_ms) >= load.min_on_ms
 
     def _may_switch_on(self, load, now):
         off_ms = load.min_off_ms
         if load.kind == KIND_MODULATED and load.resume_pause_ms > off_ms:
             off_ms = load.resume_pause_ms
-        if self.clock.ticks_diff(now, load._switched_ms) < off_ms:
+        if self.clock.ticks_diff(now, load.switched_ms) < off_ms:
             return False
         self._drop_old_ops(load, now)
         # Keep room in the hour for the shed that may follow this restore.
@@ -820,8 +820,8 @@ class Controller:
         floor = clock.ticks_add(now, -_AGE_CAP_MS)
         for load in self._ctl:
             self._drop_old_ops(load, now)
-            if clock.ticks_diff(now, load._switched_ms) > _AGE_CAP_MS:
-                load._switched_ms = floor
+            if clock.ticks_diff(now, load.switched_ms) > _AGE_CAP_MS:
+                load.switched_ms = floor
             if clock.ticks_diff(now, load._changed_ms) > _AGE_CAP_MS:
                 load._changed_ms = floor
         if clock.ticks_diff(now, self._pending_until) > _AGE_CAP_MS:

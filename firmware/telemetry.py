@@ -10,9 +10,6 @@ import sys
 
 from micropython import const
 
-import loadgate
-import net
-import supervisor as supervisor_mod
 from version import VERSION
 
 _WAKE_MS = const(250)           # how often a received command is looked at
@@ -20,24 +17,6 @@ _COMMANDS_PER_PASS = const(2)
 _STEP_WAIT_MS = const(50)       # how often a report held for the control step looks again
 
 _FAULT_NAMES = ("rail", "clip", "no_voltage", "implausible")   # meter.FAULT_* bits 0..3
-
-
-def check_prefix(prefix):
-    """Raise ValueError unless prefix is a usable MQTT topic prefix."""
-    if not isinstance(prefix, str) or not 1 <= len(prefix) <= 64 or prefix[0] == "/" or \
-            prefix[-1] == "/" or "+" in prefix or "#" in prefix or "//" in prefix:
-        raise ValueError("mqtt_topic must be 1..64 characters, no + or #, no leading, "
-                         "trailing or double /, got %r" % (prefix,))
-    for ch in prefix:
-        if ord(ch) < 0x21 or ord(ch) > 0x7E:
-            raise ValueError("mqtt_topic must be printable ASCII, got %r" % (prefix,))
-
-
-def node_id(prefix):
-    out = []
-    for ch in prefix:
-        out.append(ch if ("a" <= ch <= "z" or "A" <= ch <= "Z" or "0" <= ch <= "9") else "_")
-    return "".join(out)
 
 
 class LazyCommands:
@@ -77,7 +56,7 @@ class Reporter:
     """The reporting task: every period_ms one state and one diag message; discovery and
     retained info after each (re)connect; commands from the link's inbox as they come."""
 
-    def __init__(self, app, link, cmds, clock, period_ms, prefix, discovery_prefix=""):
+    def __init__(self, app, link, cmds, clock, period_ms, prefix, node, discovery_prefix=""):
         self.app = app
         self.link = link
         self.commands = cmds
@@ -85,7 +64,7 @@ class Reporter:
         self.period_ms = period_ms
         self.prefix = prefix
         self.discovery_prefix = discovery_prefix
-        self.node = node_id(prefix)
+        self.node = node             # prefix as an id: Home Assistant's unique_id stem
         self.topic_state = prefix + "/state"
         self.topic_diag = prefix + "/diag"
         self.topic_event = prefix + "/event"
@@ -185,10 +164,9 @@ class Reporter:
             if w is not None:    # feedback.py: "welded", "no_close", "lost" or None
                 d["alarm"] = w.alarm
                 d["no_draw"] = w.no_draw
-            gate = self.commands.gates.get(load.name)
-            if gate is not None:
-                d["override"] = gate.describe()
-                d["override_s"] = gate.remaining_s(now)
+            gate = self.commands.gates.get(load.name)   # none before the first command
+            d["override"] = gate.describe() if gate is not None else None
+            d["override_s"] = gate.remaining_s(now) if gate is not None else 0
             loads[load.name] = d
         remote_w, remote_s = self.commands.remote_limit(now)
         faults = m.faults
@@ -261,75 +239,3 @@ class Reporter:
         # Let the retained messages out before telemetry (drop-oldest) can evict one.
         if not await self.link.drained():
             self._announced = 0
-
-
-def setup(app, net_clock=None, network=None, log=None):
-    """setup_tasks(), except that a bad network setting is logged and leaves the firmware
-    running without reporting: control never depends on it."""
-    try:
-        return setup_tasks(app, net_clock, network, log)
-    except Exception as e:  # e.g. an unusable topic prefix: report it, run without MQTT
-        (log or app.log)("mqtt: not started: %s" % e)
-        return []
-
-
-def setup_tasks(app, net_clock=None, network=None, log=None):
-    """Builds the network side for `app` from its settings: Wi-Fi (on a port with a
-    `network` module and an SSID), the MQTT link, command handling and the reporter.
-    Wraps each load's actuator in a LoadGate for remote overrides. Returns the supervisor
-    entries; none of them is critical, so no network trouble can starve the watchdog."""
-    cfg = app.cfg
-    clock = app.clock
-    net_clock = net_clock or getattr(app, "net_clock", None) or clock
-    log = log or app.log
-    prefix = cfg["mqtt_topic"]
-    check_prefix(prefix)
-    if network is None and cfg["wifi_ssid"]:
-        try:
-            import network
-        except ImportError:  # unix port: the host's network is simply there
-            network = None
-    entries = []
-    wifi = None
-    if network is not None:
-        wifi = net.Wifi(network, cfg["wifi_ssid"], cfg["wifi_password"], net_clock, log=log)
-        entries.append(supervisor_mod.Supervised("wifi", lambda: wifi, 60000, critical=False))
-    uid = app.hw.machine.unique_id() if hasattr(app.hw.machine, "unique_id") else b"\0"
-    client_id = "panelcap-" + "".join("%02x" % b for b in uid)
-    link = net.MqttLink(client_id, cfg["mqtt_host"], cfg["mqtt_port"], net_clock,
-                        user=cfg["mqtt_user"], password=cfg["mqtt_password"],
-                        tls=cfg["mqtt_tls"] in ("on", True, 1), ca_file=cfg["mqtt_ca_file"],
-                        status_topic=prefix + "/status", subscribe_topic=prefix + "/cmd/#",
-                        wifi=wifi, log=log)
-    gates = {}
-    for b in app.bindings:
-        if not isinstance(b.actuator, loadgate.LoadGate):
-            b.actuator = loadgate.LoadGate(b.actuator, b.load, clock)
-        gates[b.load.name] = b.actuator
-    holder = []
-
-    def make_commands():
-        import commands
-        return commands.Commands(app.limits, gates, clock, app.setpoint_w,
-                                 emit=lambda ev: holder[0].emit(ev),
-                                 request_status=lambda: holder[0].request_status(),
-                                 grid=getattr(app, "get_grid", None))
-
-    cmds = LazyCommands(make_commands, gates)
-    reporter = Reporter(app, link, cmds, clock, cfg["telemetry_period_ms"], prefix,
-                        cfg["mqtt_discovery"])
-    holder.append(reporter)
-    app.mqtt = link
-    app.reporter = reporter
-
-    def make_link():
-        link._close()                # after a crash: drop the old socket, start clean
-        return link
-
-    entries.append(supervisor_mod.Supervised("mqtt", make_link, 60000, critical=False))
-    entries.append(supervisor_mod.Supervised("report", lambda: reporter,
-                                             cfg["telemetry_period_ms"] + 60000, critical=False))
-    if cfg.get("grid_subscription_w") or cfg.get("grid_fallback_w"):
-        app.get_grid()           # grid signals configured: grid.py and its task from the start
-        entries.append(app.grid_entry())
-    return entries

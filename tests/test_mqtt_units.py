@@ -105,6 +105,31 @@ def step(ms):
 """
 
 
+def test_a_gate_made_at_the_first_command_knows_the_last_switch_and_ages_across_the_wrap():
+    # netsetup makes the override gates when the first command arrives, not at start.
+    code = PRELUDE + GATES + r"""
+c = Contactor(); c.set(True)
+wh.on = True
+wh.switched_ms = clock.ticks_add(clock.t, -10000)    # the controller's switch-on, 10 s ago
+g = commands.LoadGate(c, wh, clock)
+try:
+    g.request('off', 0, 600)
+    check(False, 'min_on not honoured by a late gate')
+except commands.Refused as e:
+    check('10 s ago' in str(e), str(e))
+# A week on without a switch (ticks wrap every 2**30 ms): the output's age is held, it does
+# not turn negative, so an 'off' is no longer refused as too soon.
+for _ in range(7 * 24):
+    clock.t = clock.ticks_add(clock.t, 3600000)
+    g.apply(wh)
+g.request('off', 0, 600)
+check(g.mode == 'off', 'off accepted a week after the switch-on')
+print('fails', len(fails))
+"""
+    out = run_mpy(code).stdout
+    assert "fails 0" in out, out
+
+
 def test_commands_act_and_safety_rules_refuse():
     code = PRELUDE + GATES + r"""
 check(send(b'pc/cmd/limit', b'{"limit_w": 5000, "duration_s": 120, "id": "a1"}'), 'limit ok')
@@ -279,7 +304,7 @@ def test_network_modules_cross_compile_for_the_esp32(tmp_path):
 
 def test_wifi_reconnects_with_backoff_and_never_blocks():
     code = PRELUDE + r"""
-import asyncio, time, net
+import asyncio, time, net, wifi
 from clock import Clock
 class WLAN:
     def __init__(self, iface): self.connected = False; self.calls = []; self.joins_ok_at = 3
@@ -300,7 +325,7 @@ class Network:
 netmod = Network()
 logs = []
 b = net.Backoff(40, 200, rand=lambda n: n - 1)
-w = net.Wifi(netmod, 'home', 'pw-secret', Clock(), backoff=b, connect_timeout_ms=60,
+w = wifi.Wifi(netmod, 'home', 'pw-secret', Clock(), backoff=b, connect_timeout_ms=60,
              check_ms=20, log=logs.append)
 check(not w.up, 'down before the task runs')
 from gapprobe import GapProbe
@@ -325,7 +350,7 @@ asyncio.run(main())
 check(probe.worst_ms < 20, 'worst gap %d ms' % probe.worst_ms)
 check(not any('pw-secret' in l for l in logs), 'password never logged')
 print(logs)
-w2 = net.Wifi(None, '', '', Clock())
+w2 = wifi.Wifi(None, '', '', Clock())
 check(w2.up, 'no network module: the network is simply there')
 print('fails', len(fails))
 """
@@ -335,20 +360,20 @@ print('fails', len(fails))
 
 def test_bad_mqtt_setting_leaves_control_running():
     code = PRELUDE + r"""
-import telemetry
+import netsetup
 for bad in ('a/+/b', '/lead', 'trail/', '', 'a b', 'a//b', 'x' * 65):
     try:
-        telemetry.check_prefix(bad)
+        netsetup.check_prefix(bad)
         check(False, 'accepted %r' % bad)
     except ValueError:
         pass
-telemetry.check_prefix('site7/pc')
-check(telemetry.node_id('site7/pc-1') == 'site7_pc_1', 'node id')
+netsetup.check_prefix('site7/pc')
+check(netsetup.node_id('site7/pc-1') == 'site7_pc_1', 'node id')
 class App:
     cfg = {'mqtt_topic': 'bad/#'}
     log = None
 logs = []
-check(telemetry.setup(App(), log=logs.append) == [], 'no tasks')
+check(netsetup.setup(App(), log=logs.append) == [], 'no tasks')
 check(logs and 'not started' in logs[0], logs)
 print('fails', len(fails))
 """

@@ -1,0 +1,102 @@
+"""Builds the network side once at start: Wi-Fi (wifi.py, where the port has a `network`
+module), the MQTT link (net.py), the reporter (telemetry.py) and command handling, loaded
+with the first command. The app imports this module for setup() and drops it after: the
+building code is not in RAM while the firmware runs."""
+
+import net
+import supervisor as supervisor_mod
+import telemetry
+
+
+def check_prefix(prefix):
+    """Raise ValueError unless prefix is a usable MQTT topic prefix."""
+    if not isinstance(prefix, str) or not 1 <= len(prefix) <= 64 or prefix[0] == "/" or \
+            prefix[-1] == "/" or "+" in prefix or "#" in prefix or "//" in prefix:
+        raise ValueError("mqtt_topic must be 1..64 characters, no + or #, no leading, "
+                         "trailing or double /, got %r" % (prefix,))
+    for ch in prefix:
+        if ord(ch) < 0x21 or ord(ch) > 0x7E:
+            raise ValueError("mqtt_topic must be printable ASCII, got %r" % (prefix,))
+
+
+def node_id(prefix):
+    out = []
+    for ch in prefix:
+        out.append(ch if ("a" <= ch <= "z" or "A" <= ch <= "Z" or "0" <= ch <= "9") else "_")
+    return "".join(out)
+
+
+def setup(app, net_clock=None, network=None, log=None):
+    """setup_tasks(), except that a bad network setting is logged and leaves the firmware
+    running without reporting: control never depends on it."""
+    try:
+        return setup_tasks(app, net_clock, network, log)
+    except Exception as e:  # e.g. an unusable topic prefix: report it, run without MQTT
+        (log or app.log)("mqtt: not started: %s" % e)
+        return []
+
+
+def setup_tasks(app, net_clock=None, network=None, log=None):
+    """Builds the network side for `app` from its settings: Wi-Fi (on a port with a
+    `network` module and an SSID), the MQTT link, command handling and the reporter.
+    Returns the supervisor entries; none of them is critical, so no network trouble can
+    starve the watchdog."""
+    cfg = app.cfg
+    clock = app.clock
+    net_clock = net_clock or getattr(app, "net_clock", None) or clock
+    log = log or app.log
+    prefix = cfg["mqtt_topic"]
+    check_prefix(prefix)
+    if network is None and cfg["wifi_ssid"]:
+        try:
+            import network
+        except ImportError:  # unix port: the host's network is simply there
+            network = None
+    entries = []
+    wifi = None
+    if network is not None:
+        import wifi as wifi_mod
+        wifi = wifi_mod.Wifi(network, cfg["wifi_ssid"], cfg["wifi_password"], net_clock,
+                             log=log)
+        entries.append(supervisor_mod.Supervised("wifi", lambda: wifi, 60000, critical=False))
+    uid = app.hw.machine.unique_id() if hasattr(app.hw.machine, "unique_id") else b"\0"
+    client_id = "panelcap-" + "".join("%02x" % b for b in uid)
+    link = net.MqttLink(client_id, cfg["mqtt_host"], cfg["mqtt_port"], net_clock,
+                        user=cfg["mqtt_user"], password=cfg["mqtt_password"],
+                        tls=cfg["mqtt_tls"] in ("on", True, 1), ca_file=cfg["mqtt_ca_file"],
+                        status_topic=prefix + "/status", subscribe_topic=prefix + "/cmd/#",
+                        wifi=wifi, log=log)
+    # {load name: LoadGate}, filled when the first command arrives: the override gates (and
+    # loadgate.py) wait with commands.py, the actuators run unwrapped until then.
+    gates = {}
+    holder = []
+
+    def make_commands():
+        import commands
+        for b in app.bindings:
+            if not isinstance(b.actuator, commands.LoadGate):
+                b.actuator = commands.LoadGate(b.actuator, b.load, clock)
+            gates[b.load.name] = b.actuator
+        return commands.Commands(app.limits, gates, clock, app.setpoint_w,
+                                 emit=lambda ev: holder[0].emit(ev),
+                                 request_status=lambda: holder[0].request_status(),
+                                 grid=getattr(app, "get_grid", None))
+
+    cmds = telemetry.LazyCommands(make_commands, gates)
+    reporter = telemetry.Reporter(app, link, cmds, clock, cfg["telemetry_period_ms"], prefix,
+                                  node_id(prefix), cfg["mqtt_discovery"])
+    holder.append(reporter)
+    app.mqtt = link
+    app.reporter = reporter
+
+    def make_link():
+        link._close()                # after a crash: drop the old socket, start clean
+        return link
+
+    entries.append(supervisor_mod.Supervised("mqtt", make_link, 60000, critical=False))
+    entries.append(supervisor_mod.Supervised("report", lambda: reporter,
+                                             cfg["telemetry_period_ms"] + 60000, critical=False))
+    if cfg.get("grid_subscription_w") or cfg.get("grid_fallback_w"):
+        app.get_grid()           # grid signals configured: grid.py and its task from the start
+        entries.append(app.grid_entry())
+    return entries
