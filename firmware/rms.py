@@ -25,7 +25,7 @@
 #   unit conversion (mulshift): x normalised below 2**15, times m < 2**15, product < 2**30,
 #   plus half of 2**sh (sh <= 30) to round; shifts of 31 or more give 0 (a shift count is
 #   taken mod 32 on the ESP32, so they are never issued)
-# Outputs are bounded by the scales meter.py accepts (<= 256 mA or mV per count):
+# Outputs are bounded by the scales metercal.py accepts (<= 256 mA or mV per count):
 #   mA, mV <= 4095 * 256 < 2**21; W, VA <= 2 * 4095**2 * 256 * 256 / 1e6 < 2**22.
 import micropython
 from micropython import const

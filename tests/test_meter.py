@@ -391,13 +391,14 @@ except ValueError as e:
 
 
 STEADY = r"""
-import gc, time, array, meter, esp32_dinrail as board
+import gc, sys, time, array, meter, esp32_dinrail as board
 nch = len(board.CHANNELS)
 rounds = %d
 buf = array.array('H', bytes(2 * rounds * nch))
 with open(%r, 'rb') as f:
     f.readinto(buf)
 m = meter.Meter(board.CHANNELS, board.ADC_SLOT_US, 120, 60)
+sys.modules.pop('metercal')     # as the app does after boot: process() runs without it
 ok = m.process(buf, rounds)
 def windows(n):
     for _ in range(n):
@@ -426,3 +427,32 @@ def test_no_allocation_per_window_and_fast_enough(tmp_path):
     # the simulator's day: 86,400 windows in well under a minute
     per_window_us = int(us) / 1000
     assert 86400 * per_window_us / 1e6 < 20, per_window_us
+
+
+DROPPED = r"""
+import sys, array, meter, esp32_dinrail as board
+nch = len(board.CHANNELS)
+rounds = %d
+buf = array.array('H', bytes(2 * rounds * nch))
+with open(%r, 'rb') as f:
+    f.readinto(buf)
+kept = meter.Meter(board.CHANNELS, board.ADC_SLOT_US, 120, 60)
+kept.calibrate(5, gain=1.1)
+m = meter.Meter(board.CHANNELS, board.ADC_SLOT_US, 120, 60)
+sys.modules.pop('metercal')
+print('metercal' in sys.modules)
+kept.process(buf, rounds)
+m.process(buf, rounds)
+print(list(m.irms_ma) == list(kept.irms_ma))
+m.calibrate(5, gain=1.1)        # an installer at the REPL: metercal comes back for the job
+print(m.calibration(5)['gain'])
+m.process(buf, rounds)
+print(list(m.irms_ma) == list(kept.irms_ma), list(m.p_w) == list(kept.p_w))
+"""
+
+
+def test_the_meter_works_after_the_app_drops_metercal_and_recalibrates(tmp_path):
+    path = tmp_path / "buf.bin"
+    path.write_bytes(sample(consistent_panel()).tobytes())
+    lines = run_mpy(DROPPED % (ROUNDS, str(path))).stdout.splitlines()
+    assert lines == ["False", "False", "1.1", "True True"]

@@ -64,7 +64,7 @@ print(json.dumps(out))
 
 
 def scale(f):
-    """(m, s): f == m / 2**s, 2**14 <= m < 2**15 (as meter._scale)."""
+    """(m, s): f == m / 2**s, 2**14 <= m < 2**15 (as metercal._scale)."""
     s = 0
     while f < 16384:
         f *= 2
