@@ -8,21 +8,6 @@ import sys
 
 from version import VERSION
 
-# The control modules are imported while the App is built, after the config module has
-# done its work and been dropped: the two never share the heap at boot.
-actuators = control = hw_factory = meter_mod = sampler_mod = shed = supervisor_mod = None
-
-
-def _import_control_modules():
-    global actuators, control, hw_factory, meter_mod, sampler_mod, shed, supervisor_mod
-    import actuators
-    import control
-    import hw as hw_factory
-    import meter as meter_mod
-    import sampler as sampler_mod
-    import shed
-    import supervisor as supervisor_mod
-
 WEAR_FILE = "wear.json"
 _GC_EVERY_BYTES = 8192     # see App.run
 
@@ -30,50 +15,29 @@ _GC_EVERY_BYTES = 8192     # see App.run
 class App:
     def __init__(self, board, machine, clock, cfg=None, log=print, safe_reason=None,
                  wear_path=None, drop_config=False):
+        """cfg: a complete config (config.load) or a few overrides of the defaults
+        (simulator). safe_reason set: the controller never runs, outputs stay safe.
+        drop_config: the config module is dropped once read (the board's boot)."""
         self.board = board
         self.clock = clock
-        # cfg: a complete config (config.load) or a few overrides of the defaults (simulator).
-        import config
-        self.cfg = cfg = config.merged(cfg, board)
-        errors = config.validate(cfg, board)
-        if errors:
-            raise ValueError("config: " + "; ".join(errors))
-        channels = config.channels(board, cfg)
-        self.setpoint_w = config.setpoint_w(cfg)
-        specs = [] if safe_reason else [config.load_spec(spec) for spec in cfg["loads"]]
-        config = None
-        if drop_config:
-            sys.modules.pop("config", None)   # needed only to build: ~25 KB back
-        gc.collect()
-        _import_control_modules()
-        self.safe_reason = safe_reason     # set: the controller never runs, outputs stay safe
-        self.running = False
         self.log = log
-        self.hw = hw = hw_factory.build(board, machine)
-        self.reset_cause = hw.reset_cause()
-        nch = len(board.CHANNELS)
-        hz = board.MAINS_HZ
-        self.meter = meter_mod.Meter(channels, board.ADC_SLOT_US, board.MAINS_VOLTS, hz)
-        for i, ch in enumerate(channels):
-            self.meter.calibrate(i, gain=ch["gain"], phase_deg=ch["phase_deg"])
-        rounds = sampler_mod.window_rounds(nch, board.ADC_SLOT_US, hz, cfg["window_cycles"])
-        gc.collect()         # validation's garbage out: the sampler's buffer is one large block
-        self.sampler = sampler_mod.Sampler(hw.scanner, self.meter, clock, nch, rounds,
-                                           cfg["sample_period_ms"])
-        # Loads, actuators, controller: appbuild.py runs once and is dropped after (~3 KB).
-        import appbuild
-        try:
-            appbuild.build(self, clock, cfg, specs)
-        finally:
-            appbuild = None
-            sys.modules.pop("appbuild", None)
+        self.safe_reason = safe_reason
+        self.running = False
         self.monitor = None        # built by tasks(), like the wear counter: after the config
                                    # module is gone, so neither adds to the peak at build
         self.wear_path = wear_path
-        self.wear = None           # built by tasks(), after the config module is gone
+        self.wear = None
         self.supervisor = None
         self.grid = None             # grid.Grid, built on first use (get_grid)
         self.wall = _wall_unix       # unix seconds or None: the simulator injects its own
+        # Hardware, meter, sampler, loads, controller: appbuild.py runs once and is dropped
+        # after, so the code that builds them is not in RAM while they run.
+        import appbuild
+        try:
+            appbuild.build(self, machine, cfg, drop_config)
+        finally:
+            appbuild = None
+            sys.modules.pop("appbuild", None)
 
     def get_grid(self):
         """The grid-signal handler (grid.py, compliance.py), imported and built on first use:
@@ -99,6 +63,7 @@ class App:
         return self.grid
 
     def grid_entry(self):
+        import supervisor as supervisor_mod
         return supervisor_mod.Supervised("grid", lambda: self.grid_task, 90000, critical=False)
 
     def force_safe(self):
@@ -122,6 +87,7 @@ class App:
             self.log("SAFE MODE: every controllable load shed: %s" % self.safe_reason)
 
     def tasks(self):
+        import supervisor as supervisor_mod
         cfg = self.cfg
         stale = cfg["stale_ms"]
         entries = [
@@ -165,6 +131,7 @@ class App:
 
     async def run(self, extra=()):
         """Runs until cancelled. `extra` are coroutines run beside the tasks (simulator)."""
+        import supervisor as supervisor_mod
         self.banner()
         # A collection every _GC_EVERY_BYTES allocated, not only when the heap is exhausted:
         # garbage freed early leaves fewer scattered holes (with MQTT on, ~5 KB less heap).

@@ -1,16 +1,47 @@
-"""The part of building the App that runs once: the loads, their actuators and the
-controller. app.App imports it once the sampler's buffer is allocated (one large block,
-before this code can split the free space) and drops it once the App is built, so its code
-is not in RAM while the firmware runs."""
+"""The part of starting the firmware that runs once: reads the config, then builds the
+hardware, meter, sampler, loads, their actuators and the controller onto the App. app.App
+imports it and drops it once the App is built, so its code is not in RAM while the firmware
+runs. The control modules are imported only after the config module has done its work and
+been dropped: the two never share the heap at boot."""
 
-import actuators
-import control
-import shed
+import gc
+import sys
 
 _FEED_OPEN_MS = 6000       # J1772 gives a vehicle 5 s to stop after a pause
 
 
-def build(app, clock, cfg, specs):
+def build(app, machine, cfg, drop_config):
+    board = app.board
+    clock = app.clock
+    import config
+    app.cfg = cfg = config.merged(cfg, board)
+    errors = config.validate(cfg, board)
+    if errors:
+        raise ValueError("config: " + "; ".join(errors))
+    channels = config.channels(board, cfg)
+    app.setpoint_w = config.setpoint_w(cfg)
+    specs = [] if app.safe_reason else [config.load_spec(spec) for spec in cfg["loads"]]
+    config = None
+    if drop_config:
+        sys.modules.pop("config", None)   # needed only to build: ~25 KB back
+    gc.collect()
+    import hw
+    import meter
+    import sampler
+    import shed
+    app.hw = hw_ = hw.build(board, machine)
+    app.reset_cause = hw_.reset_cause()
+    nch = len(board.CHANNELS)
+    hz = board.MAINS_HZ
+    app.meter = meter.Meter(channels, board.ADC_SLOT_US, board.MAINS_VOLTS, hz)
+    for i, ch in enumerate(channels):
+        app.meter.calibrate(i, gain=ch["gain"], phase_deg=ch["phase_deg"])
+    sys.modules.pop("metercal", None)     # the meter's set-up code: needed only to build
+    rounds = sampler.window_rounds(nch, board.ADC_SLOT_US, hz, cfg["window_cycles"])
+    gc.collect()         # validation's garbage out: the sampler's buffer is one large block
+    app.sampler = sampler.Sampler(hw_.scanner, app.meter, clock, nch, rounds,
+                                  cfg["sample_period_ms"])
+    import control
     app.contactors = []       # (load name, Contactor): op counts, wear
     app.chargers = []         # evmqtt.MqttCharger: attached to the link in tasks()
     app._watches = []         # (load, contactor, aux, charger) for the feedback monitor
@@ -31,6 +62,9 @@ def _channel_index(board, name):
 
 
 def _bind(app, spec):
+    import actuators
+    import control
+    import shed
     kind = {"onoff": shed.KIND_ONOFF, "modulated": shed.KIND_MODULATED,
             "never": shed.KIND_NEVER}[spec["kind"]]
     extra = {}
@@ -62,6 +96,7 @@ def _bind(app, spec):
 
 
 def _contactor(app, load, index):
+    import actuators
     aux = app.hw.feedback[index] if index < len(app.hw.feedback) else None
     contactor = actuators.Contactor(app.hw.outputs[index], aux)
     app.contactors.append((load.name, contactor))
