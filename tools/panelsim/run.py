@@ -13,6 +13,8 @@ The firmware (firmware/app.py) runs unchanged; only the board and machine are si
 import gc
 import sys
 
+# First: mounts the board's frozen umqtt before anything can import it from elsewhere.
+from panelsim import frozen  # noqa: F401
 import asyncio
 
 import sim as board
