@@ -20,9 +20,6 @@ import hostbuild  # noqa: E402
 # The ESP32's heap for the firmware (README: what a WROOM build has to spare). The
 # simulator's own share is measured and given on top, so the firmware gets exactly this.
 FIRMWARE_HEAP = 128 * 1024
-# With MQTT the firmware does not fit 128 KB on this 64-bit port yet (it needs ~141 KB; the
-# MQTT issue is open): the simulator gives it this much instead and says so.
-FIRMWARE_HEAP_MQTT = 160 * 1024
 
 
 def simulator_footprint(env):
@@ -38,22 +35,23 @@ def simulator_footprint(env):
 
 def micropython_env():
     build = hostbuild.build()
-    return dict(os.environ, MICROPYPATH=hostbuild.micropypath(build))
+    return dict(os.environ, MICROPYPATH=hostbuild.micropypath(build),
+                PANELCAP_FROZEN_ROM=str(hostbuild.frozen_rom(build)))
+
+
 DEFAULT_PROFILE = ROOT / "tools" / "data" / "profiles" / "default_day.csv"
 
 
 def firmware_command(sim_args, heap="auto", log=print):
     """(cmd, env) that run tools/panelsim/run.py's main(sim_args) under the unix port,
     compiled (.mpy) as the board's firmware is; heap "auto" gives the firmware an ESP32's
-    128 KB (FIRMWARE_HEAP_MQTT with --mqtt) on top of the simulator's measured footprint."""
+    128 KB, MQTT or not, on top of the simulator's measured footprint."""
     env = micropython_env()
     if heap == "auto":
         sim_bytes = simulator_footprint(env)
-        firmware = FIRMWARE_HEAP_MQTT if "--mqtt" in sim_args else FIRMWARE_HEAP
-        heap = firmware + sim_bytes
-        log("heap: %d KB for the firmware%s + %d KB the simulator measured for itself" % (
-            firmware // 1024, " (with MQTT: more than an ESP32's 128 KB, still open)"
-            if firmware != FIRMWARE_HEAP else "", (sim_bytes + 1023) // 1024))
+        heap = FIRMWARE_HEAP + sim_bytes
+        log("heap: %d KB for the firmware + %d KB the simulator measured for itself" % (
+            FIRMWARE_HEAP // 1024, (sim_bytes + 1023) // 1024))
     cmd = [str(MICROPYTHON), "-X", "heapsize=%s" % heap, "-c",
            "from panelsim import run; run.main(%r)" % (list(sim_args),)]
     return cmd, env
