@@ -390,13 +390,17 @@ except ValueError as e:
                      "rounds must be 2..MAX_ROUNDS and fit in the buffer"]
 
 
-STEADY = r"""
+# A window of samples from a file (rounds, path): what the sampler's buffer holds.
+WINDOW = r"""
 import gc, sys, time, array, meter, esp32_dinrail as board
 nch = len(board.CHANNELS)
 rounds = %d
 buf = array.array('H', bytes(2 * rounds * nch))
 with open(%r, 'rb') as f:
     f.readinto(buf)
+"""
+
+STEADY = WINDOW + r"""
 m = meter.Meter(board.CHANNELS, board.ADC_SLOT_US, 120, 60)
 sys.modules.pop('metercal')     # as the app does after boot: process() runs without it
 ok = m.process(buf, rounds)
@@ -429,13 +433,7 @@ def test_no_allocation_per_window_and_fast_enough(tmp_path):
     assert 86400 * per_window_us / 1e6 < 20, per_window_us
 
 
-DROPPED = r"""
-import sys, array, meter, esp32_dinrail as board
-nch = len(board.CHANNELS)
-rounds = %d
-buf = array.array('H', bytes(2 * rounds * nch))
-with open(%r, 'rb') as f:
-    f.readinto(buf)
+DROPPED = WINDOW + r"""
 kept = meter.Meter(board.CHANNELS, board.ADC_SLOT_US, 120, 60)
 kept.calibrate(5, gain=1.1)
 m = meter.Meter(board.CHANNELS, board.ADC_SLOT_US, 120, 60)
