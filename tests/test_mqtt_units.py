@@ -293,8 +293,38 @@ print('fails', len(fails))
     assert sent >= 2900, out[-500:]
 
 
+def test_send_holds_one_message_at_a_time_on_a_connected_link():
+    # A burst of retained messages (discovery) must not fill the queue: the heap's peak.
+    code = PRELUDE + r"""
+import asyncio, time, net
+from clock import Clock
+link = net.MqttLink('t', '127.0.0.1', 1883, Clock())
+link.connected = True
+link.publish('a/state', '{}')
+async def main():
+    t = asyncio.create_task(link.send('ha/1/config', 'x' * 500, True))
+    await asyncio.sleep_ms(60)
+    check(link.outbox.n == 1 and not t.done(), 'waits while a message is queued')
+    link.outbox.get()                      # the link's task sent it
+    await asyncio.sleep_ms(60)
+    check(t.done() and link.outbox.n == 1, 'queued once the queue was empty')
+    check(link.outbox.peek()[0] == b'ha/1/config', 'topic as bytes')
+    link.connected = False                 # down: queued while there is room, for later
+    check(await link.send('grid/request', '{}'), 'queued while down')
+    for _ in range(link.outbox.room()):
+        link.publish('a/state', '{}')
+    check(not await link.send('grid/request', '{}'), 'down with a full queue: refused')
+    check(link.outbox.dropped == 0, 'send never drops')
+asyncio.run(main())
+print('fails', len(fails))
+"""
+    out = run_mpy(code, timeout=60).stdout
+    assert "fails 0" in out, out
+
+
 def test_network_modules_cross_compile_for_the_esp32(tmp_path):
-    for name in ("net", "telemetry", "commands"):
+    for name in ("net", "wifi", "mqtttls", "netsetup", "telemetry", "discovery", "commands",
+                 "loadgate"):
         src = ROOT / "firmware" / (name + ".py")
         text = src.read_text()
         assert "assert " not in text     # runtime checks raise: mpy-cross -O1 strips asserts
