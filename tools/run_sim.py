@@ -218,7 +218,7 @@ def main(argv=None):
     summary = summarise(cols, ops, args)
     plot(cols, summary, png_path, "panelcap on %s, limit %d W" % (args.profile.name,
                                                                    args.limit_w))
-    print("summary (%.0f simulated h in %.1f s real):" % (summary["hours"], wall))
+    print("summary (%g simulated h in %.1f s real):" % (summary["hours"], wall))
     print("  peak panel power      %8.0f W (limit %d W)" % (summary["peak_panel_w"],
                                                            args.limit_w))
     print("  seconds above limit   %8d s: %d with a controllable load drawing, %d the "
