@@ -20,8 +20,9 @@ class LoadGate:
     """Sits between the controller's decision and a load's actuator and applies a remote
     override, which can only ever lower what the load draws: hold it off, or cap an EV's
     current. The controller still sheds below the override, and the load's own timing rules
-    hold: a contactor is not opened before its min_on time (the request is refused), and a
-    load the override stopped is not restarted before its min_off / resume pause."""
+    hold: a contactor is not opened before its min_on time (cmdparse.request_override
+    refuses the request), and a load the override stopped is not restarted before its
+    min_off / resume pause."""
 
     def __init__(self, actuator, load, clock):
         self.actuator = actuator
@@ -52,31 +53,6 @@ class LoadGate:
             return 0
         left = self._clock.ticks_diff(self.until_ms, now)
         return (left + 999) // 1000 if left > 0 else 0
-
-    def request(self, mode, max_a, duration_s):
-        """Validate against the load and its timing; raise Refused or take the request."""
-        load = self.load
-        clock = self._clock
-        now = clock.ticks_ms()
-        modulated = hasattr(self.actuator, "set_amps")
-        if mode == MODE_MAX_A:
-            if not modulated:
-                raise Refused("%s takes no current setpoint; use mode off or auto" % load.name)
-            if max_a != 0 and max_a < load.min_a:
-                raise Refused("max_a must be 0 (pause) or %d..%d A for %s, got %d" % (
-                    load.min_a, load.max_a, load.name, max_a))
-            if max_a > load.max_a:
-                raise Refused("max_a must be at most %d A for %s (its rating), got %d" % (
-                    load.max_a, load.name, max_a))
-        stops = mode == MODE_OFF or (mode == MODE_MAX_A and max_a == 0)
-        if stops and self._out_on and not modulated:
-            on_ms = clock.ticks_diff(now, self._out_changed_ms)
-            if on_ms < load.min_on_ms:
-                raise Refused("%s switched on %d s ago; its min_on time is %d s" % (
-                    load.name, on_ms // 1000, load.min_on_ms // 1000))
-        self.mode = mode
-        self.max_a = max_a if mode == MODE_MAX_A else 0
-        self.until_ms = None if mode == MODE_AUTO else clock.ticks_add(now, duration_s * 1000)
 
     def _expire(self, now):
         if self.until_ms is not None and self._clock.ticks_diff(now, self.until_ms) >= 0:

@@ -104,12 +104,15 @@ class Reporter:
                     self._announced = link.connects
                     await self._announce()
                 handled = False
-                for _ in range(_COMMANDS_PER_PASS):
-                    msg = link.inbox.get()
-                    if msg is None:
-                        break
-                    self.commands.handle(self.prefix, msg[0], msg[1])
-                    handled = True
+                try:
+                    for _ in range(_COMMANDS_PER_PASS):
+                        msg = link.inbox.get()
+                        if msg is None:
+                            break
+                        self.commands.handle(self.prefix, msg[0], msg[1])
+                        handled = True
+                finally:
+                    sys.modules.pop("cmdparse", None)   # its code: only while handling
                 now = self._tick()
                 control = getattr(self.app, "control", None)
                 if handled and control is not None and step_seen is None:
