@@ -198,7 +198,7 @@ class MqttLink(MQTTClient):
 
     def __init__(self, client_id, host, port, clock, user=None, password=None, tls=False,
                  ca_file="", keepalive_s=60, status_topic=None, subscribe_topic=None,
-                 outbox_size=8, inbox_size=4, connect_timeout_ms=5000,
+                 outbox_size=4, inbox_size=4, connect_timeout_ms=5000,
                  response_timeout_ms=5000, write_timeout_ms=5000, backoff=None, wifi=None,
                  resolve=None, log=print):
         MQTTClient.__init__(self, client_id, host, port or (8883 if tls else 1883),

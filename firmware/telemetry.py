@@ -128,7 +128,10 @@ class Reporter:
                                           clock.ticks_diff(now, next_ms) >= 0):
                     self._status_wanted = False
                     next_ms = clock.ticks_add(now, self.period_ms)
-                    self.report(now)
+                    # A state is a snapshot: while the link is down the next one replaces it,
+                    # so none waits in RAM for the broker (the outage costs no heap).
+                    if link.connected:
+                        self.report(now)
             except Exception as e:  # reporting is optional: a bug here must not count as
                 # a crash toward the supervisor's give-up, which would reset the board
                 self.errors += 1

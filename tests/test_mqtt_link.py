@@ -118,7 +118,7 @@ def test_resolved_once_queue_drops_oldest_and_oversized_packet_skipped(tmp_path)
         broker.stop()
         down = link.wait("down")
         assert down["ok"]
-        assert down["info"]["dropped"] == 12, down      # 20 queued into 8: 12 oldest dropped
+        assert down["info"]["dropped"] == 16, down      # 20 queued into 4: 16 oldest dropped
         broker.start()
         sub = Client(broker.port, "obs2")
         sub.subscribe("lt/#")
@@ -130,9 +130,9 @@ def test_resolved_once_queue_drops_oldest_and_oversized_packet_skipped(tmp_path)
         msgs = sub.take()
     finally:
         broker.stop()
-    # The 8 newest telemetry messages went out after the reconnect, in order.
+    # The 4 newest telemetry messages went out after the reconnect, in order.
     tele = [json.loads(m[1])["n"] for m in msgs if m[0] == "lt/telemetry" and b'"n"' in m[1]]
-    assert tele == list(range(12, 20)), tele
+    assert tele == list(range(16, 20)), tele
     assert end["resolves"] == 1, end       # "localhost" looked up once, not per reconnect
     assert ("lt/status", b"offline", False) in msgs    # deinit says goodbye
     assert end["worst_ms"] < 50, end
