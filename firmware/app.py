@@ -41,25 +41,10 @@ class App:
 
     def get_grid(self):
         """The grid-signal handler (grid.py, compliance.py), imported and built on first use:
-        a grid setting at start, or the first grid message."""
+        a grid setting at start, or the first grid message (grid.attach)."""
         if self.grid is None:
-            import compliance
             import grid
-            cfg = self.cfg
-            g = grid.Grid(self.limits, self.clock, self.setpoint_w, cfg["grid_subscription_w"],
-                          cfg["grid_fallback_w"], cfg["grid_silence_s"], cfg["volts"])
-            g.monitor = compliance.Monitor(
-                compliance.Log(publish=lambda line: g.send("grid/log", line)), g.stamp)
-            g.update(self.clock.ticks_ms())
-            self.grid = g
-            if getattr(self, "mqtt", None) is not None:
-                self.grid_task = grid.GridTask(self, self.mqtt, cfg["mqtt_topic"],
-                                               cfg["control_period_ms"])
-                if self.supervisor is not None:
-                    # Built by a grid message while running: supervised from the next pass.
-                    entry = self.grid_entry()
-                    entry.restart_at_ms = self.clock.ticks_ms()
-                    self.supervisor.entries.append(entry)
+            grid.attach(self)
         return self.grid
 
     def grid_entry(self):

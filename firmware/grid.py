@@ -659,6 +659,26 @@ class Grid:
                 "answers": self.answers[-2:]}
 
 
+def attach(app):
+    """Builds app.grid (and app.grid_task when app has an MQTT link) from app's settings:
+    App.get_grid calls it on first use, so none of this is loaded before."""
+    import compliance
+    cfg = app.cfg
+    g = Grid(app.limits, app.clock, app.setpoint_w, cfg["grid_subscription_w"],
+             cfg["grid_fallback_w"], cfg["grid_silence_s"], cfg["volts"])
+    g.monitor = compliance.Monitor(
+        compliance.Log(publish=lambda line: g.send("grid/log", line)), g.stamp)
+    g.update(app.clock.ticks_ms())
+    app.grid = g
+    if getattr(app, "mqtt", None) is not None:
+        app.grid_task = GridTask(app, app.mqtt, cfg["mqtt_topic"], cfg["control_period_ms"])
+        if app.supervisor is not None:
+            # Built by a grid message while running: supervised from the next pass.
+            entry = app.grid_entry()
+            entry.restart_at_ms = app.clock.ticks_ms()
+            app.supervisor.entries.append(entry)
+
+
 class GridTask:
     """The grid signals' task, each control period: interval boundaries and expiries, the
     wall clock, one compliance sample, and what the Grid has to send (reservation requests,
