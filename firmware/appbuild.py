@@ -52,6 +52,7 @@ def build(app, machine, cfg, drop_config):
                                      stale_ms=cfg["stale_ms"], stagger_s=cfg["stagger_s"])
     app.control = control.ControlLoop(app.controller, app.sampler, app.bindings, clock,
                                       cfg["control_period_ms"])
+    sys.modules.pop("shedsetup", None)    # builds shed's objects: needed only to build
 
 
 def _channel_index(board, name):

@@ -45,50 +45,11 @@ class Load:
     def __init__(self, name, kind, priority, leg, rated_w, volts=240, min_on_s=60, min_off_s=60,
                  max_ops_per_h=12, min_a=6, max_a=32, ramp_step_a=2, resume_pause_s=300,
                  response_s=None):
-        if kind not in (KIND_ONOFF, KIND_MODULATED, KIND_NEVER):
-            raise ValueError("error: kind must be KIND_ONOFF, KIND_MODULATED or KIND_NEVER, got %r" % (kind,))
-        if leg not in LEGS:
-            raise ValueError("error: leg must be 'L1', 'L2' or 'L1L2', got %r" % (leg,))
-        self.name = name
-        self.kind = kind
-        self.priority = _int("priority", priority, 0, 1000, "")
-        self.leg = leg
-        self.rated_w = _int("rated_w", rated_w, 0, 100000, "W")
-        self.volts = _int("volts", volts, 50, 480, "V")
-        self.min_on_ms = _int("min_on_s", min_on_s, 0, 86400, "s") * 1000
-        self.min_off_ms = _int("min_off_s", min_off_s, 0, 86400, "s") * 1000
-        self.max_ops_per_h = _int("max_ops_per_h", max_ops_per_h, 2, 3600, "/h")
-        self.min_a = _int("min_a", min_a, 0, 80, "A")
-        self.max_a = _int("max_a", max_a, max(min_a, 1), 80, "A")
-        self.ramp_step_a = _int("ramp_step_a", ramp_step_a, 1, 80, "A")
-        self.resume_pause_ms = _int("resume_pause_s", resume_pause_s, 0, 86400, "s") * 1000
-        if response_s is None:
-            response_s = 5 if kind == KIND_MODULATED else 2
-        self.response_ms = _int("response_s", response_s, 0, 600, "s") * 1000
-        self.on_l1 = leg != "L2"
-        self.on_l2 = leg != "L1"
-        # Commanded state (the app drives outputs from these after each update).
-        self.on = kind == KIND_NEVER
-        self.setpoint_a = 0
-        # Input: actual draw from the load's own CT or feedback, -1 when unknown.
-        self.measured_w = -1
-        # Set by Controller.set_uncontrollable (welded contactor, silent charger).
-        self.uncontrollable = False
-        # Telemetry.
-        self.switch_ops = 0      # on/off transitions (EV: pause/resume)
-        self.adjust_ops = 0      # setpoint changes while running
-        self.forced_ops = 0      # sheds that overrode min_on to hold the limit
-        # Private state.
-        self._ops_t = [0] * self.max_ops_per_h   # ring of switching times, last hour
-        self._ops_head = 0
-        self._ops_n = 0
-        self.switched_ms = 0     # ticks of the last on/off transition (the controller's)
-        self._changed_ms = 0     # last command change of any kind
-        self._cmd_w = 0          # draw the command allows
-        self._prev_cmd_w = 0     # ... and before the last change
-        self._up = False         # last change raised the command
-        self._act_w = 0          # this update: estimated draw now
-        self._proj_w = 0         # this update: projected draw once commands took effect
+        # The checks and the fields: shedsetup.init_load, imported to build and dropped by
+        # the app after, so this code is not in RAM while the controller runs.
+        import shedsetup
+        shedsetup.init_load(self, name, kind, priority, leg, rated_w, volts, min_on_s, min_off_s,
+                            max_ops_per_h, min_a, max_a, ramp_step_a, resume_pause_s, response_s)
 
     def command_w(self):
         """Most this load may draw under its current command."""
@@ -110,30 +71,11 @@ class Limits:
 
     def __init__(self, setpoint_w=None, setpoint_a=None, volts=120, band_pct=5, rating_a=None,
                  big_uncontrolled_w=0, big_uncontrolled_leg="L1L2", clock=None):
-        self.volts = _int("volts", volts, 50, 480, "V")
-        self.band_pct = _int("band_pct", band_pct, 1, 50, "%")
-        self.clock = clock
-        if rating_a is not None:
-            _int("rating_a", rating_a, 1, 2000, "A")
-            if setpoint_w is None and setpoint_a is None:
-                setpoint_a = rating_a * 80 // 100
-            if setpoint_a is not None and setpoint_a * 100 > rating_a * 80:
-                raise ValueError("error: setpoint_a must be at most 80%% of rating_a (%d A), got %r"
-                                 % (rating_a * 80 // 100, setpoint_a))
-            if setpoint_w is not None and setpoint_w * 100 > rating_a * 2 * volts * 80:
-                raise ValueError("error: setpoint_w must be at most 80%% of the rating (%d W), got %r"
-                                 % (rating_a * 2 * volts * 80 // 100, setpoint_w))
-        elif setpoint_w is None and setpoint_a is None:
-            raise ValueError("error: give setpoint_w, setpoint_a or rating_a")
-        self.rating_a = rating_a
-        self.setpoint_w = None if setpoint_w is None else _int("setpoint_w", setpoint_w, 0, 500000, "W")
-        self.setpoint_a = None if setpoint_a is None else _int("setpoint_a", setpoint_a, 0, 2000, "A")
-        self._uncontrolled = []    # (rated_w, leg) of loads no one can shed
-        self._sources = {}         # name -> [w, ma, until_ms or None, from_ms or None]
-        self.version = 0           # bumped on every change; the controller caches on it
-        self.next_expiry_ms = None
-        if big_uncontrolled_w:
-            self.add_uncontrolled(big_uncontrolled_w, big_uncontrolled_leg)
+        # The checks and the fields: shedsetup.init_limits, imported to build and dropped by
+        # the app after, so this code is not in RAM while the controller runs.
+        import shedsetup
+        shedsetup.init_limits(self, setpoint_w, setpoint_a, volts, band_pct, rating_a,
+                              big_uncontrolled_w, big_uncontrolled_leg, clock)
 
     def add_uncontrolled(self, rated_w, leg="L1L2"):
         """List an uncontrolled load; the target drops so its surprise start stays under the rating."""
@@ -268,59 +210,10 @@ class Controller:
     """Decides, on each update(meas), which loads run and at what setpoint."""
 
     def __init__(self, loads, limits, clock, stale_ms=5000, settle_s=10, stagger_s=15):
-        names = set()
-        for load in loads:
-            if load.name in names:
-                raise ValueError("error: two loads named %r" % (load.name,))
-            names.add(load.name)
-        self.loads = list(loads)
-        # Restore order: most important first; sorted() is stable, so ties keep list order.
-        self._ctl = sorted([l for l in loads if l.kind != KIND_NEVER], key=lambda l: l.priority)
-        self._shed_order = list(reversed(self._ctl))
-        self.limits = limits
-        self.clock = clock
-        if limits.clock is None:
-            limits.clock = clock
-        for load in loads:
-            if load.kind == KIND_NEVER:
-                limits.add_uncontrolled(load.rated_w, load.leg)
-        self.stale_ms = _int("stale_ms", stale_ms, 100, 600000, "ms")
-        # Since when there has been room to raise a load; a raise waits until that room has
-        # lasted settle_s, so a brief dip (a kettle's thermostat cycling) restores nothing.
-        self._room_since_ms = None
-        self.settle_ms = _int("settle_s", settle_s, 0, 3600, "s") * 1000
-        self.stagger_ms = _int("stagger_s", stagger_s, 0, 3600, "s") * 1000
-        self._max_response_ms = max([l.response_ms for l in self._ctl] or [0])
-        now = clock.ticks_ms()
-        self.now_ms = now
-        long_ago = clock.ticks_add(now, -_AGE_CAP_MS)
-        for load in self._ctl:
-            load.switched_ms = long_ago
-            load._changed_ms = long_ago
-        # Thresholds (W for the total, mA per leg); _NO_LIMIT where none applies.
-        self._lim_version = -1
-        self._shed_w = self._restore_w = _NO_LIMIT
-        self._shed_ma = self._restore_ma = _NO_LIMIT
-        self.limit_w = self.shed_w = self.restore_w = None
-        self.limit_ma = self.shed_ma = self.restore_ma = None
-        self.projected_w = 0
-        # Projected power after this update's commands take effect.
-        self._p_w = 0
-        self._p1 = 0
-        self._p2 = 0
-        self._claim_w = 0        # room reserved for idle loads that may start (restore step)
-        self._claim1 = 0
-        self._claim2 = 0
-        self._pending_until = now
-        self._next_up_ms = now
-        self._housekeep_ms = now
-        # Until the first valid measurement the controller is in failsafe: all shed.
-        self._failsafe = True
-        self._recovering = False
-        self.state = "failsafe"
-        self.failsafe_count = 0
-        self.headroom_w = 0
-        self._stuck = []         # uncontrollable loads: out of the shed order, rating reserved
+        # The checks and the fields: shedsetup.init_controller, imported to build and dropped by
+        # the app after, so this code is not in RAM while the controller runs.
+        import shedsetup
+        shedsetup.init_controller(self, loads, limits, clock, stale_ms, settle_s, stagger_s)
 
     def set_uncontrollable(self, load, flag):
         """A load the board cannot switch (welded contactor, charger that stopped answering)

@@ -473,6 +473,8 @@ def test_grid_code_size_in_ram():
     # only once grid signals are configured or received.
     out = run_mpy(r"""
 import gc, sys, shed, asyncio, json     # the app has these loaded already
+limits = shed.Limits(setpoint_w=9600)    # and its Limits, built (shedsetup dropped)
+sys.modules.pop('shedsetup')
 sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else '')
 gc.collect()
 a = gc.mem_alloc()
@@ -481,7 +483,7 @@ class C:
     def ticks_ms(self): return 0
     def ticks_diff(self, a, b): return a - b
     def ticks_add(self, t, d): return t + d
-g = grid.Grid(shed.Limits(setpoint_w=9600), C(), 9600, 5000, 4000, path=None)
+g = grid.Grid(limits, C(), 9600, 5000, 4000, path=None)
 g.monitor = compliance.Monitor(compliance.Log('/dev/null'), g.stamp)
 gc.collect()
 print('grid_bytes', gc.mem_alloc() - a)
@@ -490,7 +492,7 @@ print(grid.__file__)
     used = int(out.stdout.split("grid_bytes ")[1].split()[0])
     assert "grid.mpy" in out.stdout, out.stdout
     print("grid.mpy + compliance.mpy + a Grid: %d bytes" % used)
-    assert used < 28000, used      # 64-bit port; about half on the ESP32
+    assert used < 29000, used      # 64-bit port; about half on the ESP32 (with attach())
 
 
 def _compiled():

@@ -569,17 +569,24 @@ check(after == before, "allocated %d bytes in 2000 updates" % (after - before))
 """)
 
 
-def test_shed_is_pure_and_builds_for_the_esp32(tmp_path):
-    src = (ROOT / "firmware" / "shed.py").read_text()
-    tree = ast.parse(src)
+def _imports(name):
+    src = (ROOT / "firmware" / (name + ".py")).read_text()
     imported = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(src)):
         if isinstance(node, ast.Import):
             imported |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module)
-    assert imported <= {"micropython"}, imported
-    assert "assert " not in src      # runtime checks raise; mpy-cross -O1 strips asserts
+    return src, imported
+
+
+def test_shed_is_pure_and_builds_for_the_esp32(tmp_path):
+    src, imported = _imports("shed")
+    assert imported <= {"micropython", "shedsetup"}, imported   # its constructors' half
+    setup_src, setup_imported = _imports("shedsetup")
+    assert setup_imported <= {"micropython", "shed"}, setup_imported
+    for text in (src, setup_src):
+        assert "assert " not in text     # runtime checks raise; mpy-cross -O1 strips asserts
     out = tmp_path / "shed.mpy"
     subprocess.run([MPY_CROSS, "-march=xtensawin", "-o", str(out), str(ROOT / "firmware" / "shed.py")],
                    check=True)

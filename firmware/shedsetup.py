@@ -1,0 +1,145 @@
+"""Building shed.py's objects: the checks on a Load's, the Limits' and the Controller's
+settings and their fields, with what each field means. Their constructors import this module;
+the app drops it once the controller is built, so this code is not in RAM while it runs."""
+
+from micropython import const
+
+from shed import KIND_MODULATED, KIND_NEVER, KIND_ONOFF, LEGS, _int
+
+_NO_LIMIT = const(0x20000000)    # as shed.py: "no limit" in W or mA
+_AGE_CAP_MS = const(0x10000000)  # as shed.py: the oldest a timestamp is kept
+
+
+def init_load(load, name, kind, priority, leg, rated_w, volts, min_on_s, min_off_s, max_ops_per_h,
+              min_a, max_a, ramp_step_a, resume_pause_s, response_s):
+    """Load.__init__'s checks and fields (its defaults are in shed.py)."""
+    if kind not in (KIND_ONOFF, KIND_MODULATED, KIND_NEVER):
+        raise ValueError("error: kind must be KIND_ONOFF, KIND_MODULATED or KIND_NEVER, got %r" % (kind,))
+    if leg not in LEGS:
+        raise ValueError("error: leg must be 'L1', 'L2' or 'L1L2', got %r" % (leg,))
+    load.name = name
+    load.kind = kind
+    load.priority = _int("priority", priority, 0, 1000, "")
+    load.leg = leg
+    load.rated_w = _int("rated_w", rated_w, 0, 100000, "W")
+    load.volts = _int("volts", volts, 50, 480, "V")
+    load.min_on_ms = _int("min_on_s", min_on_s, 0, 86400, "s") * 1000
+    load.min_off_ms = _int("min_off_s", min_off_s, 0, 86400, "s") * 1000
+    load.max_ops_per_h = _int("max_ops_per_h", max_ops_per_h, 2, 3600, "/h")
+    load.min_a = _int("min_a", min_a, 0, 80, "A")
+    load.max_a = _int("max_a", max_a, max(min_a, 1), 80, "A")
+    load.ramp_step_a = _int("ramp_step_a", ramp_step_a, 1, 80, "A")
+    load.resume_pause_ms = _int("resume_pause_s", resume_pause_s, 0, 86400, "s") * 1000
+    if response_s is None:
+        response_s = 5 if kind == KIND_MODULATED else 2
+    load.response_ms = _int("response_s", response_s, 0, 600, "s") * 1000
+    load.on_l1 = leg != "L2"
+    load.on_l2 = leg != "L1"
+    # Commanded state (the app drives outputs from these after each update).
+    load.on = kind == KIND_NEVER
+    load.setpoint_a = 0
+    # Input: actual draw from the load's own CT or feedback, -1 when unknown.
+    load.measured_w = -1
+    # Set by Controller.set_uncontrollable (welded contactor, silent charger).
+    load.uncontrollable = False
+    # Telemetry.
+    load.switch_ops = 0      # on/off transitions (EV: pause/resume)
+    load.adjust_ops = 0      # setpoint changes while running
+    load.forced_ops = 0      # sheds that overrode min_on to hold the limit
+    # Private state.
+    load._ops_t = [0] * load.max_ops_per_h   # ring of switching times, last hour
+    load._ops_head = 0
+    load._ops_n = 0
+    load.switched_ms = 0     # ticks of the last on/off transition (the controller's)
+    load._changed_ms = 0     # last command change of any kind
+    load._cmd_w = 0          # draw the command allows
+    load._prev_cmd_w = 0     # ... and before the last change
+    load._up = False         # last change raised the command
+    load._act_w = 0          # this update: estimated draw now
+    load._proj_w = 0         # this update: projected draw once commands took effect
+
+
+def init_limits(lim, setpoint_w, setpoint_a, volts, band_pct, rating_a, big_uncontrolled_w,
+                big_uncontrolled_leg, clock):
+    """Limits.__init__'s checks and fields (its defaults are in shed.py)."""
+    lim.volts = _int("volts", volts, 50, 480, "V")
+    lim.band_pct = _int("band_pct", band_pct, 1, 50, "%")
+    lim.clock = clock
+    if rating_a is not None:
+        _int("rating_a", rating_a, 1, 2000, "A")
+        if setpoint_w is None and setpoint_a is None:
+            setpoint_a = rating_a * 80 // 100
+        if setpoint_a is not None and setpoint_a * 100 > rating_a * 80:
+            raise ValueError("error: setpoint_a must be at most 80%% of rating_a (%d A), got %r"
+                             % (rating_a * 80 // 100, setpoint_a))
+        if setpoint_w is not None and setpoint_w * 100 > rating_a * 2 * volts * 80:
+            raise ValueError("error: setpoint_w must be at most 80%% of the rating (%d W), got %r"
+                             % (rating_a * 2 * volts * 80 // 100, setpoint_w))
+    elif setpoint_w is None and setpoint_a is None:
+        raise ValueError("error: give setpoint_w, setpoint_a or rating_a")
+    lim.rating_a = rating_a
+    lim.setpoint_w = None if setpoint_w is None else _int("setpoint_w", setpoint_w, 0, 500000, "W")
+    lim.setpoint_a = None if setpoint_a is None else _int("setpoint_a", setpoint_a, 0, 2000, "A")
+    lim._uncontrolled = []    # (rated_w, leg) of loads no one can shed
+    lim._sources = {}         # name -> [w, ma, until_ms or None, from_ms or None]
+    lim.version = 0           # bumped on every change; the controller caches on it
+    lim.next_expiry_ms = None
+    if big_uncontrolled_w:
+        lim.add_uncontrolled(big_uncontrolled_w, big_uncontrolled_leg)
+
+
+def init_controller(ctl, loads, limits, clock, stale_ms, settle_s, stagger_s):
+    """Controller.__init__'s checks and fields (its defaults are in shed.py)."""
+    names = set()
+    for load in loads:
+        if load.name in names:
+            raise ValueError("error: two loads named %r" % (load.name,))
+        names.add(load.name)
+    ctl.loads = list(loads)
+    # Restore order: most important first; sorted() is stable, so ties keep list order.
+    ctl._ctl = sorted([l for l in loads if l.kind != KIND_NEVER], key=lambda l: l.priority)
+    ctl._shed_order = list(reversed(ctl._ctl))
+    ctl.limits = limits
+    ctl.clock = clock
+    if limits.clock is None:
+        limits.clock = clock
+    for load in loads:
+        if load.kind == KIND_NEVER:
+            limits.add_uncontrolled(load.rated_w, load.leg)
+    ctl.stale_ms = _int("stale_ms", stale_ms, 100, 600000, "ms")
+    # Since when there has been room to raise a load; a raise waits until that room has
+    # lasted settle_s, so a brief dip (a kettle's thermostat cycling) restores nothing.
+    ctl._room_since_ms = None
+    ctl.settle_ms = _int("settle_s", settle_s, 0, 3600, "s") * 1000
+    ctl.stagger_ms = _int("stagger_s", stagger_s, 0, 3600, "s") * 1000
+    ctl._max_response_ms = max([l.response_ms for l in ctl._ctl] or [0])
+    now = clock.ticks_ms()
+    ctl.now_ms = now
+    long_ago = clock.ticks_add(now, -_AGE_CAP_MS)
+    for load in ctl._ctl:
+        load.switched_ms = long_ago
+        load._changed_ms = long_ago
+    # Thresholds (W for the total, mA per leg); _NO_LIMIT where none applies.
+    ctl._lim_version = -1
+    ctl._shed_w = ctl._restore_w = _NO_LIMIT
+    ctl._shed_ma = ctl._restore_ma = _NO_LIMIT
+    ctl.limit_w = ctl.shed_w = ctl.restore_w = None
+    ctl.limit_ma = ctl.shed_ma = ctl.restore_ma = None
+    ctl.projected_w = 0
+    # Projected power after this update's commands take effect.
+    ctl._p_w = 0
+    ctl._p1 = 0
+    ctl._p2 = 0
+    ctl._claim_w = 0        # room reserved for idle loads that may start (restore step)
+    ctl._claim1 = 0
+    ctl._claim2 = 0
+    ctl._pending_until = now
+    ctl._next_up_ms = now
+    ctl._housekeep_ms = now
+    # Until the first valid measurement the controller is in failsafe: all shed.
+    ctl._failsafe = True
+    ctl._recovering = False
+    ctl.state = "failsafe"
+    ctl.failsafe_count = 0
+    ctl.headroom_w = 0
+    ctl._stuck = []         # uncontrollable loads: out of the shed order, rating reserved
