@@ -86,7 +86,7 @@ def test_day_with_mqtt_in_an_esp32_heap_flat_and_telemetry_all_day(tmp_path):
         sub.close()
     assert fw.returncode == 0, log[-3000:]
     hours = _hours(log)
-    # MQTT really ran all day: telemetry.setup logs a failed start (even a MemoryError) as
+    # MQTT really ran all day: netsetup.setup logs a failed start (even a MemoryError) as
     # "mqtt: not started" and leaves the firmware running without it; a failed report is
     # logged as "report: ..." and the day goes on.
     assert "mqtt: connected" in log and "not started" not in log, log[-3000:]
