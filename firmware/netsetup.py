@@ -58,7 +58,8 @@ def setup_tasks(app, net_clock=None, network=None, log=None):
         import wifi as wifi_mod
         wifi = wifi_mod.Wifi(network, cfg["wifi_ssid"], cfg["wifi_password"], net_clock,
                              log=log)
-        entries.append(supervisor_mod.Supervised("wifi", lambda: wifi, 60000, critical=False))
+        entries.append(supervisor_mod.Supervised("wifi", supervisor_mod.task(wifi), 60000,
+                                                 critical=False))
     uid = app.hw.machine.unique_id() if hasattr(app.hw.machine, "unique_id") else b"\0"
     client_id = "panelcap-" + "".join("%02x" % b for b in uid)
     link = net.MqttLink(client_id, cfg["mqtt_host"], cfg["mqtt_port"], net_clock,
@@ -66,35 +67,19 @@ def setup_tasks(app, net_clock=None, network=None, log=None):
                         tls=cfg["mqtt_tls"] in ("on", True, 1), ca_file=cfg["mqtt_ca_file"],
                         status_topic=prefix + "/status", subscribe_topic=prefix + "/cmd/#",
                         wifi=wifi, log=log)
-    # {load name: LoadGate}, filled when the first command arrives: the override gates (and
-    # loadgate.py) wait with commands.py, the actuators run unwrapped until then.
-    gates = {}
-    holder = []
-
-    def make_commands():
-        import commands
-        for b in app.bindings:
-            if not isinstance(b.actuator, commands.LoadGate):
-                b.actuator = commands.LoadGate(b.actuator, b.load, clock)
-            gates[b.load.name] = b.actuator
-        return commands.Commands(app.limits, gates, clock, app.setpoint_w,
-                                 emit=lambda ev: holder[0].emit(ev),
-                                 request_status=lambda: holder[0].request_status(),
-                                 grid=getattr(app, "get_grid", None))
-
-    cmds = telemetry.LazyCommands(make_commands, gates)
+    # The override gates (and loadgate.py) wait with commands.py for the first command; the
+    # actuators run unwrapped until then. No function is defined here: one that outlived
+    # setup would keep this module's code in RAM (supervisor.task makes the restarts).
+    cmds = telemetry.LazyCommands(app)
     reporter = telemetry.Reporter(app, link, cmds, clock, cfg["telemetry_period_ms"], prefix,
                                   node_id(prefix), cfg["mqtt_discovery"])
-    holder.append(reporter)
+    cmds.reporter = reporter
     app.mqtt = link
     app.reporter = reporter
-
-    def make_link():
-        link._close()                # after a crash: drop the old socket, start clean
-        return link
-
-    entries.append(supervisor_mod.Supervised("mqtt", make_link, 60000, critical=False))
-    entries.append(supervisor_mod.Supervised("report", lambda: reporter,
+    # After a crash the link drops its old socket and starts clean.
+    entries.append(supervisor_mod.Supervised("mqtt", supervisor_mod.task(link, link._close),
+                                             60000, critical=False))
+    entries.append(supervisor_mod.Supervised("report", supervisor_mod.task(reporter),
                                              cfg["telemetry_period_ms"] + 60000, critical=False))
     if cfg.get("grid_subscription_w") or cfg.get("grid_fallback_w"):
         app.get_grid()           # grid signals configured: grid.py and its task from the start

@@ -6,6 +6,16 @@ task (network, reporting) is restarted with backoff however often it fails."""
 import asyncio
 
 
+def task(obj, reset=None):
+    """A `make` for Supervised that hands back the same task object, calling reset() first
+    (an object that must start clean after a crash)."""
+    def make():
+        if reset is not None:
+            reset()
+        return obj
+    return make
+
+
 class Supervised:
     """One task: `make()` returns an object with `async def run(self)` and `heartbeat_ms`
     (ticks of its last pass, or None before the first). critical tasks gate the watchdog."""

@@ -21,19 +21,31 @@ _FAULT_NAMES = ("rail", "clip", "no_voltage", "implausible")   # meter.FAULT_* b
 
 class LazyCommands:
     """commands.Commands, built when the first command arrives: until then its code (~5 KB)
-    is not in RAM. Before that no remote limit is set and nothing has been counted."""
+    is not in RAM. Before that no remote limit is set and nothing has been counted. Built
+    here, not in netsetup.py: a function made there would keep that module's code alive."""
 
-    def __init__(self, make, gates):
-        self._make = make            # () -> commands.Commands
+    def __init__(self, app):
+        self._app = app
         self._cmds = None
-        self.gates = gates
+        self.gates = {}              # {load name: LoadGate}, made with the Commands
+        self.reporter = None         # emits the answers (set once the Reporter exists)
 
     def load(self):
-        """Builds the Commands; True if this call did (imported commands.py)."""
+        """Builds the Commands and the override gates around the actuators; True if this
+        call did (imported commands.py)."""
         if self._cmds is not None:
             return False
-        self._cmds = self._make()
-        self._make = None
+        import commands
+        app = self._app
+        for b in app.bindings:
+            if not isinstance(b.actuator, commands.LoadGate):
+                b.actuator = commands.LoadGate(b.actuator, b.load, app.clock)
+            self.gates[b.load.name] = b.actuator
+        rep = self.reporter
+        self._cmds = commands.Commands(app.limits, self.gates, app.clock, app.setpoint_w,
+                                       emit=rep.emit, request_status=rep.request_status,
+                                       grid=getattr(app, "get_grid", None))
+        self._app = None
         return True
 
     def handle(self, prefix, topic, payload):
