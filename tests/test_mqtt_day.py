@@ -117,6 +117,39 @@ def test_day_with_mqtt_in_an_esp32_heap_flat_and_telemetry_all_day(tmp_path):
     assert len(configs) >= 12 and all(json.loads(m[1])["unique_id"] for m in configs)
 
 
+def test_an_mqtt_driven_charger_and_commands_fit_esp32_heap(tmp_path):
+    # The EV charger driven over MQTT (evmqtt.py) instead of the pilot, and commands to it.
+    loads = [{"name": "water_heater", "kind": "onoff", "priority": 2, "leg": "L1L2",
+              "rated_w": 4500, "output": 0, "ct": "CT3"},
+             {"name": "ev", "kind": "modulated", "priority": 1, "leg": "L1L2",
+              "rated_w": 7680, "driver": "mqtt", "max_a": 32, "ct": "CT4"}]
+    with Broker(tmp_path) as broker:
+        sub = Client(broker.port, "ev")
+        sub.subscribe("panelcap/event")
+        sub.subscribe("evse/set/current")
+        cmd, env = _command(2, "127.0.0.1:%d" % broker.port,
+                            ["--cfg", "loads=" + json.dumps(loads), "--speed", "600"])
+        fw = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        try:
+            assert sub.wait_for(lambda m: m[0] == "evse/set/current", timeout=30)
+            for topic, payload in COMMANDS[:3]:
+                sub.publish("panelcap/" + topic, payload)
+                time.sleep(0.5)
+            _, log = fw.communicate(timeout=120)
+        finally:
+            if fw.poll() is None:
+                fw.kill()
+        got = sub.take()
+        sub.close()
+    assert fw.returncode == 0, log[-3000:]
+    assert "mqtt: connected" in log, log[-3000:]
+    for bad in ("MemoryError", "report:", "not started", "board reset", "Traceback"):
+        assert bad not in log, log[-3000:]
+    events = [json.loads(m[1]) for m in got if m[0] == "panelcap/event"]
+    assert [e["ok"] for e in events] == [True, True, True], events
+
+
 @pytest.mark.xfail(strict=True, reason="open: with grid signals configured the firmware needs "
                    "~165 KB on the 64-bit unix port (grid.py and compliance.py add ~23 KB at "
                    "start, the grid task ~16 KB more)")

@@ -65,6 +65,12 @@ def parse_args(argv):
 
 
 def _number(text):
+    if text[:1] in "[{":            # a list or an object, as JSON (e.g. --cfg loads=[...])
+        import json
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise SystemExit("error: not JSON: %r" % text)
     for conv in (int, float):
         try:
             return conv(text)
