@@ -21,6 +21,8 @@ import random
 import sys
 import zlib
 
+from sim import zero_runs   # tools/sim.py: the replay's rule for missing data
+
 EV_W = 7680
 WH_W = 4500
 
@@ -55,20 +57,7 @@ def layer(in_path, out_path, seed=None, gap_rows=10):
     ti, ai = header.index("Time"), header.index("Aggregate")
     times = [datetime.datetime.fromisoformat(r[ti]) for r in data]
     agg = [float(r[ai]) for r in data]
-    n = len(data)
-    missing = [False] * n
-    i = 0
-    while i < n:
-        if agg[i] == 0.0:
-            j = i
-            while j < n and agg[j] == 0.0:
-                j += 1
-            if j - i >= gap_rows:
-                for k in range(i, j):
-                    missing[k] = True
-            i = j
-        else:
-            i += 1
+    missing = zero_runs(agg, gap_rows)
     # Demand per minute-of-run, built day by day; a session may run past midnight.
     t0 = times[0].replace(hour=0, minute=0, second=0)
     span_min = int((times[-1] - t0).total_seconds() // 60) + 1 + 24 * 60

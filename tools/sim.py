@@ -127,22 +127,30 @@ def read_csv(path, time_col, total_col, load_cols):
     return rows, t0
 
 
-def prepare(rows, gap_rows):
-    """Mark missing totals; base = total - loads. Returns (secs, base or None, loads), step_s."""
-    n = len(rows)
-    missing = [r[1] is None for r in rows]
+def zero_runs(values, min_run):
+    """[bool] per value: True inside a run of at least min_run exact zeros. A meter that
+    reads 0.0 for that long was not reading (missing data), the house was not empty."""
+    n = len(values)
+    marked = [False] * n
     i = 0
-    while i < n:   # long runs of exact zeros are missing data, not an empty house
-        if rows[i][1] == 0.0:
+    while i < n:
+        if values[i] == 0.0:
             j = i
-            while j < n and rows[j][1] == 0.0:
+            while j < n and values[j] == 0.0:
                 j += 1
-            if j - i >= gap_rows:
+            if j - i >= min_run:
                 for k in range(i, j):
-                    missing[k] = True
+                    marked[k] = True
             i = j
         else:
             i += 1
+    return marked
+
+
+def prepare(rows, gap_rows):
+    """Mark missing totals; base = total - loads. Returns (secs, base or None, loads), step_s."""
+    missing = [r[1] is None or gap for r, gap in
+               zip(rows, zero_runs([r[1] for r in rows], gap_rows))]
     out = []
     last_s = -1
     clipped = 0
