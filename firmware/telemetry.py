@@ -121,10 +121,11 @@ class Reporter:
                         msg = link.inbox.get()
                         if msg is None:
                             break
-                        self.commands.handle(self.prefix, msg[0], msg[1])
                         handled = True
+                        self.commands.handle(self.prefix, msg[0], msg[1])
                 finally:
-                    sys.modules.pop("cmdparse", None)   # its code: only while handling
+                    if handled:      # cmdparse's code: in RAM only while handling
+                        sys.modules.pop("cmdparse", None)
                 now = self._tick()
                 control = getattr(self.app, "control", None)
                 if handled and control is not None and step_seen is None:
