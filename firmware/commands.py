@@ -7,7 +7,7 @@ Topics (under the prefix): cmd/limit, cmd/load/<name>, cmd/status, cmd/grid/<sub
 signals: handed to grid.py, imported only when one arrives). See docs/mqtt.md."""
 
 # LoadGate, its modes and Refused live in loadgate.py: the gates run every control pass once
-# the first command has made them (netsetup.py); commands.X still works.
+# the first command has made them (telemetry.LazyCommands); commands.X still works.
 from loadgate import MODE_AUTO, MODE_MAX_A, MODE_OFF, LoadGate, Refused  # noqa: F401
 
 

@@ -1,7 +1,7 @@
 """A remote override between the controller's decision and a load's actuator (LoadGate),
 and the modes it takes. Apart from commands.py, which parses and validates commands: this
 part runs every control pass. Both are loaded when the first command arrives, and the gates
-made then (netsetup.py); until then the actuators run unwrapped."""
+made then (telemetry.LazyCommands); until then the actuators run unwrapped."""
 
 from micropython import const
 
