@@ -1,5 +1,5 @@
 """A remote override between the controller's decision and a load's actuator (LoadGate),
-and the modes it takes. Apart from commands.py, which parses and validates commands: this
+and the modes it takes. Apart from cmdparse.py, which parses and validates commands: this
 part runs every control pass. Both are loaded when the first command arrives, and the gates
 made then (telemetry.LazyCommands); until then the actuators run unwrapped."""
 
