@@ -9,6 +9,8 @@ MICROPYTHON := $(VENV)/bin/micropython
 VENV_STAMP := $(VENV)/.installed
 LIB_STAMP := lib/.installed
 DEBS_STAMP := $(VENV)/.debs
+# The ESP32's word size: the firmware runs on a 32-bit unix port built from vendor/.
+UNIX32_STAMP := build/unix32/.built
 
 # make sim options
 PROFILE ?=
@@ -18,7 +20,7 @@ MQTT ?=
 SPEED ?=
 OUT ?= out
 
-.PHONY: all test sim bench venv lib debs clean
+.PHONY: all test sim bench venv lib debs unix32 clean
 
 all: test
 
@@ -33,26 +35,33 @@ $(LIB_STAMP): requirements-lib.txt $(VENV_STAMP)
 	PIP=$(VENV)/bin/pip sh tools/install_lib.sh requirements-lib.txt lib
 	@touch $@
 
+unix32: $(UNIX32_STAMP)
+$(UNIX32_STAMP): tools/build_unix32.sh vendor/micropython-13303f8d29-unix-src.tar.xz
+	sh tools/build_unix32.sh
+	@touch $@
+
 debs: $(DEBS_STAMP)
 $(DEBS_STAMP): tools/ensure_debs.sh | $(VENV_STAMP)
 	sh tools/ensure_debs.sh mosquitto:mosquitto socat:socat
 	@touch $@
 
-test: $(VENV_STAMP) $(LIB_STAMP) $(DEBS_STAMP)
+test: $(VENV_STAMP) $(LIB_STAMP) $(DEBS_STAMP) $(UNIX32_STAMP)
 	MICROPYTHON_VERSION=$(MICROPYTHON_VERSION) $(VPY) -m pytest -q tests
 
-sim: $(VENV_STAMP) $(LIB_STAMP)
+sim: $(VENV_STAMP) $(LIB_STAMP) $(UNIX32_STAMP)
 	$(VPY) tools/run_sim.py --profile "$(PROFILE)" --limit-w $(LIMIT_W) --hours $(HOURS) --out $(OUT) $(if $(MQTT),--mqtt $(MQTT)) $(if $(SPEED),--speed $(SPEED))
 
 # Benchmarks live apart from the tests: ratios measured side by side in one run.
-bench: $(VENV_STAMP) $(LIB_STAMP)
+bench: $(VENV_STAMP) $(LIB_STAMP) $(UNIX32_STAMP)
 	$(VPY) tools/bench.py
 
+# Keeps build/unix32 (the 32-bit port takes ~30 s to build); distclean removes it.
 clean:
-	rm -rf $(OUT) build .pytest_cache
+	find build -mindepth 1 -maxdepth 1 ! -name unix32 -exec rm -rf {} + 2>/dev/null || true
+	rm -rf $(OUT) .pytest_cache
 
 distclean: clean
-	rm -rf $(VENV) lib/umqtt $(LIB_STAMP)
+	rm -rf $(VENV) lib/umqtt $(LIB_STAMP) build/unix32
 
 # --- a board at the panel (docs/installation.md) ------------------------------------------
 # make build BOARD=esp32_dinrail          cross-compile the firmware to build/BOARD-ARCH/*.mpy

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin"
-MICROPYTHON = str(VENV_BIN / "micropython")
-MPY_CROSS = str(VENV_BIN / "mpy-cross")
-MPREMOTE = str(VENV_BIN / "mpremote")
+sys.path.insert(0, str(ROOT / "tools"))
+# The firmware runs on the 32-bit port (the ESP32's word size); see tools/toolchain.py.
+from toolchain import (MICROPYTHON, MPY_CROSS, MPREMOTE, HOST_MPY_CROSS, HOST_MARCH,  # noqa: E402
+                       WHEEL_MICROPYTHON, WORD_BITS)
 # .frozen first keeps the port's own asyncio; boards/ comes before tools/ so `import sim`
 # is the simulated board; tests/ last, for test-only modules such as gapprobe.
 MICROPYPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT / "boards"),

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import MPY_CROSS, ROOT, run_mpy
+from conftest import HOST_MARCH, HOST_MPY_CROSS, MPY_CROSS, ROOT, run_mpy
 
 sys.path.insert(0, str(ROOT / "tools"))
 import grid_responder  # noqa: E402
@@ -499,7 +499,7 @@ def _compiled():
     import tempfile
     d = tempfile.mkdtemp(prefix="gridmpy")
     for name in ("grid", "compliance"):
-        subprocess.run([MPY_CROSS, "-O1", "-o", "%s/%s.mpy" % (d, name),
+        subprocess.run([HOST_MPY_CROSS, "-O1", "-march=" + HOST_MARCH, "-o", "%s/%s.mpy" % (d, name),
                         str(ROOT / "firmware" / (name + ".py"))], check=True)
     return d
 

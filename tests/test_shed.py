@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MPY_CROSS, ROOT, run_mpy
+from conftest import HOST_MARCH, HOST_MPY_CROSS, MPY_CROSS, ROOT, run_mpy
 
 # A fake clock that wraps at 2**30 like the ESP32's, started just below the wrap, and a small
 # panel model: each load draws what its command allows (capped by what it wants), after an
@@ -593,7 +593,7 @@ def test_shed_is_pure_and_builds_for_the_esp32(tmp_path):
     # The same scenario from a cross-compiled .mpy (-O1, as shipped; host bytecode).
     host = tmp_path / "host"
     host.mkdir()
-    subprocess.run([MPY_CROSS, "-O1", "-o", str(host / "shed.mpy"), str(ROOT / "firmware" / "shed.py")],
+    subprocess.run([HOST_MPY_CROSS, "-O1", "-march=" + HOST_MARCH, "-o", str(host / "shed.mpy"), str(ROOT / "firmware" / "shed.py")],
                    check=True)
     code = ("import sys\nsys.path.insert(0, %r)\n" % str(host)) + PRELUDE + r"""
 check(sys.modules["shed"].__file__.endswith(".mpy"), "loaded " + sys.modules["shed"].__file__)

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
+from toolchain import MICROPYTHON  # noqa: E402
 RMS = ROOT / "firmware" / "rms.py"
 NCH = 6
 ROUNDS = 330

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MICROPYTHON = str(ROOT / ".venv" / "bin" / "micropython")
+from toolchain import MICROPYTHON  # noqa: E402
 MICROPYPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT / "boards"),
                         str(ROOT / "lib"), str(ROOT / "tools")])
 

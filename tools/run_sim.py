@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
+import toolchain  # noqa: E402
+from toolchain import MICROPYTHON  # noqa: E402
 sys.path.insert(0, str(ROOT / "tools"))
 import hostbuild  # noqa: E402
 
@@ -211,6 +212,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out / "sim.csv", out / "sim.png"
     print("panelcap sim: %s, limit %d W, %g h" % (args.profile.name, args.limit_w, args.hours))
+    print("micropython: %s" % toolchain.describe())
     t0 = time.monotonic()
     ops = run_firmware(args, csv_path)
     wall = time.monotonic() - t0

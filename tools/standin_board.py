@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
+from toolchain import MICROPYTHON  # noqa: E402
 STANDIN = ROOT / "tools" / "standin"
 
 

@@ -3,6 +3,8 @@ Pins, signals, PWM and the watchdog behave like MicroPython's ESP32 port and are
 the simulated panel: a contactor closes when its coil pin is at its active level, the EV
 reads the J1772 pilot's duty cycle, and the ADC block samples the panel's waveforms."""
 
+import time
+
 PWRON_RESET = 1
 HARD_RESET = 2
 WDT_RESET = 3
@@ -174,9 +176,10 @@ class WDT:
         self._fed_ms = _sim.vt.now_ms()
 
     def _check(self, now_ms):
-        if _sim.wdt is self and now_ms - self._fed_ms > self.timeout_ms:
+        starved_ms = time.ticks_diff(now_ms, self._fed_ms)     # ticks wrap: never a plain -
+        if _sim.wdt is self and starved_ms > self.timeout_ms:
             _sim.wdt = None
-            raise WatchdogReset("watchdog not fed for %d ms" % (now_ms - self._fed_ms))
+            raise WatchdogReset("watchdog not fed for %d ms" % starved_ms)
 
 
 class ADC:
