@@ -68,7 +68,7 @@ distclean: clean
 # make deploy BOARD=esp32_dinrail PORT=/dev/ttyUSB0   copy it with mpremote, then reset
 # make config-pull PORT=...  /  make config-push PORT=... CONFIG=file.json  /  make repl PORT=...
 # RESUME=resume keeps mpremote from soft-resetting first (the unix-port stand-in needs it);
-# MPY_ARCH=x64 builds for that stand-in instead of the ESP32.
+# MPY_ARCH=x86 builds for that stand-in (the 32-bit unix port; x64 on the 64-bit fallback).
 BOARD ?= esp32_dinrail
 PORT ?= /dev/ttyUSB0
 RESUME ?=

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import MPREMOTE, ROOT
+from conftest import HOST_MARCH, MPREMOTE, ROOT
 
 # The firmware with the console does not fit the 128 KB the unit tests use (see the report
 # in docs/installation.md, "RAM"): the stand-in gets the headroom of a WROVER's heap.
@@ -58,7 +58,7 @@ class StandIn:
         time.sleep(0.5)
 
     def make(self, *targets, **vars):
-        args = ["make", "--no-print-directory", "BOARD=esp32_dinrail", "MPY_ARCH=x64",
+        args = ["make", "--no-print-directory", "BOARD=esp32_dinrail", "MPY_ARCH=" + HOST_MARCH,
                 "PORT=" + self.port, "RESUME=resume", *["%s=%s" % kv for kv in vars.items()],
                 *targets]
         proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)

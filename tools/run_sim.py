@@ -43,16 +43,18 @@ def micropython_env():
 DEFAULT_PROFILE = ROOT / "tools" / "data" / "profiles" / "default_day.csv"
 
 
-def firmware_command(sim_args, heap="auto", log=print):
+def firmware_command(sim_args, heap="auto", log=print, firmware_kb=FIRMWARE_HEAP // 1024):
     """(cmd, env) that run tools/panelsim/run.py's main(sim_args) under the unix port,
-    compiled (.mpy) as the board's firmware is; heap "auto" gives the firmware an ESP32's
-    128 KB, MQTT or not, on top of the simulator's measured footprint."""
+    compiled (.mpy) as the board's firmware is; heap "auto" gives the firmware firmware_kb
+    (an ESP32's 128 KB by default), MQTT or not, on top of the simulator's measured
+    footprint."""
     env = micropython_env()
     if heap == "auto":
         sim_bytes = simulator_footprint(env)
-        heap = FIRMWARE_HEAP + sim_bytes
-        log("heap: %d KB for the firmware + %d KB the simulator measured for itself" % (
-            FIRMWARE_HEAP // 1024, (sim_bytes + 1023) // 1024))
+        heap = firmware_kb * 1024 + sim_bytes
+        log("heap: %d KB for the firmware + %d KB the simulator measured for itself%s" % (
+            firmware_kb, (sim_bytes + 1023) // 1024,
+            "" if toolchain.WORD_BITS == 32 else " (64-bit figures: twice the ESP32's)"))
     cmd = [str(MICROPYTHON), "-X", "heapsize=%s" % heap, "-c",
            "from panelsim import run; run.main(%r)" % (list(sim_args),)]
     return cmd, env
@@ -101,9 +103,9 @@ def run_firmware(args, csv_path):
         rc = proc.wait()
     if sys.stdout.isatty():
         print()
-    if rc == 2 and last_error:
-        print(last_error, file=sys.stderr)    # bad input: its one line says it all
-        sys.exit(2)
+    if rc != 0 and last_error:
+        print(last_error, file=sys.stderr)    # its one line says it all; sim.log has the rest
+        sys.exit(rc)
     if rc != 0:
         sys.exit("error: the firmware simulation failed (exit %d); see %s" % (
             rc, csv_path.with_suffix(".log")))

@@ -141,6 +141,24 @@ class Recorder:
 
 
 def main(argv):
+    """Runs the simulation. stdout carries only CSV rows: a bad option or setting ends it
+    with one `error: ...` line on stderr (exit 2), a crash with its traceback there and an
+    `error: ...` line last (exit 1)."""
+    try:
+        _main(argv)
+    except SystemExit as e:
+        code = e.args[0] if e.args else 0
+        if isinstance(code, str):
+            sys.stderr.write(code + "\n")
+            code = 2
+        sys.exit(code)
+    except Exception as e:      # a bug or an exhausted heap: the whole story, then one line
+        sys.print_exception(e, sys.stderr)
+        sys.stderr.write("error: %s: %s\n" % (type(e).__name__, e))
+        sys.exit(1)
+
+
+def _main(argv):
     opts = parse_args(argv)
     from clock import Clock as RealClock, WrappingClock
     import app as firmware_app

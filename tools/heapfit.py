@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Bisects the smallest heap the firmware needs for a simulated scenario, on the port that
+tools/toolchain.py names (the 32-bit build: the ESP32's object sizes). The firmware runs as
+make sim runs it (.mpy, umqtt in place from a ROM image) with N KB on top of the simulator's
+own measured footprint; a heap passes when the run ends cleanly, every command sent is
+answered as expected, and nothing logs a MemoryError, a failed report or a reset.
+
+    .venv/bin/python tools/heapfit.py plain|mqtt|all [--hours H] [--lo KB] [--hi KB]
+
+plain: a simulated day, no network.
+mqtt:  MQTT with commands and a broker outage.
+all:   MQTT, grid signals (subscription, a schedule, a reservation, an emergency), the EV
+       charger driven over MQTT, and commands.
+Prints `firmware_heap_kb_<scenario>: N` (make bench reads it) and, per hour of the passing
+run, the heap in use after collection.
+"""
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import run_sim  # noqa: E402
+from mqttbroker import Broker  # noqa: E402
+from mqttclient import Mqtt  # noqa: E402
+
+HOUR_RE = re.compile(r"sim: hour (\d+)/\d+, heap in use (\d+) B")
+BAD = ("MemoryError", "report:", "not started", "board reset", "Traceback")
+
+MQTT_LOADS = [{"name": "water_heater", "kind": "onoff", "priority": 2, "leg": "L1L2",
+               "rated_w": 4500, "output": 0, "ct": "CT3"},
+              {"name": "ev", "kind": "modulated", "priority": 1, "leg": "L1L2",
+               "rated_w": 7680, "driver": "mqtt", "max_a": 32, "ct": "CT4"}]
+
+# What a homeowner or Home Assistant sends: (topic, payload, expected ok).
+COMMANDS = (("cmd/limit", '{"limit_w": 5000, "duration_s": 600, "id": 1}', True),
+            ("cmd/load/ev", '{"mode": "max_a", "max_a": 10, "duration_s": 900, "id": 2}', True),
+            ("cmd/status", "", True),
+            ("cmd/limit", '{"limit_w": "lots"}', False),
+            ("cmd/load/water_heater", '{"mode": "off", "duration_s": 600, "id": 3}', True),
+            ("cmd/limit", '{"limit_w": null, "id": 4}', True))
+
+
+def _iso(unix_s):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix_s))
+
+
+def grid_commands():
+    """What a utility sends: a schedule starting now, a reservation, an emergency."""
+    now = int(time.time())
+    schedule = {"programID": "heapfit", "eventName": "day-ahead",
+                "intervalPeriod": {"start": _iso(now - 60), "duration": "PT1H"},
+                "payloadDescriptors": [{"payloadType": "IMPORT_CAPACITY_LIMIT",
+                                        "units": "KW"}],
+                "intervals": [{"id": i, "payloads": [{"type": "IMPORT_CAPACITY_LIMIT",
+                                                      "values": [6.5 - 0.5 * (i % 3)]}]}
+                              for i in range(8)]}
+    return (("cmd/grid/limits", json.dumps(schedule), True),
+            ("cmd/grid/reserve", json.dumps({"duration_s": 1800, "extra_w": 1000}), True),
+            ("cmd/grid/emergency", '{"share_pct": 50, "duration_s": 300}', True),
+            ("cmd/grid/emergency", '{"share_pct": null}', True))
+
+
+class Scenario:
+    def __init__(self, name, hours):
+        self.name = name
+        self.hours = hours
+        self.mqtt = name in ("mqtt", "all")
+
+    def sim_args(self, port):
+        args = ["--hours", str(self.hours)]
+        if self.mqtt:
+            args += ["--mqtt", "127.0.0.1:%d" % port, "--speed", "600"]
+        if self.name == "all":
+            args += ["--cfg", "loads=" + json.dumps(MQTT_LOADS),
+                     "--cfg", "grid_subscription_w=6000"]
+        return args
+
+    def commands(self):
+        if self.name == "mqtt":
+            return COMMANDS
+        if self.name == "all":
+            return COMMANDS + grid_commands()
+        return ()
+
+
+class _Site(Mqtt):
+    """The homeowner's and the grid's side: sends the commands, answers reservations."""
+
+    def __init__(self, port):
+        self.events = []
+        self.lock2 = threading.Lock()
+        super().__init__("127.0.0.1", port, "heapfit", keepalive_s=0)
+
+    def deliver(self, topic, payload, retain):
+        if topic == "panelcap/event":
+            with self.lock2:
+                self.events.append(json.loads(payload))
+        elif topic == "panelcap/grid/request":
+            req = json.loads(payload)
+            self.publish("panelcap/cmd/grid/answer",
+                         json.dumps({"id": req["id"], "status": "granted"}))
+        elif topic == "panelcap/state":
+            self.seen_state = True
+
+    seen_state = False
+
+
+def trial(scenario, kb, workdir):
+    """Runs the scenario with kb KB for the firmware; (ok, why, hours [(h, bytes)])."""
+    broker = Broker(workdir).start() if scenario.mqtt else None
+    site = None
+    try:
+        port = broker.port if broker else 0
+        cmd, env = run_sim.firmware_command(scenario.sim_args(port), heap="auto",
+                                            log=lambda msg: None, firmware_kb=kb)
+        if broker:
+            site = _Site(port)
+            for topic in ("panelcap/state", "panelcap/event", "panelcap/grid/request"):
+                site.subscribe(topic)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        err = []
+        reader = threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)
+        reader.start()
+        commands = scenario.commands()
+        if commands:
+            t0 = time.monotonic()
+            while not site.seen_state and proc.poll() is None and time.monotonic() - t0 < 30:
+                time.sleep(0.05)
+            for topic, payload, _ in commands:
+                site.publish("panelcap/" + topic, payload)
+                time.sleep(0.3)
+            if scenario.name == "mqtt":
+                broker.stop()           # an outage: the link backs off, then reconnects
+                time.sleep(2)
+                broker.start()
+        try:
+            proc.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        reader.join(5)
+        log = "".join(err)
+        hours = [(int(h), int(b)) for h, b in HOUR_RE.findall(log)]
+        if proc.returncode != 0:
+            return False, "exit %d: %s" % (proc.returncode, log.strip()[-300:]), hours
+        for bad in BAD:
+            if bad in log:
+                return False, "logged %r" % bad, hours
+        if scenario.mqtt and "mqtt: connected" not in log:
+            return False, "MQTT never connected", hours
+        if commands:
+            with site.lock2:
+                got = [e.get("ok") for e in site.events if "ok" in e]
+            want = [ok for _, _, ok in commands]
+            if got[:len(want)] != want:
+                return False, "commands answered %s, expected %s: %s" % (
+                    got, want, [e for e in site.events if not e.get("ok")]), hours
+        return True, "", hours
+    finally:
+        if site is not None:
+            site.close()
+        if broker is not None:
+            broker.stop()
+
+
+def bisect(scenario, lo_kb, hi_kb, log=print):
+    """Smallest KB in (lo_kb, hi_kb] that passes, and that run's hours; hi_kb must pass."""
+    with tempfile.TemporaryDirectory(prefix="heapfit") as workdir:
+        ok, why, hours = trial(scenario, hi_kb, workdir)
+        if not ok:
+            raise SystemExit("error: %s fails even with %d KB: %s" % (scenario.name, hi_kb, why))
+        best = hours
+        while hi_kb - lo_kb > 1:
+            mid = (lo_kb + hi_kb) // 2
+            ok, why, hours = trial(scenario, mid, workdir)
+            log("  %s at %d KB: %s" % (scenario.name, mid, "ok" if ok else "fails (%s)" % why))
+            if ok:
+                hi_kb, best = mid, hours
+            else:
+                lo_kb = mid
+        return hi_kb, best
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("scenario", choices=("plain", "mqtt", "all"))
+    ap.add_argument("--hours", type=float, default=None,
+                    help="simulated hours per trial (default: 24 plain, 2 with MQTT)")
+    ap.add_argument("--lo", type=int, default=16, help="KB known to fail")
+    ap.add_argument("--hi", type=int, default=192, help="KB known to pass")
+    args = ap.parse_args(argv)
+    hours = args.hours if args.hours is not None else (24 if args.scenario == "plain" else 2)
+    if hours <= 1:
+        sys.exit("error: --hours must be above 1: the heap is read once a simulated hour")
+    kb, per_hour = bisect(Scenario(args.scenario, hours), args.lo, args.hi,
+                          log=lambda m: print(m, file=sys.stderr, flush=True))
+    print("firmware_heap_kb_%s: %d" % (args.scenario, kb))
+    print("heap in use per hour (firmware and simulator, B): %s" % [b for _, b in per_hour])
+
+
+if __name__ == "__main__":
+    main()
