@@ -25,6 +25,11 @@ class WrappingClock:
 
     def __init__(self, now_ms):
         self._now_ms = now_ms
+        if time.ticks_add(0, -1) == self.PERIOD - 1:
+            # A 32-bit port wraps where the ESP32 does: its own ticks_* do the same sums
+            # without the intermediate values past 2**30 that would be heap ints there.
+            self.ticks_diff = time.ticks_diff
+            self.ticks_add = time.ticks_add
 
     def ticks_ms(self):
         return self._now_ms() & (self.PERIOD - 1)

@@ -150,10 +150,8 @@ def test_an_mqtt_driven_charger_and_commands_fit_esp32_heap(tmp_path):
     assert [e["ok"] for e in events] == [True, True, True], events
 
 
-@pytest.mark.xfail(strict=True, reason="open: with grid signals configured the firmware needs "
-                   "~165 KB on the 64-bit unix port (grid.py and compliance.py add ~23 KB at "
-                   "start, the grid task ~16 KB more)")
 def test_grid_signals_with_mqtt_fit_esp32_heap(tmp_path):
+    # On the 64-bit port this needed ~165 KB; measured at the ESP32's word size it fits.
     log_file = ROOT / "compliance.log"     # the grid's log, on the simulated board's "flash"
     had_log = log_file.exists()
     try:

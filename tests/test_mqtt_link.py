@@ -6,7 +6,7 @@ import subprocess
 import threading
 import time
 
-from conftest import MICROPYTHON, ROOT, mpy_env
+from conftest import MICROPYTHON, ROOT, WHEEL_MICROPYTHON, mpy_env
 from mqtt_helpers import Broker, Client, free_port, wait_port
 
 LINK = r"""
@@ -69,7 +69,9 @@ asyncio.run(main())
 
 class LinkProc:
     def __init__(self, opts):
-        self.proc = subprocess.Popen([MICROPYTHON, "-X", "heapsize=256k", "-c", LINK,
+        # TLS runs on the 64-bit wheel: the 32-bit build has no ssl (vendor/README.md).
+        port = WHEEL_MICROPYTHON if opts.get("tls") else MICROPYTHON
+        self.proc = subprocess.Popen([port, "-X", "heapsize=256k", "-c", LINK,
                                       json.dumps(opts)], cwd=ROOT, env=mpy_env(),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines = []

@@ -47,10 +47,12 @@ log=$src/build.log
 # The tarball has no .git: name the vendored commit, or the build would take this repo's.
 export MICROPY_GIT_TAG=v1.29.0-preview MICROPY_GIT_HASH=13303f8d29 SOURCE_DATE_EPOCH=1783209600
 echo "unix32: building MicroPython 32-bit from $tarball (log: $log)"
-# mpy-cross first and alone: the port's variables would leak into it.
+# mpy-cross first and alone: the port's variables would leak into it. MicroPython's own
+# readline (MICROPY_USE_READLINE=1, no library needed) gives the REPL the raw mode mpremote
+# drives the stand-in board through.
 make -C "$mp/mpy-cross" -j"$jobs" >"$log" 2>&1 || { tail -20 "$log" >&2; exit 1; }
 make -C "$mp/ports/unix" -j"$jobs" VARIANT=standard CC="gcc -m32" LD="gcc -m32" \
-    MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0 MICROPY_USE_READLINE=0 \
+    MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0 MICROPY_USE_READLINE=1 \
     FROZEN_MANIFEST="$PWD/$src/manifest.py" >>"$log" 2>&1 || { tail -20 "$log" >&2; exit 1; }
 cp "$mp/ports/unix/build-standard/micropython" "$mp/mpy-cross/build/mpy-cross" "$out/"
 bits=$("$out/micropython" -c "import sys; print(sys.maxsize)")
