@@ -54,7 +54,10 @@ make -C "$mp/mpy-cross" -j"$jobs" >"$log" 2>&1 || { tail -20 "$log" >&2; exit 1;
 make -C "$mp/ports/unix" -j"$jobs" VARIANT=standard CC="gcc -m32" LD="gcc -m32" \
     MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0 MICROPY_USE_READLINE=1 \
     FROZEN_MANIFEST="$PWD/$src/manifest.py" >>"$log" 2>&1 || { tail -20 "$log" >&2; exit 1; }
-cp "$mp/ports/unix/build-standard/micropython" "$mp/mpy-cross/build/mpy-cross" "$out/"
+# Renamed into place: a running binary cannot be overwritten, but can be replaced.
+for bin in "$mp/ports/unix/build-standard/micropython" "$mp/mpy-cross/build/mpy-cross"; do
+    cp "$bin" "$out/.new" && mv -f "$out/.new" "$out/$(basename "$bin")"
+done
 bits=$("$out/micropython" -c "import sys; print(sys.maxsize)")
 [ "$bits" = 2147483647 ] || { echo "error: $out/micropython is not 32-bit (sys.maxsize $bits)" >&2; exit 1; }
 rm -rf "$src"
