@@ -132,7 +132,8 @@ def trial(scenario, kb, workdir):
         commands = scenario.commands()
         if commands:
             t0 = time.monotonic()
-            while not site.seen_state and proc.poll() is None and time.monotonic() - t0 < 30:
+            while (not site.seen_state and proc.poll() is None and time.monotonic() - t0 < 30
+                   and not any("not started" in line for line in err)):
                 time.sleep(0.05)
             for topic, payload, _ in commands:
                 site.publish("panelcap/" + topic, payload)
