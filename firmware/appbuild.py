@@ -46,13 +46,19 @@ def build(app, machine, cfg, drop_config):
     app.chargers = []         # evmqtt.MqttCharger: attached to the link in tasks()
     app._watches = []         # (load, contactor, aux, charger) for the feedback monitor
     app.limits = shed.Limits(setpoint_w=app.setpoint_w, volts=cfg["volts"],
-                             band_pct=cfg["band_pct"], rating_a=cfg["panel_rating_a"])
-    app.bindings = [_bind(app, spec) for spec in specs]
+                             band_pct=cfg["band_pct"], rating_a=cfg["panel_rating_a"],
+                             system=cfg["system"])
+    for spec in specs:
+        if spec["kind"] == "never":
+            # No actuator: listed so that its surprise start holds the target down.
+            app.limits.add_uncontrolled(spec["rated_w"], spec["leg"])
+    app.bindings = [_bind(app, spec) for spec in specs if spec["kind"] != "never"]
     app.controller = shed.Controller([b.load for b in app.bindings], app.limits, clock,
                                      stale_ms=cfg["stale_ms"], stagger_s=cfg["stagger_s"])
     app.control = control.ControlLoop(app.controller, app.sampler, app.bindings, clock,
                                       cfg["control_period_ms"])
     sys.modules.pop("shedsetup", None)    # builds shed's objects: needed only to build
+    sys.modules.pop("panelrule", None)    # the capacity rule: applied by then (shedsetup)
 
 
 def _channel_index(board, name):

@@ -5,6 +5,8 @@ version with migrations, field-by-field fallback on load). Pure: no machine, no 
 import json
 import os
 
+import panelrule
+
 VERSION = 2                 # schema version written into every saved file
 FILE = "config.json"
 
@@ -15,7 +17,7 @@ PROTECTED = ("panel_rating_a", "limit_w", "system", "volts")
 REMOTE_OK = ("band_pct", "mqtt_topic")
 
 LEGS = ("L1", "L2", "L1L2")
-SYSTEMS = ("split", "single")
+SYSTEMS = panelrule.SYSTEMS
 KINDS = ("onoff", "modulated", "never")
 
 # One row per setting: key, type, low, high, unit, default, help. For "str" low..high is the
@@ -154,16 +156,16 @@ def check(row, value):
 
 
 def legs(cfg):
-    return 1 if cfg["system"] == "single" else 2
+    return panelrule.legs(cfg["system"])
 
 
 def max_setpoint_w(cfg):
-    """80 % of the panel rating on every leg: the highest setpoint allowed."""
-    return cfg["panel_rating_a"] * legs(cfg) * cfg["volts"] * 8 // 10
+    """The highest setpoint allowed (the rule: panelrule)."""
+    return panelrule.max_setpoint_w(cfg["panel_rating_a"], legs(cfg), cfg["volts"])
 
 
 def setpoint_w(cfg):
-    """The installer's limit in watts: explicit, or 80 % of the rating."""
+    """The installer's limit in watts: explicit, or the highest allowed."""
     return cfg["limit_w"] or max_setpoint_w(cfg)
 
 
@@ -257,9 +259,10 @@ def validate(cfg, board=None):
     if errors:
         return errors
     if cfg["limit_w"] > max_setpoint_w(cfg):
-        errors.append("limit_w must be at most 80 %% of the panel rating (%d W for %d A on %d x "
-                      "%d V), got %d" % (max_setpoint_w(cfg), cfg["panel_rating_a"], legs(cfg),
-                                         cfg["volts"], cfg["limit_w"]))
+        errors.append("limit_w must be at most %d %% of the panel rating (%d W for %d A on %d x "
+                      "%d V), got %d" % (panelrule.SETPOINT_PCT, max_setpoint_w(cfg),
+                                         cfg["panel_rating_a"], legs(cfg), cfg["volts"],
+                                         cfg["limit_w"]))
     cts = cfg.get("ct")
     if not isinstance(cts, dict):
         errors.append("ct must be a table of CT settings, got %r" % (cts,))
@@ -302,8 +305,10 @@ def validate(cfg, board=None):
                 if board is not None and spec[key] >= len(board.OUTPUTS):
                     errors.append("%s: %s must be 0..%d on board %s, got %d" % (
                         where, key, len(board.OUTPUTS) - 1, board.NAME, spec[key]))
-        if legs(cfg) == 1 and spec["leg"] != "L1":
-            errors.append("%s: a single-phase system has only leg L1" % where)
+        try:
+            panelrule.leg_volts(spec["leg"], legs(cfg), cfg["volts"])
+        except ValueError as e:
+            errors.append("%s: %s" % (where, e))
         if spec.get("ct") and spec["ct"] not in cts:
             errors.append("%s: ct %r is not a CT channel (%s)" % (
                 where, spec["ct"], ", ".join(sorted(cts))))

@@ -70,19 +70,17 @@ class Limits:
     """Installer setpoint plus other limit sources (schedule, grid); the strictest one wins."""
 
     def __init__(self, setpoint_w=None, setpoint_a=None, volts=120, band_pct=5, rating_a=None,
-                 big_uncontrolled_w=0, big_uncontrolled_leg="L1L2", clock=None):
+                 big_uncontrolled_w=0, big_uncontrolled_leg="L1L2", clock=None, system="split"):
         # The checks and the fields: shedsetup.init_limits, imported to build and dropped by
         # the app after, so this code is not in RAM while the controller runs.
         import shedsetup
         shedsetup.init_limits(self, setpoint_w, setpoint_a, volts, band_pct, rating_a,
-                              big_uncontrolled_w, big_uncontrolled_leg, clock)
+                              big_uncontrolled_w, big_uncontrolled_leg, clock, system)
 
     def add_uncontrolled(self, rated_w, leg="L1L2"):
         """List an uncontrolled load; the target drops so its surprise start stays under the rating."""
-        if leg not in LEGS:
-            raise ValueError("error: leg must be 'L1', 'L2' or 'L1L2', got %r" % (leg,))
-        self._uncontrolled.append((_int("rated_w", rated_w, 0, 500000, "W"), leg))
-        self.version += 1
+        import shedsetup     # the rule is applied there, once, not on every effective()
+        shedsetup.add_uncontrolled(self, rated_w, leg)
 
     def set(self, name, w=None, a=None, until_ms=None, from_ms=None):
         """Add or replace a limit source: total watts and/or amps per leg, optionally from
@@ -161,17 +159,11 @@ class Limits:
             self._expire(now_ms)
         w = _NO_LIMIT if self.setpoint_w is None else self.setpoint_w
         ma = _NO_LIMIT if self.setpoint_a is None else self.setpoint_a * 1000
-        if self.rating_a is not None and self._uncontrolled:
-            # Hold the target low enough that the biggest listed load starting by surprise
-            # still leaves the panel at or under 100 % of its rating.
-            big_w = 0
-            big_ma = 0
-            for rated_w, leg in self._uncontrolled:
-                big_w = max(big_w, rated_w)
-                leg_ma = rated_w * 1000 // (2 * self.volts if leg == "L1L2" else self.volts)
-                big_ma = max(big_ma, leg_ma)
-            cap_ma = max(0, self.rating_a * 1000 - big_ma)
-            cap_w = max(0, self.rating_a * 2 * self.volts - big_w)
+        cap_w = self._cap_w
+        if cap_w < _NO_LIMIT:
+            # Held low enough that the biggest listed uncontrolled load starting by surprise
+            # still leaves the panel at or under its rating (panelrule.uncontrolled_caps).
+            cap_ma = self._cap_ma
             if ma < _NO_LIMIT:
                 ma = min(ma, cap_ma)
             if w < _NO_LIMIT:

@@ -4,6 +4,7 @@ the app drops it once the controller is built, so this code is not in RAM while 
 
 from micropython import const
 
+import panelrule
 from shed import KIND_MODULATED, KIND_NEVER, KIND_ONOFF, LEGS, _int
 
 _NO_LIMIT = const(0x20000000)    # as shed.py: "no limit" in W or mA
@@ -60,32 +61,51 @@ def init_load(load, name, kind, priority, leg, rated_w, volts, min_on_s, min_off
 
 
 def init_limits(lim, setpoint_w, setpoint_a, volts, band_pct, rating_a, big_uncontrolled_w,
-                big_uncontrolled_leg, clock):
+                big_uncontrolled_leg, clock, system):
     """Limits.__init__'s checks and fields (its defaults are in shed.py)."""
     lim.volts = _int("volts", volts, 50, 480, "V")
+    lim.legs = panelrule.legs(system)
     lim.band_pct = _int("band_pct", band_pct, 1, 50, "%")
     lim.clock = clock
     if rating_a is not None:
         _int("rating_a", rating_a, 1, 2000, "A")
+        top_a = panelrule.max_setpoint_a(rating_a)
+        top_w = panelrule.max_setpoint_w(rating_a, lim.legs, volts)
         if setpoint_w is None and setpoint_a is None:
-            setpoint_a = rating_a * 80 // 100
-        if setpoint_a is not None and setpoint_a * 100 > rating_a * 80:
-            raise ValueError("error: setpoint_a must be at most 80%% of rating_a (%d A), got %r"
-                             % (rating_a * 80 // 100, setpoint_a))
-        if setpoint_w is not None and setpoint_w * 100 > rating_a * 2 * volts * 80:
-            raise ValueError("error: setpoint_w must be at most 80%% of the rating (%d W), got %r"
-                             % (rating_a * 2 * volts * 80 // 100, setpoint_w))
+            setpoint_a = top_a
+        if setpoint_a is not None and setpoint_a > top_a:
+            raise ValueError("error: setpoint_a must be at most %d%% of rating_a (%d A), got %r"
+                             % (panelrule.SETPOINT_PCT, top_a, setpoint_a))
+        if setpoint_w is not None and setpoint_w > top_w:
+            raise ValueError("error: setpoint_w must be at most %d%% of the rating (%d W), got %r"
+                             % (panelrule.SETPOINT_PCT, top_w, setpoint_w))
     elif setpoint_w is None and setpoint_a is None:
         raise ValueError("error: give setpoint_w, setpoint_a or rating_a")
     lim.rating_a = rating_a
     lim.setpoint_w = None if setpoint_w is None else _int("setpoint_w", setpoint_w, 0, 500000, "W")
     lim.setpoint_a = None if setpoint_a is None else _int("setpoint_a", setpoint_a, 0, 2000, "A")
     lim._uncontrolled = []    # (rated_w, leg) of loads no one can shed
+    lim._cap_w = lim._cap_ma = _NO_LIMIT   # the target they hold down: add_uncontrolled
     lim._sources = {}         # name -> [w, ma, until_ms or None, from_ms or None]
     lim.version = 0           # bumped on every change; the controller caches on it
     lim.next_expiry_ms = None
     if big_uncontrolled_w:
-        lim.add_uncontrolled(big_uncontrolled_w, big_uncontrolled_leg)
+        add_uncontrolled(lim, big_uncontrolled_w, big_uncontrolled_leg)
+
+
+def add_uncontrolled(lim, rated_w, leg):
+    """Limits.add_uncontrolled: lists the load and, with a rating, recomputes the caps."""
+    if leg not in LEGS:
+        raise ValueError("error: leg must be 'L1', 'L2' or 'L1L2', got %r" % (leg,))
+    try:
+        panelrule.leg_volts(leg, lim.legs, lim.volts)
+    except ValueError as e:
+        raise ValueError("error: leg %r: %s" % (leg, e))
+    lim._uncontrolled.append((_int("rated_w", rated_w, 0, 500000, "W"), leg))
+    if lim.rating_a is not None:
+        lim._cap_w, lim._cap_ma = panelrule.uncontrolled_caps(lim.rating_a, lim.legs, lim.volts,
+                                                              lim._uncontrolled)
+    lim.version += 1
 
 
 def init_controller(ctl, loads, limits, clock, stale_ms, settle_s, stagger_s):

@@ -151,3 +151,29 @@ print(r.safe_reason is not None, r.cfg['mqtt_host'], r.cfg['wifi_ssid'], r.cfg['
       r.cfg['band_pct'])
 """).splitlines()
     assert out[-1] == "True 10.0.0.5 Site 0 5"
+
+
+def test_a_single_phase_config_with_a_never_shed_load_builds_the_right_target(tmp_path):
+    # Config to running Limits: 230 V / 100 A single phase, a 9 kW never-shed shower. The
+    # setpoint is 80 % of one leg (18,400 W); the shower starting by surprise must leave the
+    # panel at or under its 23,000 W rating, so the controller holds 14,000 W.
+    out = run_mpy(SETUP % tmp_path + """
+from standin import machine
+import app
+from clock import Clock
+machine.inject(36, 1970)
+c = config.defaults(board)
+c['system'] = 'single'; c['volts'] = 230
+for spec in c['loads']: spec['leg'] = 'L1'
+c['loads'].append({'name': 'shower', 'kind': 'never', 'priority': 3, 'leg': 'L1',
+                   'rated_w': 9000})
+print(config.validate(c, board), config.setpoint_w(c), config.max_setpoint_w(c))
+a = app.App(board, machine, Clock(), c)
+print(a.setpoint_w, a.limits.effective_w(), [b.load.name for b in a.bindings])
+c['system'] = 'split'; c['volts'] = 120
+a = app.App(board, machine, Clock(), c)
+print(a.setpoint_w, a.limits.effective_w())
+""", heap="512k").stdout.splitlines()
+    assert out[0] == "[] 18400 18400"
+    assert out[1] == "18400 14000 ['water_heater', 'ev']"
+    assert out[2] == "19200 15000"          # split phase: 24,000 W less the 9 kW

@@ -157,6 +157,36 @@ check(r.ctl.limit_ma == 60000, "controller limit %r" % r.ctl.limit_ma)
 """)
 
 
+def test_big_uncontrolled_load_on_a_single_phase_panel():
+    mpy(r"""
+# 230 V / 100 A single phase: 23,000 W rating, 18,400 W at 80 %. A 9 kW never-shed shower
+# starting by surprise must leave the panel at or under 23,000 W: the target is 14,000 W.
+lim = Limits(rating_a=100, volts=230, system="single", setpoint_w=18400,
+             big_uncontrolled_w=9000, big_uncontrolled_leg="L1")
+check(lim.effective_w() == 14000, "single phase: 23000 - 9000, got %r" % lim.effective_w())
+shower = Load("shower", KIND_NEVER, 1, "L1", 9000, volts=230)
+r = Rig([shower, onoff("wh", 2, 3000, leg="L1", volts=230)],
+        Limits(rating_a=100, volts=230, system="single", setpoint_w=18400))
+r.step()
+check(r.ctl.limit_w == 14000, "controller limit %r" % r.ctl.limit_w)
+# In amps: 9000 W at 230 V is 39.1 A on the one leg, so 80 A drops to 60.8 A.
+lim = Limits(rating_a=100, volts=230, system="single", big_uncontrolled_w=9000,
+             big_uncontrolled_leg="L1")
+check(lim.effective(0)[1] == 60870, "per leg %r" % (lim.effective(0)[1],))
+# 80 % of one leg, not two; a panel with one leg has no L2 or L1L2.
+for kw in ({"setpoint_w": 18401}, {"big_uncontrolled_w": 9000}):
+    try:
+        Limits(rating_a=100, volts=230, system="single", **kw)
+        check(False, "accepted " + repr(kw))
+    except ValueError as e:
+        check(str(e) in ("error: setpoint_w must be at most 80% of the rating (18400 W), got 18401",
+                         "error: leg 'L1L2': a single-phase system has only leg L1"), str(e))
+# Split phase, the same 9 kW on both legs: 24,000 - 9,000 = 15,000 W (unchanged).
+check(Limits(rating_a=100, setpoint_w=19200, big_uncontrolled_w=9000).effective_w() == 15000,
+      "split phase")
+""")
+
+
 def test_strictest_limit_wins_and_nothing_raises_the_installer_setpoint():
     mpy(r"""
 c = Clock()
@@ -584,8 +614,10 @@ def test_shed_is_pure_and_builds_for_the_esp32(tmp_path):
     src, imported = _imports("shed")
     assert imported <= {"micropython", "shedsetup"}, imported   # its constructors' half
     setup_src, setup_imported = _imports("shedsetup")
-    assert setup_imported <= {"micropython", "shed"}, setup_imported
-    for text in (src, setup_src):
+    assert setup_imported <= {"micropython", "shed", "panelrule"}, setup_imported
+    rule_src, rule_imported = _imports("panelrule")
+    assert not rule_imported, rule_imported     # the capacity rule: pure ints, nothing else
+    for text in (src, setup_src, rule_src):
         assert "assert " not in text     # runtime checks raise; mpy-cross -O1 strips asserts
     out = tmp_path / "shed.mpy"
     subprocess.run([MPY_CROSS, "-march=xtensawin", "-o", str(out), str(ROOT / "firmware" / "shed.py")],
