@@ -12,8 +12,13 @@ import toolchain  # noqa: E402
 
 
 def run():
+    # As make deploy installs it (.mpy files on the board's filesystem, loaded into RAM),
+    # and with the firmware's code in flash (frozen, or a ROMFS partition).
     kb, _ = heapfit.bisect(heapfit.Scenario("all", 1.2), 64, 192, log=lambda m: None)
+    rom_kb, _ = heapfit.bisect(heapfit.Scenario("all", 1.2, rom=True), 32, 160,
+                               log=lambda m: None)
     return [("firmware_heap_kb_all_features", kb),
+            ("firmware_heap_kb_all_features_rom", rom_kb),
             ("firmware_heap_word_bits", toolchain.WORD_BITS)]
 
 

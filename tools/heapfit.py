@@ -68,9 +68,10 @@ def grid_commands():
 
 
 class Scenario:
-    def __init__(self, name, hours):
+    def __init__(self, name, hours, rom=False):
         self.name = name
         self.hours = hours
+        self.rom = rom          # the firmware frozen or in ROMFS on the board, not in RAM
         self.mqtt = name in ("mqtt", "all")
 
     def sim_args(self, port):
@@ -119,7 +120,8 @@ def trial(scenario, kb, workdir):
     try:
         port = broker.port if broker else 0
         cmd, env = run_sim.firmware_command(scenario.sim_args(port), heap="auto",
-                                            log=lambda msg: None, firmware_kb=kb)
+                                            log=lambda msg: None, firmware_kb=kb,
+                                            firmware_in_rom=scenario.rom)
         if broker:
             site = _Site(port)
             for topic in ("panelcap/state", "panelcap/event", "panelcap/grid/request"):
@@ -197,13 +199,17 @@ def main(argv=None):
                     help="simulated hours per trial (default: 24 plain, 2 with MQTT)")
     ap.add_argument("--lo", type=int, default=16, help="KB known to fail")
     ap.add_argument("--hi", type=int, default=192, help="KB known to pass")
+    ap.add_argument("--rom", action="store_true",
+                    help="the firmware's modules in a ROM image, as frozen into the board's "
+                         "MicroPython or in a ROMFS partition (default: .mpy files on the "
+                         "board's filesystem, loaded into RAM, as make deploy installs them)")
     args = ap.parse_args(argv)
     hours = args.hours if args.hours is not None else (24 if args.scenario == "plain" else 2)
     if hours <= 1:
         sys.exit("error: --hours must be above 1: the heap is read once a simulated hour")
-    kb, per_hour = bisect(Scenario(args.scenario, hours), args.lo, args.hi,
+    kb, per_hour = bisect(Scenario(args.scenario, hours, args.rom), args.lo, args.hi,
                           log=lambda m: print(m, file=sys.stderr, flush=True))
-    print("firmware_heap_kb_%s: %d" % (args.scenario, kb))
+    print("firmware_heap_kb_%s%s: %d" % (args.scenario, "_rom" if args.rom else "", kb))
     print("heap in use per hour (firmware and simulator, B): %s" % [b for _, b in per_hour])
 
 

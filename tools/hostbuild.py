@@ -15,21 +15,27 @@ ROOT = Path(__file__).resolve().parent.parent
 from toolchain import HOST_MARCH, HOST_MPY_CROSS  # noqa: E402
 # One directory per architecture: native code built for one will not load on the other.
 BUILD = ROOT / "build" / ("unix-" + HOST_MARCH)
+BUILD_ROM = ROOT / "build" / ("unix-" + HOST_MARCH + "-rom")
 SOURCES = (("firmware", ""), ("boards", ""), ("tools/panelsim", "panelsim"))
 FROZEN_SOURCES = (("lib/umqtt", "umqtt"),)
 SKIP = {"main.py", "boot.py"}     # stay source on the board; not used by the simulator
 
 
-def build(dest=BUILD):
+def build(dest=None, firmware_in_rom=False):
     """Returns dest, holding an .mpy for every module, same layout as the import path; builds
-    the frozen modules' image beside it (frozen_rom(dest))."""
-    dest = Path(dest)
-    _compile(SOURCES, dest)
+    the frozen modules' image beside it (frozen_rom(dest)). firmware_in_rom: the firmware's
+    modules go into the image too, as on a board whose MicroPython has them frozen or in a
+    ROMFS partition: their bytecode then runs from flash and costs the heap nothing."""
+    dest = Path(dest or (BUILD_ROM if firmware_in_rom else BUILD))
+    sources, frozen = SOURCES, FROZEN_SOURCES
+    if firmware_in_rom:
+        sources, frozen = SOURCES[1:], FROZEN_SOURCES + SOURCES[:1]
+    _compile(sources, dest)
     for _, sub in FROZEN_SOURCES:
         # Left by earlier builds: on the path it would shadow the image's copy.
         shutil.rmtree(dest / sub, ignore_errors=True)
     staged = _frozen_dir(dest)
-    _compile(FROZEN_SOURCES, staged)
+    _compile(frozen, staged)
     _build_rom(staged, frozen_rom(dest))
     return dest
 

@@ -34,8 +34,8 @@ def simulator_footprint(env):
     return int(proc.stdout.split()[-1])
 
 
-def micropython_env():
-    build = hostbuild.build()
+def micropython_env(firmware_in_rom=False):
+    build = hostbuild.build(firmware_in_rom=firmware_in_rom)
     return dict(os.environ, MICROPYPATH=hostbuild.micropypath(build),
                 PANELCAP_FROZEN_ROM=str(hostbuild.frozen_rom(build)))
 
@@ -43,12 +43,13 @@ def micropython_env():
 DEFAULT_PROFILE = ROOT / "tools" / "data" / "profiles" / "default_day.csv"
 
 
-def firmware_command(sim_args, heap="auto", log=print, firmware_kb=FIRMWARE_HEAP // 1024):
+def firmware_command(sim_args, heap="auto", log=print, firmware_kb=FIRMWARE_HEAP // 1024,
+                     firmware_in_rom=False):
     """(cmd, env) that run tools/panelsim/run.py's main(sim_args) under the unix port,
     compiled (.mpy) as the board's firmware is; heap "auto" gives the firmware firmware_kb
     (an ESP32's 128 KB by default), MQTT or not, on top of the simulator's measured
-    footprint."""
-    env = micropython_env()
+    footprint. firmware_in_rom: the firmware runs from a ROM image (hostbuild.build)."""
+    env = micropython_env(firmware_in_rom)
     if heap == "auto":
         sim_bytes = simulator_footprint(env)
         heap = firmware_kb * 1024 + sim_bytes
