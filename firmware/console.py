@@ -132,11 +132,13 @@ class Cfg:
         self.work = None
         self.saved = None
         self._pending = None     # (key, value, code) of a protected change awaiting confirm
+        self.written = False     # saved since the App was built: a restart applies it
 
     def _reset(self, cfg):
         self.work = config.copy(cfg)
         self.saved = config.copy(cfg)
         self._pending = None
+        self.written = False
 
     def _ensure(self):
         if self.work is None:
@@ -304,6 +306,7 @@ class Cfg:
             raise Mistake("cannot write %s: %s" % (_path, e))
         changed = self._changes()
         self.saved = config.copy(self.work)
+        self.written = True
         print("saved %s (%s). start() or Ctrl-D runs the controller with it; setpoint %d W" % (
             _path, ", ".join(changed) if changed else "no changes", config.setpoint_w(self.work)))
 
@@ -311,9 +314,9 @@ class Cfg:
     def revert(self):
         """Drops unsaved changes: the working copy is read back from flash."""
         self._ensure()
-        loaded = config.load(_path, _board())
+        loaded = _read(_path)
         if loaded.safe_reason:
-            raise Mistake("%s; keeping the working copy" % loaded.safe_reason)
+            raise Mistake("%s: %s; keeping the working copy" % (_path, loaded.safe_reason))
         self.work = config.copy(loaded.cfg)
         self.saved = config.copy(loaded.cfg)
         self._pending = None
@@ -324,9 +327,10 @@ class Cfg:
         """Takes a config file copied to the board (make config-push): validates it, refuses
         protected changes (those need cfg.set and cfg.confirm at the REPL), then saves."""
         self._ensure()
-        loaded = config.load(path, _board())
+        loaded = _read(path)
         if loaded.safe_reason:
-            raise Mistake("%s: %s; nothing changed" % (path, loaded.safe_reason))
+            raise Mistake("push of %s refused: %s; %s and the running configuration are "
+                          "unchanged" % (path, loaded.safe_reason, _path))
         for key in config.PROTECTED:
             if loaded.cfg[key] != self.saved[key]:
                 raise Mistake("%s would change %r -> %r: protected, set it at the REPL with "
@@ -334,6 +338,21 @@ class Cfg:
                                   key, self.saved[key], loaded.cfg[key]))
         self.work = config.copy(loaded.cfg)
         self.save()
+
+
+def _read(path):
+    """A config file parsed, its rejected keys printed. Not config.load(): that one speaks for
+    the boot ("no configuration saved yet", "SAFE MODE"), this one for a file named here."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise Mistake("%s: %s; nothing changed" % (
+            path, "no such file" if e.args[0] == 2 else "cannot read it (%s)" % e))
+    loaded = config.parse(text, _board())
+    for line in loaded.rejected:
+        print("%s: rejected %s" % (path, line))
+    return loaded
 
 
 cfg = Cfg()
@@ -571,17 +590,23 @@ def status():
     """One screen for the installer: version, state, setpoint (for the label), power."""
     from version import VERSION
     app = _get_app()
+    c, setpoint, later = app.cfg, app.setpoint_w, ""
+    if cfg.written:
+        # What the next start runs, not what was built at boot: the label takes this one.
+        c, setpoint = cfg.saved, config.setpoint_w(cfg.saved)
+        later = "; saved in %s: start() or Ctrl-D applies it" % _path
     if app.safe_reason:
-        state = "SAFE MODE: every controllable load shed: %s" % app.safe_reason
+        state = "SAFE MODE: every controllable load shed" + (
+            " until start() or Ctrl-D runs the configuration saved since" if cfg.written
+            else ": " + app.safe_reason)
     elif app.running:
         state = "running"
     else:
         state = "stopped: every output safe; start() or Ctrl-D runs the controller"
     print("panelcap %s on %s (last reset: %s): %s" % (VERSION, app.board.NAME,
                                                      app.reset_cause, state))
-    c = app.cfg
-    print("setpoint %d W (panel %d A, %d x %d V, restore %d %% below)" % (
-        app.setpoint_w, c["panel_rating_a"], config.legs(c), c["volts"], c["band_pct"]))
+    print("setpoint %d W (panel %d A, %d x %d V, restore %d %% below)%s" % (
+        setpoint, c["panel_rating_a"], config.legs(c), c["volts"], c["band_pct"], later))
     s = _measure(1)
     print("panel %d W, L1 %.1f A, L2 %.1f A, measurement %s" % (
         s.total_w, s.leg_ma[0] / 1000, s.leg_ma[1] / 1000, "valid" if s.valid else "INVALID"))

@@ -104,6 +104,63 @@ def test_status_and_loads_print_the_setpoint_and_the_loads(tmp_path):
                for line in out), out
 
 
+def test_status_in_safe_mode_shows_the_saved_setpoint_for_the_label(tmp_path):
+    # The installer copies status()'s setpoint onto the NEC 750.30 label before the restart:
+    # after a save it must be the saved one, the one the next start runs.
+    out = run(tmp_path, """
+a = app.App(board, machine, Clock(), config.defaults(board),
+            safe_reason='no configuration saved yet: set it at the REPL (cfg.set ... cfg.save())')
+console.attach(a)
+status()
+cfg.set('panel_rating_a', 125)
+cfg.confirm(cfg._pending[2])
+cfg.save()
+status()
+r = config.load('config.json', board)          # what the restart builds
+b = app.App(board, machine, Clock(), r.cfg, safe_reason=r.safe_reason)
+print('RESTART', b.safe_reason, b.setpoint_w)
+console.attach(b)
+status()
+""")
+    assert out[0].endswith("SAFE MODE: every controllable load shed: no configuration saved yet: "
+                           "set it at the REPL (cfg.set ... cfg.save())")
+    assert out[1].startswith("setpoint 19200 W (panel 100 A, 2 x 120 V")
+    assert out[5].startswith("saved config.json (panel_rating_a)")
+    assert out[6].endswith("SAFE MODE: every controllable load shed until start() or "
+                           "Ctrl-D runs the configuration saved since"), out
+    assert out[7] == ("setpoint 24000 W (panel 125 A, 2 x 120 V, restore 5 % below); "
+                      "saved in config.json: start() or Ctrl-D applies it"), out
+    assert not any("no configuration saved yet" in line for line in out[6:])
+    restart = out.index("RESTART None 24000")
+    assert out[restart + 1].endswith("stopped: every output safe; start() or Ctrl-D runs the "
+                                     "controller")
+    assert out[restart + 2] == "setpoint 24000 W (panel 125 A, 2 x 120 V, restore 5 % below)"
+
+
+def test_push_and_revert_say_what_is_wrong_with_the_file(tmp_path):
+    out = run(tmp_path, """
+import json
+cfg.push('nofile.json')
+with open('bad.json', 'w') as f: f.write('{"version": 2, "panel_rating_a": 1')
+cfg.push('bad.json')
+d = json.loads(config.to_json(cfg.work)); d['loads'][0]['priority'] = -3
+with open('bad2.json', 'w') as f: f.write(json.dumps(d))
+cfg.push('bad2.json')
+cfg.revert()
+print('AFTER', a.safe_reason, sorted(os.listdir()))
+""")
+    assert out[0] == "error: nofile.json: no such file; nothing changed"
+    assert out[1].startswith("error: push of bad.json refused: config file is corrupt (not JSON")
+    assert out[1].endswith("; config.json and the running configuration are unchanged")
+    assert out[2] == "bad2.json: rejected loads.water_heater: priority must be an int in " \
+        "0..1000, got -3"
+    assert out[3].startswith("error: push of bad2.json refused: config file is corrupt or "
+                             "incomplete (loads): loads.water_heater: priority")
+    assert out[4] == "error: config.json: no such file; nothing changed"
+    assert out[5] == "AFTER None ['bad.json', 'bad2.json']"
+    assert not any("SAFE MODE" in line or "saved yet" in line for line in out), out
+
+
 SAFE = """
 import asyncio
 from panelsim.vtime import VirtualTime
