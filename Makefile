@@ -19,6 +19,7 @@ HOURS ?= 24
 MQTT ?=
 SPEED ?=
 OUT ?= out
+ESP32_COSTS ?=
 
 .PHONY: all test sim bench venv lib debs unix32 clean
 
@@ -49,7 +50,7 @@ test: $(VENV_STAMP) $(LIB_STAMP) $(DEBS_STAMP) $(UNIX32_STAMP)
 	MICROPYTHON_VERSION=$(MICROPYTHON_VERSION) $(VPY) -m pytest -q tests
 
 sim: $(VENV_STAMP) $(LIB_STAMP) $(UNIX32_STAMP)
-	$(VPY) tools/run_sim.py --profile "$(PROFILE)" --limit-w $(LIMIT_W) --hours $(HOURS) --out $(OUT) $(if $(MQTT),--mqtt $(MQTT)) $(if $(SPEED),--speed $(SPEED))
+	$(VPY) tools/run_sim.py --profile "$(PROFILE)" --limit-w $(LIMIT_W) --hours $(HOURS) --out $(OUT) $(if $(MQTT),--mqtt $(MQTT)) $(if $(SPEED),--speed $(SPEED)) $(if $(ESP32_COSTS),--esp32-costs)
 
 # Benchmarks live apart from the tests: ratios measured side by side in one run.
 bench: $(VENV_STAMP) $(LIB_STAMP) $(UNIX32_STAMP)

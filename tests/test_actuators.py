@@ -11,13 +11,10 @@ class FakePanel:
     def advance_to(self, ms): pass
     def set_contactor(self, i, closed): self.contactors[i] = closed
     def set_pilot_amps(self, a): self.amps = a
-class VT:
-    def now_ms(self): return 0
-    def elapsed_ms(self): return 0
-    def watch(self, fn): pass
+from panelsim.vtime import VirtualTime
 import sim as board
 panel = FakePanel()
-machine.attach(panel, VT(), board, None)
+machine.attach(panel, VirtualTime(), board, None)     # time stands still: never installed
 """
 
 

@@ -75,8 +75,15 @@ def run_firmware(args, csv_path):
         sim_args += ["--panel", item]
     for item in args.cfg:
         sim_args += ["--cfg", item]
+    if args.esp32_costs:
+        sim_args += ["--esp32-costs"]
+    if args.cpu_factor is not None:
+        sim_args += ["--cpu-factor", str(args.cpu_factor)]
+    if args.adc_read_us is not None:
+        sim_args += ["--adc-read-us", str(args.adc_read_us)]
     cmd, env = firmware_command(sim_args, args.heap)
     summary = {}
+    holds = {}
     last_error = None
     mqtt_failed = None
     with open(csv_path, "w") as out, open(csv_path.with_suffix(".log"), "w") as log:
@@ -90,6 +97,10 @@ def run_firmware(args, csv_path):
                     print("\r" + line, end="", flush=True)     # one line, updated
                 else:
                     print(line, flush=True)
+            elif line.startswith("sim: worst scheduler hold "):
+                words = line.split()
+                holds["worst_gap_ms"] = int(words[4])
+                holds["boot_gap_ms"] = int(words[7])
             elif line.startswith("sim: done; contactor ops:"):
                 for item in line.split(":", 2)[2].split():
                     name, _, n = item.partition("=")
@@ -113,7 +124,7 @@ def run_firmware(args, csv_path):
     if mqtt_failed:
         sys.exit("error: --mqtt was asked for but the firmware could not start it (%s)" %
                  mqtt_failed)
-    return summary
+    return summary, holds
 
 
 def read_run(csv_path):
@@ -202,6 +213,16 @@ def main(argv=None):
     ap.add_argument("--heap", default="auto",
                     help="MicroPython heap; auto: 128 KB for the firmware (an ESP32's) plus "
                          "the simulator's own measured footprint")
+    ap.add_argument("--esp32-costs", action="store_true",
+                    help="charge the ESP32's costs to simulated time (an ADC read 35 us, "
+                         "Python x50: tools/panelsim/vtime.py) and report the scheduler's "
+                         "worst gap; the host's noise enters the figures")
+    ap.add_argument("--cpu-factor", type=int, default=None,
+                    help="with --esp32-costs: Python and viper this many times slower than "
+                         "on this host instead of 50 (0: free)")
+    ap.add_argument("--adc-read-us", type=int, default=None,
+                    help="with --esp32-costs: an ADC read holds the scheduler this long "
+                         "instead of the board's ADC_SLOT_US (0: scans are instant)")
     ap.add_argument("--out", default="out")
     args = ap.parse_args(argv)
     args.profile = Path(args.profile) if args.profile else DEFAULT_PROFILE
@@ -217,10 +238,11 @@ def main(argv=None):
     print("panelcap sim: %s, limit %d W, %g h" % (args.profile.name, args.limit_w, args.hours))
     print("micropython: %s" % toolchain.describe())
     t0 = time.monotonic()
-    ops = run_firmware(args, csv_path)
+    ops, holds = run_firmware(args, csv_path)
     wall = time.monotonic() - t0
     cols = read_run(csv_path)
     summary = summarise(cols, ops, args)
+    summary.update(holds)
     plot(cols, summary, png_path, "panelcap on %s, limit %d W" % (args.profile.name,
                                                                    args.limit_w))
     print("summary (%g simulated h in %.1f s real):" % (summary["hours"], wall))
@@ -237,6 +259,9 @@ def main(argv=None):
     if summary["metering_error_max_w"] is not None:
         print("  metering error        %8.1f W mean, %.0f W max (steady seconds)" % (
             summary["metering_error_mean_w"], summary["metering_error_max_w"]))
+    if "worst_gap_ms" in holds:
+        print("  worst scheduler gap   %8d ms running, %d ms in the first minute (ESP32 cost "
+              "model; goal < 50 ms)" % (holds["worst_gap_ms"], holds["boot_gap_ms"]))
     with open(out / "summary.json", "w") as f:
         json.dump(summary, f, indent=1)
     print("wrote %s, %s" % (csv_path, png_path))

@@ -27,12 +27,15 @@ class _Board:
     outputs = {}     # pin number -> output index
     inputs = {}      # pin number -> output index whose auxiliary contact it reads
     wdt = None
+    adc_read_us = 0  # what a read costs the ESP32's scheduler (0: scans are instant)
 
 
 _sim = _Board()
 
 
-def attach(panel, vt, board, adcgen, reset_cause=PWRON_RESET):
+def attach(panel, vt, board, adcgen, reset_cause=PWRON_RESET, adc_read_us=0):
+    """adc_read_us: a scan holds the scheduler for that long per read, as on the ESP32
+    (the board's ADC_SLOT_US; vtime.VirtualTime.hold_us); 0: scans are instant."""
     _sim.panel = panel
     _sim.vt = vt
     _sim.board = board
@@ -42,6 +45,7 @@ def attach(panel, vt, board, adcgen, reset_cause=PWRON_RESET):
     _sim.outputs = {spec["pin"]: i for i, spec in enumerate(board.OUTPUTS)}
     _sim.inputs = {spec["pin"]: i for i, spec in enumerate(getattr(board, "FEEDBACK", ()))}
     _sim.wdt = None
+    _sim.adc_read_us = adc_read_us
 
 
 def reset_cause():
@@ -54,8 +58,10 @@ def _pin_changed(pin_id, level):
     if index is not None and _sim.panel is not None:
         spec = _sim.board.OUTPUTS[index]
         energised = bool(level) != bool(spec.get("invert", False))
+        t0 = _sim.vt.sim_begin()       # the panel's physics: the simulator's work, not the board's
         _sim.panel.advance_to(_sim.vt.elapsed_ms())
         _sim.panel.set_contactor(index, energised)
+        _sim.vt.sim_end(t0)
 
 
 def _input_level(pin_id, default):
@@ -156,8 +162,10 @@ class PWM:
             return self._duty
         self._duty = d
         if _sim.panel is not None:
+            t0 = _sim.vt.sim_begin()
             _sim.panel.advance_to(_sim.vt.elapsed_ms())
             _sim.panel.set_pilot_amps(pilot_amps_offered(d))
+            _sim.vt.sim_end(t0)
 
     def deinit(self):
         self.duty_u16(65535)
@@ -196,11 +204,17 @@ class AdcBlock:
 
     def __init__(self, board):
         self._gen = _sim.adcgen
+        self._nch = len(board.CHANNELS)
 
     def scan(self, buf, rounds):
-        now = _sim.vt.elapsed_ms()
+        vt = _sim.vt
+        t0 = vt.sim_begin()
+        now = vt.elapsed_ms()
         _sim.panel.advance_to(now)
         self._gen.fill(buf, rounds, now * 1000)
+        vt.sim_end(t0)
+        if _sim.adc_read_us:
+            vt.hold_us(rounds * self._nch * _sim.adc_read_us)    # the reads, one by one
 
 
 def idle():

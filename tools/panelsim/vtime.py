@@ -8,16 +8,76 @@ import asyncio.core as _core
 # Start just below the ESP32's 2**30 ms tick wrap, so every simulated run crosses it.
 START_MS = (1 << 30) - 90_000
 
+# The ESP32's costs, charged to simulated time (VirtualTime.charge_cpu; the ADC's in
+# panelsim.machine, from the board file's ADC_SLOT_US: ~35 us a read, measured in a viper
+# loop on an ESP32 in micropython/micropython#7495, 36.8 us from ESP-IDF's adc1_get_raw at
+# 240 MHz, labfruits.com's ADC benchmark).
+# Python and viper run ~50 times slower on a 240 MHz ESP32 than on a PC: pystone on the unix
+# port of a PC, 81,433/s (micropython/micropython#4268), against 1,602-1,661/s on ESP32s at
+# 240 MHz (#6565, #5673; pystone_lowmem). A rough figure across scripts, versions and PCs:
+# stated here, once, as the model's assumption.
+ESP32_CPU_FACTOR = 50
+
 
 class VirtualTime:
     """A discrete-event clock under asyncio. speed 0 runs as fast as possible; speed s > 0
-    runs s simulated seconds per real second (to watch a run live over MQTT)."""
+    runs s simulated seconds per real second (to watch a run live over MQTT).
+
+    charge_cpu(factor): from then on, every stretch a task runs between two awaits costs
+    factor times its host time in simulated time (the simulator's own work, between
+    sim_begin() and sim_end(), excepted), so timing runs as on the ESP32; worst_hold_ms is
+    the longest stretch the scheduler was held, in simulated ms: the worst gap any task saw
+    beyond its own wake-up."""
 
     def __init__(self, start_ms=START_MS, speed=0):
         self.now = time.ticks_add(start_ms, 0)
         self.speed = speed
         self._elapsed_ms = 0
         self._watchers = []
+        self.cpu_factor = 0
+        self.worst_hold_ms = 0
+        self._slice_us = time.ticks_us()    # when the running stretch began (host time)
+        self._sim_us = 0                    # simulator work within it, not charged
+        self._held_us = 0                   # simulated us charged within it (ADC reads)
+        self._cost_rem_us = 0               # charged cost not yet a whole ms
+
+    def charge_cpu(self, factor=ESP32_CPU_FACTOR):
+        self.cpu_factor = factor
+
+    def sim_begin(self):
+        return time.ticks_us()
+
+    def sim_end(self, t0_us):
+        self._sim_us += time.ticks_diff(time.ticks_us(), t0_us)
+
+    def hold_us(self, us):
+        """The running task holds the scheduler for us simulated us (a blocking ADC scan)."""
+        self._held_us += us
+        us += self._cost_rem_us
+        ms = us // 1000
+        self._cost_rem_us = us - ms * 1000
+        if ms:
+            self.advance(ms)
+
+    def _end_stretch(self):
+        """Charges the stretch that just ended (a task ran from the last wait until now)."""
+        now_us = time.ticks_us()
+        host_us = time.ticks_diff(now_us, self._slice_us) - self._sim_us
+        held_us = self._held_us
+        self._sim_us = 0
+        self._held_us = 0
+        charged_ms = 0
+        if self.cpu_factor and host_us > 0:
+            cost_us = host_us * self.cpu_factor + self._cost_rem_us
+            charged_ms = cost_us // 1000
+            self._cost_rem_us = cost_us - charged_ms * 1000
+            held_us += host_us * self.cpu_factor
+            if charged_ms:
+                self.advance(charged_ms)
+        held_ms = held_us // 1000
+        if held_ms > self.worst_hold_ms:
+            self.worst_hold_ms = held_ms
+        return charged_ms
 
     def now_ms(self):
         """Ticks as the port's asyncio sees them: they wrap where the port's ticks_ms does
@@ -52,6 +112,16 @@ class VirtualTime:
         vt = self
 
         def wait_io_event(ioq, dt):
+            # Called by asyncio before each task step: the previous step's stretch ends here.
+            charged = vt._end_stretch()
+            if dt > 0:
+                dt = max(0, dt - charged)
+            try:
+                _wait(ioq, dt)
+            finally:
+                vt._slice_us = time.ticks_us()
+
+        def _wait(ioq, dt):
             if dt < 0:
                 real_wait(ioq, 10)  # nothing scheduled: only sockets can wake us
                 return
