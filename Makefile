@@ -42,8 +42,8 @@ $(UNIX32_STAMP): tools/build_unix32.sh vendor/micropython-13303f8d29-unix-src.ta
 	@touch $@
 
 debs: $(DEBS_STAMP)
-$(DEBS_STAMP): tools/ensure_debs.sh | $(VENV_STAMP)
-	sh tools/ensure_debs.sh mosquitto:mosquitto socat:socat
+$(DEBS_STAMP): tools/ensure_debs.sh Makefile | $(VENV_STAMP)
+	sh tools/ensure_debs.sh mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat
 	@touch $@
 
 test: $(VENV_STAMP) $(LIB_STAMP) $(DEBS_STAMP) $(UNIX32_STAMP)

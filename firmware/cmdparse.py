@@ -17,7 +17,10 @@ _GRID = ("limits", "reserve", "answer", "emergency", "cancel", "time", "log")
 
 
 def _int_field(obj, key, lo, hi, unit):
-    v = obj.get(key)
+    if key not in obj:
+        raise Refused("%s is missing: an int in %d..%d%s" % (
+            key, lo, hi, (" " + unit) if unit else ""))
+    v = obj[key]
     if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
         raise Refused("%s must be an int in %d..%d%s, got %s" % (
             key, lo, hi, (" " + unit) if unit else "", _short(v)))
