@@ -76,7 +76,7 @@ load = shed.Load("ev", shed.KIND_MODULATED, 1, "L1L2", 7680)
 k2 = actuators.Contactor(h.outputs[1])
 ev = fedcharger.FedCharger(actuators.PilotCharger(h.pilot, 32), k2, clock, 6000, load)
 def step(amps, draw_w, ms=1000):
-    T.now += ms
+    T.now = clock.ticks_add(T.now, ms)
     load.measured_w = draw_w
     ev.set_amps(amps)
     return "%s/%s" % (panel.contactors[1], panel.amps)

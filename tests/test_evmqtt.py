@@ -44,7 +44,7 @@ for a in (16, 40, 5, 6, 0):
 print(ch.amps, link.sent)
 link.sent.clear()
 for _ in range(25):                  # unchanged for 25 s: the heartbeat every 10 s
-    T.now += 1000
+    T.now = clock.ticks_add(T.now, 1000)     # ticks as the board has them: wrapped
     ch.set_amps(0)
 print(len(link.sent), link.sent[0])
 ch.set_amps(12); ch.safe(); print(link.sent[-2:], ch.amps)
@@ -65,7 +65,7 @@ link.cb(b"openevse/amp", b"15800")            # OpenEVSE reports milliamps
 print(others, ch.actual_ma, ch.reports, ch.confirmed(T.now))
 link.cb(b"openevse/amp", b"lots"); link.cb(b"openevse/amp", b"-5")
 print(ch.bad_reports, ch.actual_ma)
-T.now += 30001
+T.now = clock.ticks_add(T.now, 30001)
 print(ch.confirmed(T.now))
 import asyncio
 async def once():
@@ -96,7 +96,7 @@ meas.windows = 0
 alive = [True]
 draw_a = [0]          # what the car draws: the charger's offer, up to its own 16 A
 def second(t):
-    T.now += 1000
+    T.now = clock.ticks_add(T.now, 1000)     # ticks as the board has them: wrapped
     if alive[0]:
         draw_a[0] = ch.amps if ch.amps < 16 else 16
         link.cb(b"evse/current", str(draw_a[0]).encode())

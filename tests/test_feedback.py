@@ -109,7 +109,7 @@ mon.add(load, coil, aux)
 def step(n, on, closed, w):
     coil.is_on = on; aux.closed = closed; load.measured_w = w
     for _ in range(n):
-        s.windows += 1; T.now += 1000
+        s.windows += 1; T.now = clock.ticks_add(T.now, 1000)
         mon.check(s)
     w = mon.watches[0]
     return w.alarm, w.no_draw
