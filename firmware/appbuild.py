@@ -37,10 +37,11 @@ def build(app, machine, cfg, drop_config):
     for i, ch in enumerate(channels):
         app.meter.calibrate(i, gain=ch["gain"], phase_deg=ch["phase_deg"])
     sys.modules.pop("metercal", None)     # the meter's set-up code: needed only to build
-    rounds = sampler.window_rounds(nch, board.ADC_SLOT_US, hz, cfg["window_cycles"])
+    # window_cycles whole cycles per measurement, scanned one cycle at a time (sampler.py)
+    rounds = sampler.window_rounds(nch, board.ADC_SLOT_US, hz, 1)
     gc.collect()         # validation's garbage out: the sampler's buffer is one large block
     app.sampler = sampler.Sampler(hw_.scanner, app.meter, clock, nch, rounds,
-                                  cfg["sample_period_ms"])
+                                  cfg["sample_period_ms"], scans=cfg["window_cycles"])
     import control
     app.contactors = []       # (load name, Contactor): op counts, wear
     app.chargers = []         # evmqtt.MqttCharger: attached to the link in tasks()

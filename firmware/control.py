@@ -2,6 +2,9 @@
 run one update, and drive the actuators from what it decided."""
 
 import asyncio
+from micropython import const
+
+_EARLY_MS = const(100)      # a measurement this much early still starts the next step
 
 
 class Binding:
@@ -47,6 +50,17 @@ class ControlLoop:
         self.heartbeat_ms = self._clock.ticks_ms()
 
     async def run(self):
+        # Each step follows a new measurement at once (the sampler scans a cycle at a time,
+        # so one takes a while), the first one at least period_ms - _EARLY_MS after the last
+        # step. A sampler that stops stops this loop too: both heartbeats go stale and the
+        # supervisor lets the watchdog reset the board, outputs off.
+        measured = self._sampler.measured
+        clock = self._clock
         while True:
             self.step()
-            await asyncio.sleep_ms(self.period_ms)
+            start = clock.ticks_ms()
+            while True:
+                measured.clear()
+                await measured.wait()
+                if clock.ticks_diff(clock.ticks_ms(), start) >= self.period_ms - _EARLY_MS:
+                    break

@@ -99,10 +99,12 @@ def setup(meter, channels, slot_us, nominal_volts, hz, round_us=None, full_scale
     # kernel tables (layouts in rms.py) and outputs, allocated once
     meter._chans = array("i", [0] * (nch * rms.NC))
     meter._acc = array("i", [0] * (nch * rms.NA))
+    meter._n = meter._n256 = meter._cycles = meter._first = 0   # what begin() starts
+    meter._mode = -1
     meter._cal = array("i", [0] * (nch * rms.NK))
     meter._res = array("i", [0] * (nch * rms.NR))
     meter._status = array("i", [0] * rms.NS)
-    meter._win = array("i", [0, 0])
+    meter._win = array("i", [0, 0, 0, 0])
     for c in range(nch):
         meter._chans[c * rms.NC + rms.C_OFF] = _MID_RAIL
     meter.irms_ma = array("i", [0] * nch)

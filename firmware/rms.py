@@ -4,7 +4,8 @@
 # operations and raises OverflowError if any intermediate leaves the signed 32-bit range a
 # viper int has on the ESP32 (the host's 64-bit viper ints would hide the wrap):
 #   find_cycles  whole mains cycles in the window, from the voltage channel's crossings
-#   accumulate   per channel: sum d, sum d*d, sum v*d (v interpolated to the channel's instant)
+#   accumulate   per channel: sum d, sum d*d, sum v*d (v interpolated to the channel's instant),
+#                added to what acc holds: a measurement may be several windows (clear first)
 #   finish       per channel: DC level, variance, RMS, real and apparent power, power factor
 # All state lives in preallocated array('i') tables laid out by the C_, A_, K_, R_ and
 # S_ offsets below (meter.py owns them); nothing here allocates.
@@ -18,7 +19,7 @@
 #   one chunk of _CHUNK = 32 rounds: sum d*d <= 536_608_800 < 2**29,
 #                                    |sum vq*d| <= 2_146_435_200 < 2**31 - 1
 #   chunk sums fold into (hi, lo) pairs, lo in 0..2**24-1, so S = hi * 2**24 + lo; with
-#   n <= MAX_ROUNDS = 2048, |hi| < 2**13 and |sum d| <= 8_386_560 < 2**23, |64 sum d| < 2**29
+#   n <= MAX_ROUNDS = 2048 rounds in all the windows summed into one acc (meter.py checks), |hi| < 2**13 and |sum d| <= 8_386_560 < 2**23, |64 sum d| < 2**29
 #   means are divided out 8 bits at a time: remainder < n <= 2**11, so (r << 8) | byte < 2**19
 #   Q6 means (value * 64): mean d*d <= 4095**2 * 64 = 1_073_217_600 < 2**30, same for v*d
 #   RMS: isqrt of a Q6 variance scaled by 4**t below 2**30, so rq < 2**15
@@ -94,39 +95,86 @@ _PF_NORM = const(0x200000)  # reduce P, S below 2**21 so P * 1000 fits
 
 @micropython.viper
 def find_cycles(buf, nch: int, rounds: int, vch: int, level: int, hyst: int, win) -> int:
-    """Upward crossings of `level` on channel vch; win[0], win[1] = first, last. Returns cycles."""
+    """Crossings of `level` on channel vch in the direction of the first one (up or down,
+    with hyst counts of hysteresis); win[0], win[1] = first, last (the rounds at or just
+    after them); win[2], win[3] = how far before those rounds each crossing lay, in 1/256
+    round (linear between the two samples). Returns whole cycles. Either direction: a window
+    of 1.5 cycles and a margin always holds one whole cycle."""
     b = ptr16(buf)
     w = ptr32(win)
     low = level - hyst
-    armed = 0
+    high = level + hyst
+    up_armed = 0
+    down_armed = 0
+    way = 0                     # 1 up, 2 down: the first crossing's
     first = -1
     last = -1
+    f_first = 0
+    f_last = 0
     count = 0
     j = vch
     r = 0
+    prev = 0
     while r < rounds:
         x = int(b[j])
+        hit = 0
         if x < low:
-            armed = 1
-        elif armed != 0:
-            if x >= level:
-                if first < 0:
-                    first = r
-                last = r
-                count += 1
-                armed = 0
+            up_armed = 1
+        elif up_armed != 0 and x >= level:
+            up_armed = 0
+            if way != 2:
+                hit = 1
+                way = 1
+        if x > high:
+            down_armed = 1
+        elif down_armed != 0 and x < level:
+            down_armed = 0
+            if way != 1:
+                hit = 1
+                way = 2
+        if hit != 0:
+            # the previous sample lay on the other side of level (r >= 1: arming took one),
+            # so the step is >= 1 count; |x - level| <= 4095, shifted < 2**20
+            if way == 1:
+                f = ((x - level) << 8) // (x - prev)
+            else:
+                f = ((level - x) << 8) // (prev - x)
+            if first < 0:
+                first = r
+                f_first = f
+            last = r
+            f_last = f
+            count += 1
+        prev = x
         j += nch
         r += 1
     w[0] = first
     w[1] = last
+    w[2] = f_first
+    w[3] = f_last
     if count < 2:
         return 0
     return count - 1
 
 
 @micropython.viper
+def clear(acc, nch: int):
+    """acc holds the sums of no rounds at all (biased entries at their bias)."""
+    a = ptr32(acc)
+    i = 0
+    while i < nch * NA:
+        a[i] = 0
+        i += 1
+    c = 0
+    while c < nch:
+        a[c * NA + A_SD] = SD_BIAS
+        a[c * NA + A_SPH] = SPH_BIAS
+        c += 1
+
+
+@micropython.viper
 def accumulate(buf, nch: int, rounds: int, r0: int, r1: int, vch: int, chans, acc):
-    """Sums of rounds r0..r1-1 for every channel into acc (see the bounds at the top)."""
+    """Adds the sums of rounds r0..r1-1 of every channel to acc (see the bounds at the top)."""
     b = ptr16(buf)
     ch = ptr32(chans)
     a = ptr32(acc)
@@ -144,12 +192,13 @@ def accumulate(buf, nch: int, rounds: int, r0: int, r1: int, vch: int, chans, ac
         k = ch[cb + C_K] - K_BIAS
         fa = ch[cb + C_A]
         fb = 64 - fa
-        sd = 0
-        s2h = 0
-        s2l = 0
-        sph = 0
-        spl = 0
-        clip = 0
+        ab = c * NA
+        sd = a[ab + A_SD] - SD_BIAS
+        s2h = a[ab + A_S2H]
+        s2l = a[ab + A_S2L]
+        sph = a[ab + A_SPH] - SPH_BIAS
+        spl = a[ab + A_SPL]
+        clip = a[ab + A_CLIP]
         r = r0
         j = r0 * nch + c
         while r < r1:
@@ -196,7 +245,6 @@ def accumulate(buf, nch: int, rounds: int, r0: int, r1: int, vch: int, chans, ac
             spl += sp & 0xFFFFFF
             sph += spl >> 24
             spl &= 0xFFFFFF
-        ab = c * NA
         a[ab + A_SD] = sd + SD_BIAS
         a[ab + A_S2H] = s2h
         a[ab + A_S2L] = s2l

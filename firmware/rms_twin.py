@@ -1,6 +1,7 @@
 """Plain-Python twins of rms.py's viper kernels: the same integer steps, with every
 intermediate checked against the ESP32's signed 32-bit viper int. For the tests and the
 bench; the firmware never imports it (its code would cost the board ~3 KB of RAM)."""
+from array import array
 from micropython import const
 
 from rms import *  # noqa: F403 (the table layouts: NC, C_OFF, ..., F_NOV)
@@ -23,25 +24,51 @@ def _i32(x):
 
 def find_cycles_py(buf, nch, rounds, vch, level, hyst, win):
     low = _i32(level - hyst)
-    armed = 0
+    high = _i32(level + hyst)
+    up_armed = down_armed = 0
+    way = 0
     first = -1
     last = -1
+    f_first = f_last = 0
     count = 0
     j = vch
+    prev = 0
     for r in range(rounds):
         x = buf[j]
+        hit = False
         if x < low:
-            armed = 1
-        elif armed and x >= level:
+            up_armed = 1
+        elif up_armed and x >= level:
+            up_armed = 0
+            if way != 2:
+                hit, way = True, 1
+        if x > high:
+            down_armed = 1
+        elif down_armed and x < level:
+            down_armed = 0
+            if way != 1:
+                hit, way = True, 2
+        if hit:
+            if way == 1:
+                f = _i32((x - level) << 8) // (x - prev)
+            else:
+                f = _i32((level - x) << 8) // (prev - x)
             if first < 0:
-                first = r
-            last = r
+                first, f_first = r, f
+            last, f_last = r, f
             count += 1
-            armed = 0
+        prev = x
         j = _i32(j + nch)
     win[0] = first
     win[1] = last
+    win[2] = f_first
+    win[3] = f_last
     return count - 1 if count >= 2 else 0
+
+
+def clear_py(acc, nch):
+    for c in range(nch):
+        acc[c * NA:(c + 1) * NA] = array("i", [SD_BIAS, 0, 0, SPH_BIAS, 0, 0])
 
 
 def accumulate_py(buf, nch, rounds, r0, r1, vch, chans, acc):
@@ -54,7 +81,11 @@ def accumulate_py(buf, nch, rounds, r0, r1, vch, chans, acc):
         k = chans[cb + C_K] - K_BIAS
         fa = chans[cb + C_A]
         fb = 64 - fa
-        sd = s2h = s2l = sph = spl = clip = 0
+        ab = c * NA
+        sd = acc[ab + A_SD] - SD_BIAS
+        s2h, s2l = acc[ab + A_S2H], acc[ab + A_S2L]
+        sph = acc[ab + A_SPH] - SPH_BIAS
+        spl, clip = acc[ab + A_SPL], acc[ab + A_CLIP]
         r = r0
         j = r0 * nch + c
         while r < r1:
@@ -85,7 +116,6 @@ def accumulate_py(buf, nch, rounds, r0, r1, vch, chans, acc):
             spl = _i32(spl + (sp & 0xFFFFFF))
             sph = _i32(sph + (spl >> 24))
             spl &= 0xFFFFFF
-        ab = c * NA
         acc[ab + A_SD] = sd + SD_BIAS
         acc[ab + A_S2H] = s2h
         acc[ab + A_S2L] = s2l

@@ -146,15 +146,15 @@ except machine.WatchdogReset as e:
 
 def test_a_raising_task_is_restarted_and_one_that_keeps_raising_ends_safe_and_reset():
     rows = run(PROBE.replace("CFG", "{}") + """
-sample = app.sampler.sample
-def sample_once_bad():
-    app.sampler.sample = sample
+scan = app.sampler._scan            # what the sampler's task calls, a cycle at a time
+def scan_once_bad():
+    app.sampler._scan = scan
     raise ValueError("ADC read failed")
 def always_bad():
     raise RuntimeError("controller bug")
 async def faults():
     await asyncio.sleep_ms(30000)
-    app.sampler.sample = sample_once_bad
+    app.sampler._scan = scan_once_bad
     await asyncio.sleep_ms(60000)
     print(json.dumps({"before": row(app), "crashes": [e.crashes for e in app.supervisor.entries],
                       "failed": app.supervisor.failed}))

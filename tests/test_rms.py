@@ -27,15 +27,16 @@ def ai(vals):
     return array.array('i', vals)
 
 def run(impl, case, buf):
-    fc, acc_f, fin = impl
+    clear, fc, acc_f, fin = impl
     nch, rounds, vch = case['nch'], case['rounds'], case['vch']
     res = {}
     try:
-        win = ai([0, 0])
+        win = ai([0, 0, 0, 0])
         cyc = fc(buf, nch, rounds, max(vch, 0), case['level'], case['hyst'], win)
-        res['cycles'] = [cyc, win[0], win[1]]
+        res['cycles'] = [cyc, win[0], win[1], win[2], win[3]]
         chans = ai(case['chans'])
         acc = ai([0] * (nch * rms.NA))
+        clear(acc, nch)
         acc_f(buf, nch, rounds, case['r0'], case['r1'], vch, chans, acc)
         res['acc'] = list(acc)
         cal = ai(case['cal'])
@@ -55,8 +56,9 @@ for case in spec['cases']:
     with open(case['buf'], 'rb') as f:
         f.readinto(buf)
     out.append({
-        'viper': run((rms.find_cycles, rms.accumulate, rms.finish), case, buf),
-        'twin': run((rms_twin.find_cycles_py, rms_twin.accumulate_py, rms_twin.finish_py),
+        'viper': run((rms.clear, rms.find_cycles, rms.accumulate, rms.finish), case, buf),
+        'twin': run((rms_twin.clear_py, rms_twin.find_cycles_py, rms_twin.accumulate_py,
+                      rms_twin.finish_py),
                     case, buf),
     })
 print(json.dumps(out))
@@ -197,7 +199,8 @@ def test_viper_matches_twin_and_exact_sums(tmp_path):
     zero, rand, square, odd, novolts = results
     assert zero["viper"]["finish"][3][0] & 1            # rail flagged
     assert square["viper"]["finish"][3][0] & 2          # clipped (0/4095 samples) flagged
-    assert square["viper"]["cycles"][0] == 8            # 9 upward crossings in 400 rounds
+    # 10 crossings in 400 rounds in the first one's direction (down, here): 9 cycles
+    assert square["viper"]["cycles"][0] == 9
     assert odd["viper"]["finish"][2][0][1] > 0          # a current was measured
     assert novolts["viper"]["finish"][3][2] == 0        # estimated mode
     assert novolts["viper"]["finish"][2][3] == [950] * 3  # pf = assumed (no voltage channel)

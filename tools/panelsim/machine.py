@@ -205,13 +205,21 @@ class AdcBlock:
     def __init__(self, board):
         self._gen = _sim.adcgen
         self._nch = len(board.CHANNELS)
+        self._slot_us = board.ADC_SLOT_US
+        self._free_ms = 0         # when the last scan's reads end (elapsed ms)
 
     def scan(self, buf, rounds):
         vt = _sim.vt
         t0 = vt.sim_begin()
+        # The reads take time even where the scheduler is not charged for them: a scan
+        # that follows another within the same simulated ms samples after it, not the
+        # same instants again (the sampler scans a cycle at a time).
         now = vt.elapsed_ms()
+        start = now if now >= self._free_ms else self._free_ms
         _sim.panel.advance_to(now)
-        self._gen.fill(buf, rounds, now * 1000)
+        self._gen.fill(buf, rounds, start * 1000)
+        scan_us = rounds * self._nch * self._slot_us
+        self._free_ms = start + (scan_us + 999) // 1000
         vt.sim_end(t0)
         if _sim.adc_read_us:
             vt.hold_us(rounds * self._nch * _sim.adc_read_us)    # the reads, one by one
