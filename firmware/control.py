@@ -51,16 +51,17 @@ class ControlLoop:
 
     async def run(self):
         # Each step follows a new measurement at once (the sampler scans a cycle at a time,
-        # so one takes a while), the first one at least period_ms - _EARLY_MS after the last
-        # step. A sampler that stops stops this loop too: both heartbeats go stale and the
-        # supervisor lets the watchdog reset the board, outputs off.
+        # so one takes a while): the first measurement, then the first one at least
+        # period_ms - _EARLY_MS after the last step. A sampler that stops stops this loop
+        # too: both heartbeats go stale and the supervisor lets the watchdog reset the
+        # board, outputs off.
         measured = self._sampler.measured
         clock = self._clock
+        last = None
         while True:
-            self.step()
-            start = clock.ticks_ms()
-            while True:
-                measured.clear()
-                await measured.wait()
-                if clock.ticks_diff(clock.ticks_ms(), start) >= self.period_ms - _EARLY_MS:
-                    break
+            await measured.wait()
+            measured.clear()
+            now = clock.ticks_ms()
+            if last is None or clock.ticks_diff(now, last) >= self.period_ms - _EARLY_MS:
+                last = now
+                self.step()
