@@ -621,11 +621,13 @@ class Grid:
             return "u%d" % self._mono
         return self._mono + self._off + _EPOCH_DAYS * 86400
 
-    def watch(self, now, valid, total_w, limit_w, overload):
-        """One compliance sample per control period (monitor: a compliance.Monitor)."""
+    def watch(self, now, valid, total_w, limit_w, overload, source=None):
+        """One compliance sample per control period (monitor: a compliance.Monitor).
+        source: what set limit_w when the controller took it (default: the strictest now;
+        a source changed since the controller's step would be logged beside its old limit)."""
         if self.monitor is not None:
             self.monitor.sample(self.mono_s(now), valid, total_w, limit_w,
-                                self._limits.strictest(), overload)
+                                source or self._limits.strictest(), overload)
 
     # --- network side -----------------------------------------------------------------------
     def send(self, subtopic, payload):
@@ -751,7 +753,9 @@ class GridTask:
                 g.update(now)
                 c = app.controller
                 s = app.sampler
-                g.watch(now, bool(s.valid), s.total_w, c.limit_w, c.state == "overload")
+                if app.control.steps:       # the controller has taken a limit
+                    g.watch(now, bool(s.valid), s.total_w, c.limit_w, c.state == "overload",
+                            c.limit_source)
                 while g.outbox:
                     sub, payload = g.outbox.pop(0)
                     await self.link.send(self.prefix + "/" + sub, payload)

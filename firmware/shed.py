@@ -325,6 +325,7 @@ class Controller:
         self._restore_w = w if w >= _NO_LIMIT else w * (100 - band) // 100
         self._restore_ma = ma if ma >= _NO_LIMIT else ma * (100 - band) // 100
         self.limit_w = self.shed_w = None if w >= _NO_LIMIT else w
+        self.limit_source = self.limits.strictest()     # what set limit_w, as of this step
         self.restore_w = None if w >= _NO_LIMIT else self._restore_w
         self.limit_ma = self.shed_ma = None if ma >= _NO_LIMIT else ma
         self.restore_ma = None if ma >= _NO_LIMIT else self._restore_ma

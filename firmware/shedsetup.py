@@ -144,6 +144,7 @@ def init_controller(ctl, loads, limits, clock, stale_ms, settle_s, stagger_s):
     ctl._shed_w = ctl._restore_w = _NO_LIMIT
     ctl._shed_ma = ctl._restore_ma = _NO_LIMIT
     ctl.limit_w = ctl.shed_w = ctl.restore_w = None
+    ctl.limit_source = None
     ctl.limit_ma = ctl.shed_ma = ctl.restore_ma = None
     ctl.projected_w = 0
     # Projected power after this update's commands take effect.
