@@ -27,6 +27,7 @@ def run():
         raise SystemExit("bench_gap: the run failed: %s" % proc.stderr[-1000:])
     words = line[0].split()
     return [("scheduler_worst_gap_ms_esp32_model", int(words[4])),
+            ("scheduler_gap_p999_ms_esp32_model", int(words[13])),
             ("scheduler_worst_gap_ms_esp32_model_first_minute", int(words[7]))]
 
 
