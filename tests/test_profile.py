@@ -212,3 +212,30 @@ p = Profile(default_path())
 print(default_path(), p.watts_at(19 * 3600 + 6 * 60))
 """, cwd="/tmp").stdout.split()
     assert out == [str(SHIPPED), "9141"]
+
+
+def test_a_date_picks_the_day_and_names_it(mpy):
+    path = HOUSEHOLDS / "ideal_house65_2018-02_1min.csv.gz"
+    by_date = load(mpy, path, date="2018-02-11")
+    assert by_date["watts"] == load(mpy, path, start_day=10)["watts"]
+    assert by_date["watts"] == reference(path, start_day=10)[0]
+    out = mpy("""
+from panelsim.profile import Profile, default_path
+print(Profile(default_path()).date, Profile(default_path(), date='2018-02-05').date,
+      Profile(%r, start_day=3).date)
+""" % str(path)).stdout.split()
+    assert out == ["2018-02-05", "2018-02-05", "2018-02-04"]
+
+
+def test_a_date_outside_the_file_or_malformed_is_one_line(mpy, tmp_path):
+    assert error(mpy, SHIPPED, date="2018-02-06") == (
+        "default_day.csv:1441: no rows on 2018-02-06 (the file starts 2018-02-05)")
+    assert error(mpy, SHIPPED, date="2018-02-04") == (
+        "default_day.csv:2: no rows on 2018-02-04 (the file starts 2018-02-05)")
+    assert error(mpy, SHIPPED, date="5") == (
+        "default_day.csv: the day must be a date YYYY-MM-DD, got '5'")
+    assert error(mpy, SHIPPED, date="2018-13-05") == (
+        "default_day.csv: the day must be a date YYYY-MM-DD, got '2018-13-05'")
+    (tmp_path / "secs.csv").write_text("t,W\n0,100\n60,100\n")
+    assert error(mpy, tmp_path / "secs.csv", column="W", date="2018-02-05") == (
+        "secs.csv:2: a date needs times 'YYYY-MM-DD HH:MM:SS' in column 't', got '0'")

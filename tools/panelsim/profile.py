@@ -47,10 +47,12 @@ class Profile:
 
     path: a .csv or .csv.gz file whose first line names the columns. The time column
     ('Time', else the first column) holds 'YYYY-MM-DD HH:MM:SS' local times, or plain seconds.
-    column: the watt column to use. start_day: whole days to skip from midnight of the first
+    column: the watt column to use. date: the day to replay, 'YYYY-MM-DD' (a file timed in
+    seconds has no dates); else start_day: whole days to skip from midnight of the first
     row's day. hours: window length, 1..24. interp: 'step' holds each minute's value for the
     whole minute (the 1-minute data are minute averages, so this is the default); 'linear'
-    ramps from one minute's value to the next.
+    ramps from one minute's value to the next. Once loaded, `date` is the window's day,
+    'YYYY-MM-DD' (None for a file timed in seconds).
 
     Missing data: minutes without a row, and runs of at least 30 minutes of exact zeros
     (counted across the window's edges), hold the last good value before them, even one from
@@ -61,7 +63,8 @@ class Profile:
     Memory: one array('i') of watts per minute, 4 bytes each (5.6 kB for a day).
     """
 
-    def __init__(self, path, column="Aggregate", start_day=0, hours=24, interp="step"):
+    def __init__(self, path, column="Aggregate", start_day=0, hours=24, interp="step",
+                 date=None):
         name = _basename(path)
         if interp not in ("step", "linear"):
             raise ProfileError("%s: interp must be 'step' or 'linear', got %r" % (name, interp))
@@ -69,6 +72,18 @@ class Profile:
             raise ProfileError("%s: hours must be an int in 1..24, got %r" % (name, hours))
         if not isinstance(start_day, int) or start_day < 0:
             raise ProfileError("%s: start_day must be an int >= 0, got %r" % (name, start_day))
+        first_minute = None
+        if date is not None:
+            if start_day:
+                raise ProfileError("%s: give a date or a start_day, not both" % name)
+            try:
+                if not isinstance(date, str) or len(date) != 10:
+                    raise ValueError
+                first_minute = _parse_minute(date + " 00:00")
+            except (ValueError, IndexError):
+                raise ProfileError("%s: the day must be a date YYYY-MM-DD, got %r"
+                                   % (name, date))
+        self.date = date
         self.path = path
         self.column = column
         self.linear = interp == "linear"
@@ -85,12 +100,12 @@ class Profile:
             if path.endswith(".gz"):
                 import deflate
                 stream = deflate.DeflateIO(f, deflate.GZIP)
-            self._load(stream, name, column, start_day)
+            self._load(stream, name, column, start_day, first_minute)
         finally:
             f.close()
         self._fill_missing(name)
 
-    def _load(self, stream, name, column, start_day):
+    def _load(self, stream, name, column, start_day, start):
         lineno = 1
         header = self._readline(stream, name, lineno)
         if not header:
@@ -103,7 +118,8 @@ class Profile:
         wcol = cols.index(column)
         ncols = len(cols)
         tname = cols[tcol]
-        start = None            # absolute minute of the window's first minute
+        # start: absolute minute of the window's first minute (None: from the first row)
+        first_day = None        # the first row's date, for a window that misses the file
         n = self.minutes
         watts = self.watts
         zeros_before = 0        # exact zeros just before the window (for runs across its start)
@@ -137,6 +153,11 @@ class Profile:
             if w is None or w != w or not -1e7 < w < 1e7:
                 raise ProfileError("%s:%d: expected a number in column %r, got %r"
                                    % (name, lineno, column, wtext))
+            if first_day is None:
+                first_day = ttext[:10] if "-" in ttext[1:] else ""
+                if self.date is not None and not first_day:
+                    raise ProfileError("%s:%d: a date needs times 'YYYY-MM-DD HH:MM:SS' in "
+                                       "column %r, got %r" % (name, lineno, tname, ttext))
             if start is None:
                 start = (minute // 1440 + start_day) * 1440
             i = minute - start
@@ -146,14 +167,19 @@ class Profile:
                 if w != 0:
                     nonzero_before = before
             elif i < n:
+                if not in_window and first_day:
+                    self.date = ttext[:10]      # a window is at most a day, from midnight
                 in_window += 1
                 watts[i] = int(w + 0.5) if w >= 0 else -int(0.5 - w)
             else:
                 if w != 0 or zeros_after >= _ZERO_RUN_MIN:
                     break
                 zeros_after += 1
-        if start is None:
+        if first_day is None:
             raise ProfileError("%s:%d: no data rows" % (name, lineno))
+        if not in_window and self.date is not None:
+            raise ProfileError("%s:%d: no rows on %s (the file starts %s)"
+                               % (name, lineno, self.date, first_day))
         if not in_window:
             raise ProfileError("%s:%d: no rows in the selected window (start_day %d, %d h)"
                                % (name, lineno, start_day, n // 60))
@@ -241,9 +267,9 @@ class Profile:
         return (t_ms // 60000 + 1) * 60000
 
 
-def load(path, day=0, column="Aggregate", hours=24, interp="step"):
-    """Profile(path, column, start_day=day, hours, interp): a shorthand for tools."""
-    return Profile(path, column, start_day=day, hours=hours, interp=interp)
+def load(path, day=0, column="Aggregate", hours=24, interp="step", date=None):
+    """Profile(path, column, start_day=day, hours, interp, date): a shorthand for tools."""
+    return Profile(path, column, start_day=day, hours=hours, interp=interp, date=date)
 
 
 def default_path():
