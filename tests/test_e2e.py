@@ -80,6 +80,9 @@ def test_make_sim_day_summary_plot_and_csv(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "tools/run_sim.py"), "--out", str(out)],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # the README's example day, named: IDEAL house 65 on 5 February 2018
+    assert proc.stdout.split("\n")[0] == (
+        "panelcap sim: default_day.csv (2018-02-05), limit 7200 W, 24 h")
     assert "heap: 128 KB for the firmware" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["hours"] == pytest.approx(24, abs=0.01)
@@ -112,3 +115,22 @@ def test_a_bad_profile_gives_one_line_naming_file_line_and_problem(tmp_path, con
     lines = proc.stderr.strip().split("\n")
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert expected in lines[0]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--cfg", "band_pct=99"], "error: band_pct must be an int in 1..50 %, got 99"),
+    (["--cfg", "nosuch=3"], "error: unknown setting 'nosuch'"),
+    (["--limit-w", "100000"], "error: limit_w must be at most 80 % of the panel rating "
+                              "(19200 W for 100 A on 2 x 120 V), got 100000"),
+    (["--panel", "ev.arrive_h=abc"], "error: --panel: ev.arrive_h must be a number, got 'abc'"),
+    (["--panel", "ev.pf=0.2"], "error: --panel: ev pf must be in 0.5..1, got 0.2"),
+    (["--speed", "-3"], "error: --speed must be >= 0, got -3.0"),
+    (["--day", "2018-02-06"], "error: default_day.csv:1441: no rows on 2018-02-06 "
+                              "(the file starts 2018-02-05)"),
+])
+def test_the_simulator_refuses_a_bad_setting_before_the_firmware_starts(args, expected):
+    # run.py itself, as tests and tools call it: the firmware's own config checks, the panel
+    # model's and the profile's, each one line and exit 2 with nothing on stdout (no CSV).
+    rows, proc = simulate(["--hours", "0.01", "--quiet", *args], heap="2m", check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip() == expected and proc.stdout == ""

@@ -1,10 +1,17 @@
 """Runs the firmware on the simulated board for a number of simulated hours.
 
-micropython tools/panelsim/run.py [--profile FILE] [--limit-w W] [--hours H] [--speed S]
-    [--day N] [--reboot-at-s S] [--mqtt HOST:PORT] [--telemetry-ms MS] [--quiet]
+micropython tools/panelsim/run.py [--profile FILE] [--day YYYY-MM-DD] [--limit-w W]
+    [--hours H] [--speed S] [--reboot-at-s S] [--mqtt HOST:PORT] [--telemetry-ms MS]
+    [--panel KEY=VALUE]... [--cfg KEY=VALUE]... [--quiet] [--check]
 
+--day replays that date of the profile (default: its first day). --panel changes the
+simulated panel (boards/sim.py PANEL, `section.key`), --cfg a firmware setting by its
+top-level name (firmware/config.py; `loads` and `ct` whole, as JSON): VALUE is JSON, else
+text. tools/run_sim.py checks every option first and takes the console's dotted names.
 --mqtt publishes telemetry to a broker and takes commands from it (docs/mqtt.md); socket
 deadlines then run on the host's real clock, everything else on simulated time.
+--check stops before the firmware starts: it loads the profile, builds the panel and checks
+the settings, then prints the date replayed (or "-" for a profile timed in seconds).
 
 Writes one CSV row per simulated second to stdout (header first) and progress to stderr.
 The firmware (firmware/app.py) runs unchanged; only the board and machine are simulated.
@@ -31,12 +38,12 @@ COLUMNS = ("t_s", "base_w", "water_heater_w", "ev_w", "panel_w", "measured_w", "
 
 
 def parse_args(argv):
-    opts = {"profile": DEFAULT_PROFILE, "limit_w": 7200, "hours": 24, "speed": 0, "day": 0,
+    opts = {"profile": DEFAULT_PROFILE, "limit_w": 7200, "hours": 24, "speed": 0, "day": None,
             "panel": [], "cfg": [],
-            "reboot_at_s": -1, "quiet": False, "mqtt": "", "telemetry_ms": 10000,
-            "cpu_factor": 0, "adc_read_us": 0}
+            "reboot_at_s": -1, "quiet": False, "check": False, "mqtt": "",
+            "telemetry_ms": 10000, "cpu_factor": 0, "adc_read_us": 0}
     names = {"--profile": ("profile", str), "--limit-w": ("limit_w", int),
-             "--hours": ("hours", float), "--speed": ("speed", float), "--day": ("day", int),
+             "--hours": ("hours", float), "--speed": ("speed", float), "--day": ("day", str),
              "--reboot-at-s": ("reboot_at_s", int), "--mqtt": ("mqtt", str),
              "--telemetry-ms": ("telemetry_ms", int),
              # the ESP32 cost model (panelsim/vtime.py): 0 turns either part off
@@ -44,8 +51,8 @@ def parse_args(argv):
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg == "--quiet":
-            opts["quiet"] = True
+        if arg in ("--quiet", "--check"):
+            opts[arg[2:]] = True
             i += 1
             continue
         if arg == "--esp32-costs":
@@ -60,7 +67,7 @@ def parse_args(argv):
             key, eq, value = argv[i + 1].partition("=")
             if not eq:
                 raise SystemExit("error: %s needs KEY=VALUE, got %r" % (arg, argv[i + 1]))
-            opts[arg[2:]].append((key, _number(value)))
+            opts[arg[2:]].append((key, _value(value)))
             i += 2
             continue
         if arg not in names or i + 1 >= len(argv):
@@ -71,22 +78,26 @@ def parse_args(argv):
         except ValueError:
             raise SystemExit("error: %s needs a number, got %r" % (arg, argv[i + 1]))
         i += 2
+    # What the engine itself cannot run (tools/run_sim.py checks every option, in the
+    # installer's terms): a negative pace waits for ever, no time writes nothing.
+    if not opts["speed"] >= 0:
+        raise SystemExit("error: --speed must be >= 0, got %r" % opts["speed"])
+    if not opts["hours"] * 3600 >= 1:
+        raise SystemExit("error: --hours must be at least one simulated second, got %r"
+                         % opts["hours"])
     return opts
 
 
-def _number(text):
-    if text[:1] in "[{":            # a list or an object, as JSON (e.g. --cfg loads=[...])
-        import json
-        try:
-            return json.loads(text)
-        except ValueError:
+def _value(text):
+    """A --panel or --cfg value: JSON (a number, a list, an object, true, false, null), else
+    the text itself."""
+    import json
+    try:
+        return json.loads(text)
+    except ValueError:
+        if text[:1] in "[{":
             raise SystemExit("error: not JSON: %r" % text)
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return text
+        return text
 
 
 def panel_params(overrides):
@@ -98,12 +109,37 @@ def panel_params(overrides):
             if not isinstance(params.get(section), dict) or name not in params[section]:
                 raise SystemExit("error: --panel: no setting %r in PANEL" % key)
             params[section] = dict(params[section])
-            params[section][name] = value
+            target = params[section]
         else:
             if key not in params:
                 raise SystemExit("error: --panel: no setting %r in PANEL" % key)
-            params[key] = value
+            target, name = params, key
+        if _is_number(target[name]) and not _is_number(value) and value is not None:
+            # the model multiplies it: text would be repeated, not scaled
+            raise SystemExit("error: --panel: %s must be a number, got %r" % (key, value))
+        target[name] = value
     return params
+
+
+def _is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def check_cfg(cfg):
+    """The firmware's own checks on the settings (config.merged, config.validate), before it
+    starts: a bad one ends the run with one line. The config module is dropped after, as the
+    firmware's build drops it."""
+    import config
+    try:
+        errors = config.validate(config.merged(cfg, board), board)
+    except ValueError as e:
+        errors = [str(e)]
+    config = None
+    sys.modules.pop("config", None)
+    sys.modules.pop("panelrule", None)
+    gc.collect()
+    if errors:
+        raise SystemExit("error: %s" % errors[0])
 
 
 class Recorder:
@@ -185,7 +221,7 @@ def _main(argv):
     from clock import Clock as RealClock, WrappingClock
     import app as firmware_app
     try:
-        prof = profile_mod.load(opts["profile"], day=opts["day"])
+        prof = profile_mod.load(opts["profile"], date=opts["day"])
     except profile_mod.ProfileError as e:
         sys.stderr.write("error: %s\n" % e)
         sys.exit(2)
@@ -197,8 +233,12 @@ def _main(argv):
     if opts["cpu_factor"] > 0:
         vt.charge_cpu(opts["cpu_factor"])
     clock = WrappingClock(vt.now_ms)
-    panel = Panel(panel_params(opts["panel"]), prof)
-    gen = AdcGen(board, panel)
+    try:
+        panel = Panel(panel_params(opts["panel"]), prof)
+    except (ValueError, TypeError) as e:     # the model's own checks on its parameters
+        if not opts["panel"]:
+            raise                   # PANEL as shipped: a bug, not a mistake
+        raise SystemExit("error: --panel: %s" % e)
     end_ms = int(opts["hours"] * 3_600_000)
     cfg = {"limit_w": opts["limit_w"]}
     for key, value in opts["cfg"]:
@@ -209,6 +249,11 @@ def _main(argv):
             sys.stderr.write("error: --mqtt needs HOST:PORT, got %r\n" % opts["mqtt"])
             sys.exit(2)
         cfg.update(mqtt_host=host, mqtt_port=int(port), telemetry_period_ms=opts["telemetry_ms"])
+    check_cfg(cfg)
+    if opts["check"]:
+        print(prof.date or "-")
+        return
+    gen = AdcGen(board, panel)
     out = sys.stdout
     out.write(",".join(COLUMNS) + "\n")
     app_ref = [None]

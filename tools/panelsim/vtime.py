@@ -40,6 +40,7 @@ class VirtualTime:
         self._sim_us = 0                    # simulator work within it, not charged
         self._held_us = 0                   # simulated us charged within it (ADC reads)
         self._cost_rem_us = 0               # charged cost not yet a whole ms
+        self._pace = None                   # (real ms tick, simulated ms) the pace keeps to
 
     def charge_cpu(self, factor=ESP32_CPU_FACTOR):
         self.cpu_factor = factor
@@ -126,9 +127,17 @@ class VirtualTime:
                 real_wait(ioq, 10)  # nothing scheduled: only sockets can wake us
                 return
             if vt.speed:
-                t0 = time.ticks_ms()
-                real_wait(ioq, int(dt / vt.speed))
-                dt = min(dt, int(time.ticks_diff(time.ticks_ms(), t0) * vt.speed) + 1)
+                # Paced from a fixed point, not wait by wait: a wait shorter than a real ms
+                # rounded to none, and summing them capped the speed at a few hundred.
+                now = time.ticks_ms()
+                if vt._pace is None or (vt._elapsed_ms - vt._pace[1]) / vt.speed \
+                        - time.ticks_diff(now, vt._pace[0]) < -1000:
+                    vt._pace = (now, vt._elapsed_ms)    # start, or over a second behind
+                real0, sim0 = vt._pace
+                ahead_ms = (vt._elapsed_ms + dt - sim0) / vt.speed - time.ticks_diff(now, real0)
+                real_wait(ioq, int(ahead_ms) + 1 if ahead_ms > 0 else 0)
+                due = int(time.ticks_diff(time.ticks_ms(), real0) * vt.speed) + sim0
+                dt = max(0, min(dt, due - vt._elapsed_ms))
             else:
                 real_wait(ioq, 0)  # real sockets are still served, without waiting
             if dt > 0:
