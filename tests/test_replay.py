@@ -152,3 +152,63 @@ def test_missing_file_and_bad_options_exit_2(tmp_path):
     assert proc.returncode == 2 and "nope.csv" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     proc = sim(hand_case(tmp_path), "--total", "House")      # no limit
     assert proc.returncode == 2
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--band-pct", 99], "sim.py: error: --band-pct: band_pct must be an int in 1..50 %, got 99"),
+    (["--band-pct", 0], "sim.py: error: --band-pct: band_pct must be an int in 1..50 %, got 0"),
+    (["--min-off-s", -1], "sim.py: error: --min-off-s: min_off_s must be an int in 0..86400 s"),
+    (["--ev-max-a", 100], "sim.py: error: --ev-max-a: max_a must be an int in 6..80 A, got 100"),
+    (["--ev-delay-s", 0], "sim.py: error: --ev-delay-s must be at least 1, got 0"),
+])
+def test_a_controller_option_out_of_range_is_its_problem_in_one_line_exit_2(tmp_path, args,
+                                                                            expect):
+    # shed.py's own checks name the setting; docs/shed.md promises the option's problem.
+    proc = sim(hand_case(tmp_path), "--total", "House", "--ev", "EV", "--limit-w", 7200, *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expect), proc.stderr
+
+
+LAYER = str(ROOT / "tools" / "layer_loads.py")
+
+
+def layer(*args):
+    return subprocess.run([sys.executable, LAYER, *map(str, args)], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+
+
+def test_layer_loads_takes_what_sim_takes_plain_csv_and_any_time_column(tmp_path):
+    # A week of minutes in a plain CSV whose time column is not called Time, and the same
+    # timed in epoch seconds: both layered alike, and the result replays.
+    rows = [[f"2024-03-{4 + m // 1440:02d} {m // 60 % 24:02d}:{m % 60:02d}:00", 500]
+            for m in range(7 * 1440)]
+    plain = write_csv(tmp_path / "week.csv", ["timestamp", "Aggregate"], rows)
+    epoch = write_csv(tmp_path / "week_epoch.csv.gz", ["t", "Aggregate"], [
+        [1709510400 + 60 * m, w] for m, (_, w) in enumerate(rows)], gz=True)
+    out = tmp_path / "layered.csv"
+    proc = layer(plain, out, "--seed", 7)
+    assert proc.returncode == 0, proc.stderr
+    with open(out) as f:
+        table = list(csv.reader(f))
+    assert table[0] == ["timestamp", "Aggregate", "EV", "WaterHeater"]
+    assert any(r[2] == "7680" for r in table[1:]) and any(r[3] == "4500" for r in table[1:])
+    assert all(float(r[1]) == 500 + int(r[2]) + int(r[3]) for r in table[1:])
+    proc = layer(epoch, tmp_path / "layered_epoch.csv.gz", "--seed", 7)
+    assert proc.returncode == 0, proc.stderr
+    with gzip.open(tmp_path / "layered_epoch.csv.gz", "rt") as f:
+        assert [r[2:] for r in csv.reader(f)][1:] == [r[2:] for r in table[1:]]
+    proc = sim(out, "--total", "Aggregate", "--ev", "EV", "--water-heater", "WaterHeater",
+               "--limit-w", 7200, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_layer_loads_bad_input_is_one_line_exit_2(tmp_path):
+    p = write_csv(tmp_path / "bad.csv", ["Time", "Aggregate"],
+                  [["2024-03-01 10:00:00", 100], ["2024-03-01 10:01:00", "12x"]])
+    proc = layer(p, tmp_path / "out.csv")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"layer_loads.py: error: {p}:3: bad number '12x' in column 'Aggregate'")
+    proc = layer(p, tmp_path / "out.csv", "--total", "House")
+    assert proc.returncode == 2 and ":1: no column 'House' (--total)" in proc.stderr

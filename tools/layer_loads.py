@@ -1,9 +1,13 @@
 """Layer a synthetic Level-2 EV and an electric water heater onto a household CSV.
 
-    .venv/bin/python tools/layer_loads.py IN.csv.gz OUT.csv.gz [--seed N]
+    .venv/bin/python tools/layer_loads.py IN.csv[.gz] OUT.csv[.gz] [--seed N] [--time COL]
+        [--total COL]
 
-Adds columns `EV` and `WaterHeater` (watts) and adds them into `Aggregate`, so the replay
-sees them as controllable loads metered inside the whole-house total. The profiles are
+IN is what tools/sim.py takes, read by its reader: a CSV or .csv.gz with a time column (ISO
+date-times or epoch seconds; default `Time`, else the first column) and a whole-house watts
+column (--total, default `Aggregate`). Adds columns `EV` and `WaterHeater` (watts) and adds
+them into the total, so the replay sees them as controllable loads metered inside it; OUT is
+gzipped if its name ends in .gz. Bad input prints one line "FILE:LINE: problem", exit 2. The profiles are
 deterministic for a given seed (default: derived from the file name):
 - EV: 32 A at 240 V (7,680 W) while charging. Weekdays: plugged in on 5 days out of 7 between
   17:00 and 19:30, needing 8-24 kWh. Weekends: on half the days, plugged in between 10:00
@@ -21,7 +25,8 @@ import random
 import sys
 import zlib
 
-from sim import zero_runs   # tools/sim.py: the replay's rule for missing data
+# tools/sim.py: the replay's reader and its rule for missing data
+from sim import InputError, read_table, zero_runs
 
 EV_W = 7680
 WH_W = 4500
@@ -47,17 +52,23 @@ def _intervals_for_day(rng, day):
     return out
 
 
-def layer(in_path, out_path, seed=None, gap_rows=10):
+def layer(in_path, out_path, seed=None, gap_rows=10, time_col=None, total_col="Aggregate"):
+    """Writes in_path with the EV and the water heater layered in to out_path; returns the
+    seed. Raises sim.InputError ("FILE:LINE: problem") on bad input."""
+    in_path = str(in_path)
     if seed is None:
         seed = zlib.crc32(in_path.split("/")[-1].encode())
     rng = random.Random(seed)
-    with gzip.open(in_path, "rt", newline="") as f:
-        rows = list(csv.reader(f))
-    header, data = rows[0], rows[1:]
-    ti, ai = header.index("Time"), header.index("Aggregate")
-    times = [datetime.datetime.fromisoformat(r[ti]) for r in data]
-    agg = [float(r[ai]) for r in data]
-    missing = zero_runs(agg, gap_rows)
+    header, _, rows = read_table(in_path, time_col, [("--total", total_col)])
+    if not rows:
+        raise InputError(f"{in_path}:1: no data rows")
+    ai = header.index(total_col)
+    data = [rec for _, _, rec, _ in rows]
+    # Wall-clock times as the file gives them (naive times are read as UTC and come back so).
+    times = [datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).replace(tzinfo=None)
+             for _, ts, _, _ in rows]
+    agg = [vals[0] for _, _, _, vals in rows]       # None: empty or NaN, missing
+    missing = [a is None or gap for a, gap in zip(agg, zero_runs(agg, gap_rows))]
     # Demand per minute-of-run, built day by day; a session may run past midnight.
     t0 = times[0].replace(hour=0, minute=0, second=0)
     span_min = int((times[-1] - t0).total_seconds() // 60) + 1 + 24 * 60
@@ -80,7 +91,8 @@ def layer(in_path, out_path, seed=None, gap_rows=10):
         r = list(r)
         r[ai] = repr(a + e + h) if not miss else r[ai]
         w.writerow(r + [e, h])
-    with gzip.open(out_path, "wt", newline="") as f:
+    opener = gzip.open if str(out_path).endswith(".gz") else open
+    with opener(out_path, "wt", newline="") as f:
         f.write(out.getvalue())
     return seed
 
@@ -91,8 +103,14 @@ def main(argv=None):
     ap.add_argument("dst")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--gap-rows", type=int, default=10)
+    ap.add_argument("--time", dest="time_col", help="time column (default Time, else the first)")
+    ap.add_argument("--total", default="Aggregate", help="whole-house watts column")
     args = ap.parse_args(argv)
-    seed = layer(args.src, args.dst, args.seed, args.gap_rows)
+    try:
+        seed = layer(args.src, args.dst, args.seed, args.gap_rows, args.time_col, args.total)
+    except InputError as e:
+        print(f"layer_loads.py: error: {e}", file=sys.stderr)
+        return 2
     print(f"{args.dst}: EV and WaterHeater layered, seed {seed}")
     return 0
 

@@ -4,8 +4,10 @@ Usage: micropython replay_mpy.py ROWS_FILE STRATEGY [TRACE_FILE]
 ROWS_FILE (written by tools/sim.py): a JSON header line, then one line per input row
 "t_s base_w demand_w..." (base_w x: no valid measurement), then "end t_s". STRATEGY is
 panelcap (decisions from firmware/shed.py), no_control or current_shaper. Prints the metrics
-as one JSON line. The panel model: a contactor acts at the next step, an EV follows its
-setpoint after its response delay; energy a load could not take is owed and drawn later.
+as one JSON line; a controller setting shed.py refuses is one "error: ..." line on stderr,
+exit 2; a crash puts its traceback there, exit 1. The panel model: a contactor acts at the
+next step, an EV follows its setpoint after its response delay; energy a load could not take
+is owed and drawn later.
 """
 import json
 import sys
@@ -132,7 +134,14 @@ def main():
     clock = Clock()
     ctl = None
     if strategy == "panelcap":
-        ctl, ctl_loads, meas = build_panelcap(hdr, loads, clock)
+        try:
+            ctl, ctl_loads, meas = build_panelcap(hdr, loads, clock)
+        except ValueError as e:
+            # shed.py's own checks on the controller's settings: an option's mistake, one
+            # line ("error: band_pct must be an int in 1..50 %, got 99"), exit 2
+            msg = str(e)
+            sys.stderr.write(("" if msg.startswith("error: ") else "error: ") + msg + "\n")
+            sys.exit(2)
     elif strategy not in ("no_control", "current_shaper"):
         raise SystemExit("unknown strategy " + strategy)
     evs = [ld for ld in loads if ld.kind == "ev"]
@@ -289,4 +298,8 @@ def main():
     print(json.dumps(res))
 
 
-main()
+try:
+    main()
+except Exception as e:      # a bug: the traceback on stderr, where tools/sim.py looks
+    sys.print_exception(e, sys.stderr)
+    sys.exit(1)

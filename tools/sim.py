@@ -15,7 +15,8 @@ strategy's decisions come from firmware/shed.py running under the MicroPython un
 the EV) / volts, OpenEVSE's formula) run in the same replay so all three see the same panel.
 Long runs of exact zeros in the total (--gap-rows) and empty/NaN totals are missing data:
 the controller gets no valid measurement there (its failsafe acts) and the base is 0.
-Bad input (missing column, malformed row) prints one line "FILE:LINE: problem", exit 2.
+Bad input (missing column, malformed row) prints one line "FILE:LINE: problem", a bad
+option one line with the option's problem ("--band-pct: band_pct must be ..."); exit 2.
 """
 import argparse
 import csv
@@ -65,8 +66,13 @@ def _time(text):
     return dt.timestamp()
 
 
-def read_csv(path, time_col, total_col, load_cols):
-    """Rows as (t_s, total or None, [load W]); t_s from the first row. Raises InputError."""
+def read_table(path, time_col, columns):
+    """Reads a CSV or .csv.gz with a time column (time_col; default 'Time', else the first
+    column; ISO date-times or epoch seconds, advancing row by row) and watt columns, checking
+    every row. columns: (option, column name) pairs, the option for the error message.
+    Returns (header, time column, rows), each row (line number, t_s epoch seconds, the row's
+    fields, [watts or None (missing) per column]). Raises InputError "FILE:LINE: problem".
+    tools/sim.py and tools/layer_loads.py read their input with it."""
     name = str(path)
     opener = gzip.open if name.endswith(".gz") else open
     try:
@@ -80,18 +86,13 @@ def read_csv(path, time_col, total_col, load_cols):
     header = [h.strip() for h in header]
     if time_col is None:
         time_col = "Time" if "Time" in header else header[0]
-    idx = {}
-    for role, col in [("time", time_col), ("total", total_col)] + [("load", c) for c in load_cols]:
+    for option, col in [("--time", time_col)] + list(columns):
         if col not in header:
-            raise InputError(f"{name}:1: no column {col!r} (--{role}); columns are {', '.join(header)}")
-        idx[col] = header.index(col)
-    if len(set(load_cols)) != len(load_cols) or total_col in load_cols:
-        raise InputError(f"{name}:1: a column is named twice among --total/--ev/--water-heater")
-    ti, tot_i = idx[time_col], idx[total_col]
-    li = [idx[c] for c in load_cols]
+            raise InputError(f"{name}:1: no column {col!r} ({option}); columns are {', '.join(header)}")
+    ti = header.index(time_col)
+    cols = [(col, header.index(col)) for _, col in columns]
     width = len(header)
     rows = []
-    t0 = None
     prev = None
     lineno = 1
     try:
@@ -108,22 +109,33 @@ def read_csv(path, time_col, total_col, load_cols):
                 raise InputError(f"{name}:{lineno}: time {rec[ti]!r} does not advance")
             prev = ts
             vals = []
-            for col, i in [(total_col, tot_i)] + list(zip(load_cols, li)):
+            for col, i in cols:
                 try:
                     vals.append(_num(rec[i]))
                 except ValueError:
                     raise InputError(f"{name}:{lineno}: bad number {rec[i]!r} in column {col!r}")
-            if t0 is None:
-                t0 = ts
-            rows.append((ts - t0, vals[0], [max(0.0, v or 0.0) for v in vals[1:]]))
+            rows.append((lineno, ts, rec, vals))
     except csv.Error as e:
         raise InputError(f"{name}:{lineno}: {e}")
     except (OSError, EOFError, UnicodeDecodeError) as e:
         raise InputError(f"{name}:{lineno}: cannot read: {e}")
     finally:
         fh.close()
-    if len(rows) < 2:
-        raise InputError(f"{name}:{lineno}: need at least two data rows, got {len(rows)}")
+    return header, time_col, rows
+
+
+def read_csv(path, time_col, total_col, load_cols):
+    """Rows as (t_s, total or None, [load W]); t_s from the first row. Raises InputError."""
+    if len(set(load_cols)) != len(load_cols) or total_col in load_cols:
+        raise InputError(f"{path}:1: a column is named twice among --total/--ev/--water-heater")
+    header, _, table = read_table(path, time_col, [("--total", total_col)] + [
+        ("--ev/--water-heater", c) for c in load_cols])
+    if len(table) < 2:
+        lineno = table[-1][0] if table else 1
+        raise InputError(f"{path}:{lineno}: need at least two data rows, got {len(table)}")
+    t0 = table[0][1]
+    rows = [(ts - t0, vals[0], [max(0.0, v or 0.0) for v in vals[1:]])
+            for _, ts, _, vals in table]
     return rows, t0
 
 
@@ -182,6 +194,18 @@ def write_rows(path, hdr, rows, end_s):
         f.write(f"end {end_s}\n")
 
 
+# What firmware/shed.py calls a setting, and the option of this tool that gives it.
+_OPTION_OF = {"band_pct": "--band-pct", "settle_s": "--settle-s", "stagger_s": "--stagger-s",
+              "stale_ms": "--stale-s", "min_on_s": "--min-on-s", "min_off_s": "--min-off-s",
+              "max_ops_per_h": "--max-ops-per-h", "ramp_step_a": "--ramp-step-a",
+              "resume_pause_s": "--resume-pause-s", "max_a": "--ev-max-a", "volts": "--volts",
+              "response_s": "--ev-delay-s", "setpoint_w": "--limit-w"}
+
+
+class OptionError(Exception):
+    """A controller option the firmware's shed module refused: str() is one line."""
+
+
 def run_strategies(rows_path, strategies, trace_dir):
     env = dict(os.environ, MICROPYPATH=MICROPYPATH)
     procs = {}
@@ -192,11 +216,24 @@ def run_strategies(rows_path, strategies, trace_dir):
         procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        text=True, cwd=ROOT, env=env)
     results = {}
-    for name, p in procs.items():
-        out, err = p.communicate()
-        if p.returncode != 0:
-            raise RuntimeError(f"replay of {name} failed ({p.returncode}): {err.strip()[-2000:]}")
-        results[name] = json.loads(out.strip().splitlines()[-1])
+    try:
+        for name, p in procs.items():
+            out, err = p.communicate()
+            last = (err.strip().splitlines() or [""])[-1]
+            if p.returncode == 2 and last.startswith("error: "):
+                # replay_mpy.py: shed.py refused a setting ("error: band_pct must be ...")
+                problem = last[len("error: "):]
+                option = _OPTION_OF.get(problem.split(" ", 1)[0])
+                raise OptionError(f"{option}: {problem}" if option else problem)
+            if p.returncode != 0:
+                raise RuntimeError(f"replay of {name} failed ({p.returncode}): "
+                                   f"{last or (out or err).strip()[-2000:]}")
+            results[name] = json.loads(out.strip().splitlines()[-1])
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     return results
 
 
@@ -354,6 +391,12 @@ def main(argv=None):
     limit_w = args.limit_w if args.limit_w is not None else args.limit_a * args.volts
     if limit_w <= 0:
         ap.exit(2, "sim.py: error: the limit must be positive\n")
+    # The replay's own model (tools/replay_mpy.py); the controller's options are checked by
+    # firmware/shed.py itself when the panelcap strategy builds it.
+    for option, value in (("--volts", args.volts), ("--ev-delay-s", args.ev_delay_s),
+                          ("--trace-step-s", args.trace_step_s), ("--gap-rows", args.gap_rows)):
+        if value < 1:
+            ap.exit(2, f"sim.py: error: {option} must be at least 1, got {value}\n")
     t_start = time.monotonic()
     cols = [c for _, c in args.loads]
     try:
@@ -386,6 +429,9 @@ def main(argv=None):
         write_rows(rows_path, hdr, rows, end_s)
         try:
             results = run_strategies(rows_path, strategies, tmp if want_trace else None)
+        except OptionError as e:
+            print(f"sim.py: error: {e}", file=sys.stderr)
+            return 2
         except RuntimeError as e:
             print(f"sim.py: error: {e}", file=sys.stderr)
             return 1
