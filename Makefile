@@ -20,6 +20,7 @@ MQTT ?=
 SPEED ?=
 OUT ?= out
 ESP32_COSTS ?=
+DAY ?=
 
 .PHONY: all test sim bench venv lib debs unix32 clean
 
@@ -50,7 +51,7 @@ test: $(VENV_STAMP) $(LIB_STAMP) $(DEBS_STAMP) $(UNIX32_STAMP)
 	MICROPYTHON_VERSION=$(MICROPYTHON_VERSION) $(VPY) -m pytest -q tests
 
 sim: $(VENV_STAMP) $(LIB_STAMP) $(UNIX32_STAMP)
-	$(VPY) tools/run_sim.py --profile "$(PROFILE)" --limit-w $(LIMIT_W) --hours $(HOURS) --out $(OUT) $(if $(MQTT),--mqtt $(MQTT)) $(if $(SPEED),--speed $(SPEED)) $(if $(ESP32_COSTS),--esp32-costs)
+	$(VPY) tools/run_sim.py --profile "$(PROFILE)" --limit-w $(LIMIT_W) --hours $(HOURS) --out $(OUT) $(if $(MQTT),--mqtt $(MQTT)) $(if $(SPEED),--speed $(SPEED)) $(if $(ESP32_COSTS),--esp32-costs) $(if $(DAY),--day $(DAY))
 
 # Benchmarks live apart from the tests: ratios measured side by side in one run.
 bench: $(VENV_STAMP) $(LIB_STAMP) $(UNIX32_STAMP)
