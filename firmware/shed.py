@@ -262,8 +262,8 @@ class Controller:
         pending = clock.ticks_diff(now, self._pending_until) < 0
         if pending:
             # A command is still on its way to a load: project its effect.
+            self._estimate_all(now)
             for load in self._ctl:
-                self._estimate(load, now)
                 d = load._proj_w - load._act_w
                 if d:
                     p_w += d
@@ -288,8 +288,7 @@ class Controller:
         self._p2 = p2
         if p_w > self._shed_w or p1 > self._shed_ma or p2 > self._shed_ma:
             if not pending:
-                for load in self._ctl:
-                    self._estimate(load, now)
+                self._estimate_all(now)
             self._shed_pass(now, False, None, self._shed_w, self._shed_ma,
                             self._restore_w, self._restore_ma)
             if self._over(self._shed_w, self._shed_ma):
@@ -302,8 +301,7 @@ class Controller:
         elif p_w < self._restore_w and p1 < self._restore_ma and p2 < self._restore_ma:
             if clock.ticks_diff(now, self._next_up_ms) >= 0:
                 if not pending:
-                    for load in self._ctl:
-                        self._estimate(load, now)
+                    self._estimate_all(now)
                 self._restore_step(now)
             else:
                 self.state = "recovering" if self._recovering else "ok"
@@ -330,22 +328,24 @@ class Controller:
         self.limit_ma = self.shed_ma = None if ma >= _NO_LIMIT else ma
         self.restore_ma = None if ma >= _NO_LIMIT else self._restore_ma
 
-    def _estimate(self, load, now):
-        """Set load._act_w (draw now) and load._proj_w (draw once its command took effect)."""
-        cmd = load._cmd_w
-        in_window = self.clock.ticks_diff(now, load._changed_ms) < load.response_ms
-        m = load.measured_w
-        if m < 0:
-            act = load._prev_cmd_w if in_window else cmd
-        else:
-            act = m
-        load._act_w = act
-        if not in_window:
-            load._proj_w = act
-        elif load._up:
-            load._proj_w = cmd if cmd > act else act
-        else:
-            load._proj_w = cmd if cmd < act else act
+    def _estimate_all(self, now):
+        """Set each load's _act_w (draw now) and _proj_w (draw once its command took effect)."""
+        clock = self.clock      # clock.ticks_diff(...), not a local: a bound method allocates
+        for load in self._ctl:
+            cmd = load._cmd_w
+            in_window = clock.ticks_diff(now, load._changed_ms) < load.response_ms
+            m = load.measured_w
+            if m < 0:
+                act = load._prev_cmd_w if in_window else cmd
+            else:
+                act = m
+            load._act_w = act
+            if not in_window:
+                load._proj_w = act
+            elif load._up:
+                load._proj_w = cmd if cmd > act else act
+            else:
+                load._proj_w = cmd if cmd < act else act
 
     # --- commands --------------------------------------------------------------------
     def _record_op(self, load, now):
@@ -494,12 +494,16 @@ class Controller:
         An on/off load that is on but idle (thermostat satisfied) keeps its rated draw
         reserved, so no other load takes the room its surprise start needs; a modulated load
         that draws nothing is parked at its floor for the same reason."""
+        # Runs on every update while there is room or a load waits for it, so the helpers a
+        # pass would call per load are written out here (each call costs as much as the
+        # arithmetic it saves): see shed_cost_vs_harness in BENCHMARKS.md.
         clock = self.clock
         interval = self.stagger_ms if self._recovering else self.settle_ms
+        ctl = self._ctl
         cw = 0
         c1 = 0
         c2 = 0
-        for load in self._ctl:
+        for load in ctl:
             if load.kind == KIND_ONOFF:
                 if load.on and load._proj_w < load.rated_w:
                     d = load.rated_w - load._proj_w
@@ -516,51 +520,73 @@ class Controller:
         self._claim_w = cw
         self._claim1 = c1
         self._claim2 = c2
-        ctl = self._ctl
+        # Room left under the restore thresholds (the commands above are in _p_*).
+        room_w = self._restore_w - self._p_w - cw
+        room1 = self._restore_ma - self._p1 - c1
+        room2 = self._restore_ma - self._p2 - c2
         no_room = False
         for i in range(len(ctl)):    # no enumerate(): it would allocate
             load = ctl[i]
             v = load.volts
-            if load.kind == KIND_ONOFF:
-                if load.on or not self._may_switch_on(load, now):
+            kind = load.kind
+            if kind == KIND_ONOFF:
+                if load.on:
                     continue
-                inc_a = 0
-                inc_w = load.rated_w
+                sp = 0
             else:
                 sp = load.setpoint_a
                 if sp >= load.max_a:
                     continue
-                if sp == 0:
-                    if not self._may_switch_on(load, now):
-                        continue
-                    inc_a = load.min_a if load.min_a > 0 else load.ramp_step_a
+            if sp == 0:
+                # Off: it waits its min_off time (an EV its resume pause too) and keeps room
+                # in the hour's operations for the shed that may follow this restore.
+                off_ms = load.min_off_ms
+                if kind == KIND_MODULATED and load.resume_pause_ms > off_ms:
+                    off_ms = load.resume_pause_ms
+                if clock.ticks_diff(now, load.switched_ms) < off_ms:
+                    continue
+                if load._ops_n and clock.ticks_diff(now, load._ops_t[load._ops_head]) >= _HOUR_MS:
+                    self._drop_old_ops(load, now)
+                if load._ops_n + 2 > load.max_ops_per_h:
+                    continue
+                if kind == KIND_ONOFF:
+                    inc_a = 0
+                    inc_w = load.rated_w
                 else:
-                    # Still answering its last command, or drawing well under its
-                    # setpoint (so it would not use more): leave it.
-                    if clock.ticks_diff(now, load._changed_ms) < load.response_ms or \
-                            0 <= load.measured_w < (sp - load.ramp_step_a) * v:
-                        continue
-                    inc_a = load.ramp_step_a
-                    if sp + inc_a > load.max_a:
-                        inc_a = load.max_a - sp
+                    inc_a = load.min_a if load.min_a > 0 else load.ramp_step_a
+                    inc_w = inc_a * v
+                # Fits if every dimension it sits on stays at or under its threshold.
+                inc_ma = inc_w * 1000 // v
+                if inc_w <= room_w and (not load.on_l1 or inc_ma <= room1) and \
+                        (not load.on_l2 or inc_ma <= room2):
+                    if not self._room_held(now):
+                        return
+                    self._command(load, now, True, inc_a)
+                    self._up_done(now, interval)
+                    return
+            else:
+                # Still answering its last command, or drawing well under its setpoint (so
+                # it would not use more): leave it.
+                if clock.ticks_diff(now, load._changed_ms) < load.response_ms or \
+                        0 <= load.measured_w < (sp - load.ramp_step_a) * v:
+                    continue
+                inc_a = load.ramp_step_a
+                if sp + inc_a > load.max_a:
+                    inc_a = load.max_a - sp
                 inc_w = inc_a * v
-            if load.kind == KIND_MODULATED and load.setpoint_a > 0:
-                room_a = self._room_a(load)
+                # Whole amps it could add and stay under every threshold it sits on.
+                room_a = room_w // v
+                if load.on_l1 and room1 // 1000 < room_a:
+                    room_a = room1 // 1000
+                if load.on_l2 and room2 // 1000 < room_a:
+                    room_a = room2 // 1000
                 if room_a > 0:
                     if not self._room_held(now):
                         return
-                    self._command(load, now, True, load.setpoint_a + (inc_a if inc_a < room_a else room_a))
+                    self._command(load, now, True, sp + (inc_a if inc_a < room_a else room_a))
                     self._up_done(now, interval)
                     return
-                no_room = True
-            elif self._fits(load, inc_w):
-                if not self._room_held(now):
-                    return
-                self._command(load, now, True, inc_a)
-                self._up_done(now, interval)
-                return
-            else:
-                no_room = True
+            no_room = True
             # Does not fit: take room from lower-priority loads if that would be enough.
             if self._reclaim(load, now, inc_w, i):
                 self.state = "reclaiming"
@@ -585,28 +611,6 @@ class Controller:
     def _up_done(self, now, interval):
         self.state = "recovering" if self._recovering else "restoring"
         self._next_up_ms = self.clock.ticks_add(now, interval)
-
-    def _room_a(self, load):
-        """Whole amps load could add and stay at or under every restore threshold it sits on."""
-        v = load.volts
-        room = (self._restore_w - self._p_w - self._claim_w) // v
-        if load.on_l1:
-            r = (self._restore_ma - self._p1 - self._claim1) // 1000
-            if r < room:
-                room = r
-        if load.on_l2:
-            r = (self._restore_ma - self._p2 - self._claim2) // 1000
-            if r < room:
-                room = r
-        return room
-
-    def _fits(self, load, inc_w):
-        inc_ma = inc_w * 1000 // load.volts
-        if self._p_w + self._claim_w + inc_w > self._restore_w:
-            return False
-        if load.on_l1 and self._p1 + self._claim1 + inc_ma > self._restore_ma:
-            return False
-        return not (load.on_l2 and self._p2 + self._claim2 + inc_ma > self._restore_ma)
 
     def _reclaim(self, load, now, inc_w, index):
         """Switch off or turn down lower-priority loads (their timers respected) when that
