@@ -616,22 +616,24 @@ class Controller:
         """Switch off or turn down lower-priority loads (their timers respected) when that
         makes room for load's next step; an idle load's reserved room counts as freed."""
         inc_ma = inc_w * 1000 // load.volts
+        clock = self.clock
         ctl = self._ctl
         n = len(ctl)
         free_w = 0
         free1 = 0
         free2 = 0
+        # Tried on every update a load waits for room: _may_switch_off written out.
         for j in range(index + 1, n):
             low = ctl[j]
             if low.kind == KIND_ONOFF:
-                if not low.on or not self._may_switch_off(low, now):
+                if not low.on or clock.ticks_diff(now, low.switched_ms) < low.min_on_ms:
                     continue
                 w = low.rated_w if low.rated_w > low._proj_w else low._proj_w
             else:
                 if low.setpoint_a <= 0 or low._proj_w <= 0:
                     continue
                 w = low._proj_w
-                if not self._may_switch_off(low, now):
+                if clock.ticks_diff(now, low.switched_ms) < low.min_on_ms:
                     w -= low.min_a * low.volts
                     if w <= 0:
                         continue
