@@ -79,8 +79,13 @@ def _bind(app, spec):
     for key in ("min_on_s", "min_off_s", "max_a", "min_a", "resume_pause_s"):
         if key in spec:
             extra[key] = spec[key]
+    import panelrule
+    cfg = app.cfg
+    # the volts across the load (120 V on one leg of a 120/240 V panel, 240 V on both): its
+    # amps per leg, and so the per-leg limit, follow from it
+    volts = panelrule.leg_volts(spec["leg"], panelrule.legs(cfg["system"]), cfg["volts"])
     load = shed.Load(spec["name"], kind, spec["priority"], spec["leg"], spec["rated_w"],
-                     **extra)
+                     volts=volts, **extra)
     driver = spec.get("driver")
     if "output" in spec:
         actuator = _contactor(app, load, spec["output"])

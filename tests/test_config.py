@@ -177,3 +177,26 @@ print(a.setpoint_w, a.limits.effective_w())
     assert out[0] == "[] 18400 18400"
     assert out[1] == "18400 14000 ['water_heater', 'ev']"
     assert out[2] == "19200 15000"          # split phase: 24,000 W less the 9 kW
+
+
+def test_each_load_is_built_at_the_volts_across_it(tmp_path):
+    # A load's amps (and so every per-leg limit) come from its volts: a 1,440 W pump on one
+    # leg of a 120/240 V panel is 12 A there, not the 6 A a 240 V figure would make it; on a
+    # 230 V single-phase panel every load sees 230 V.
+    out = run_mpy(SETUP % tmp_path + """
+from standin import machine
+import app
+from clock import Clock
+machine.inject(36, 1970)
+c = config.defaults(board)
+c['loads'].append({'name': 'pool', 'kind': 'onoff', 'priority': 3, 'leg': 'L1',
+                   'rated_w': 1440, 'output': 1})
+a = app.App(board, machine, Clock(), c)
+print(sorted((b.load.name, b.load.volts) for b in a.bindings))
+c['system'] = 'single'; c['volts'] = 230
+for spec in c['loads']: spec['leg'] = 'L1'
+a = app.App(board, machine, Clock(), c)
+print(sorted((b.load.name, b.load.volts) for b in a.bindings))
+""", heap="512k").stdout.splitlines()
+    assert out[0] == "[('ev', 240), ('pool', 120), ('water_heater', 240)]", out
+    assert out[1] == "[('ev', 230), ('pool', 230), ('water_heater', 230)]", out
