@@ -283,14 +283,7 @@ def test_230v_50hz_supply(mpy, tmp_path):
     assert irms_like_firmware(s[0, :, 2], 22.0) < 0.15      # no L2 on a single-phase supply
 
 
-def test_a_day_of_windows_leaks_nothing(mpy):
-    # A day of the panel and its ADC windows, as the simulator runs them beside the firmware.
-    # On the 32-bit port the panel's and the generator's wide integers (us, uJ, Q30
-    # products) are heap ints: ~1.4 KB of garbage a simulated second, which the collector
-    # takes back (the 64-bit port allocates none; making the simulator allocation-free at
-    # 32 bits is still to do). What must hold: the heap in use after collection does not
-    # grow over the day, and the EV gets its energy. Speed is make bench's, not a test's.
-    out = mpy("""
+ALLOC_SCRIPT = """
 import array, gc
 import sim
 from panelsim.profile import Profile
@@ -301,23 +294,61 @@ pn.set_contactor(0, True)
 pn.set_pilot_amps(32)
 g = AdcGen(sim, pn, sim.PANEL)
 buf = array.array("H", bytes(2 * 330 * 6))
-used = []
-for s in range(86400):
-    pn.advance_to(s * 1000)
-    g.fill(buf, 330, s * 1000000)
-    if s % 21600 == 0:
+out = {"alloc": [], "state": []}
+
+def window(s0):
+    # 2 simulated minutes from s0, a window every 250 ms, the time as s + ms as a long run
+    # gives it; measured 20 steps at a time, so that a leak shows as a figure, not as a full
+    # heap (gc.disable(): every byte allocated counts, collected or not)
+    pn.advance_to(0, s0)
+    s = s0
+    ms = 0
+    total = 0
+    for chunk in range(24):
         gc.collect()
-        used.append(gc.mem_alloc())
-gc.collect()
-used.append(gc.mem_alloc())
-print(repr({"used": used, "ev_j": pn.ev_energy_j, "lo": min(buf), "hi": max(buf)}))
-""").stdout
-    r = ast.literal_eval(out.strip().splitlines()[-1])
-    # from the first quarter on (the state the model keeps, its wide ints included, has grown
-    # to its size by then): flat
-    assert max(r["used"][1:]) - min(r["used"][1:]) <= 256, r["used"]
-    assert r["ev_j"] >= 30000 * 3600
-    assert 0 < r["lo"] < r["hi"] < 4095
+        gc.disable()
+        before = gc.mem_alloc()
+        for i in range(20):
+            pn.advance_to(ms, s)
+            g.fill(buf, 330, ms * 1000 + 17, s)
+            ms += 250
+            if ms == 1000:
+                ms = 0
+                s += 1
+        total += gc.mem_alloc() - before
+        gc.enable()
+    out["alloc"].append((s0, total))
+    out["state"].append((s0, pn.t_ms, pn.ev_ma, pn.wh_ma, pn.wh_drawing, min(buf), max(buf)))
+
+DAY = 86400
+window(0)
+window(6 * 3600 + 2700 + 30)            # a hot water draw: the tank in 1 s steps
+window(17 * 3600 + 1800 + 10)           # the EV charging
+window(DAY - 60)                        # across midnight
+out["ev_j_day1"] = pn.ev_energy_j
+pn.advance_to(0, 12 * DAY + 43200 - 10)
+pn.ev_plug_in(60000)                    # a second vehicle, charging from 5 s on
+window(12 * DAY + 43200)                # 12.5 days: ms since the start pass 2**30
+window(29 * DAY + 6 * 3600 + 2700 + 30)
+print(repr(out))
+"""
+
+
+def test_panel_and_windows_allocate_nothing_over_30_days(mpy):
+    # On the 32-bit port (the ESP32's word size) an int of 2**30 or more is a heap object:
+    # us since the start pass it after 18 minutes, ms after 12.4 days, uJ in a second of
+    # EV charging. The simulator shares the heap with the firmware, so each window (and the
+    # panel step before it) must allocate nothing, with the EV charging, water drawn, across
+    # midnight and late in a 30-day run. Speed is make bench's, not a test's.
+    r = ast.literal_eval(mpy(ALLOC_SCRIPT).stdout.strip().splitlines()[-1])
+    assert all(b == 0 for _, b in r["alloc"]), r["alloc"]       # (window start s, bytes)
+    assert r["ev_j_day1"] >= 30000 * 3600              # the first day's vehicle got its need
+    state = {s0: rest for s0, *rest in r["state"]}
+    t_ms, ev_ma, _, _, _, _ = state[12 * 86400 + 43200]
+    assert t_ms > 2**30 and ev_ma == 32000             # charging, past 2**30 ms
+    _, _, wh_ma, drawing, _, _ = state[29 * 86400 + 6 * 3600 + 2700 + 30]
+    assert wh_ma > 0 and drawing                       # heating through a draw on day 29
+    assert all(0 < lo < hi < 4095 for *_, lo, hi in r["state"])
 
 
 @pytest.mark.parametrize("arch", ["host", "xtensawin"])

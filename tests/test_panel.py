@@ -31,7 +31,7 @@ def test_ev_energy_is_the_integral_of_its_power_through_setpoint_changes(mpy):
 pn = Panel(params(ev={"arrive_h": 0.01, "need_wh": 100000}), ConstantProfile(800))
 plan = {0: 32, 60000: 16, 61000: 40, 90000: 0, 120000: 10, 150000: 5, 170000: 24}
 integral_uj = 0
-changes = []        # only the changes: 2,000 kept steps were more than the 32-bit heap held
+changes = []        # (t, ev_ma) where the current changes
 t = 0
 while t < 200000:
     if t in plan:

@@ -10,6 +10,10 @@
 # the mains phase, the bias, and the noise scale. The per-sample work is the viper kernel:
 # sine and cosine by linear interpolation in a 1024-entry table (error < 0.01 count),
 # a multiply-add, an LCG for noise, rounding and clipping.
+#
+# That reduction allocates nothing on a 32-bit port (where an int of 2**30 or more is a heap
+# object): time comes as whole seconds plus us, and each wide product is formed from 11-bit
+# limbs, with the same results as the one wide int it replaces.
 
 
 import math
@@ -29,7 +33,17 @@ _AMP_MAX = const(4096 * 32)     # amplitude limit sqrt(a*a + b*b) <= 2**17 (Q5 c
 _NOISE_MEAN = const(765)        # sum of three uniform bytes: mean 382.5 * 2 (kept doubled)
 _HDR = const(4)                 # params: nch, rounds, phase step per slot, LCG state
 _PER_CH = const(5)              # per channel: a, b, phase offset, bias, noise scale
-_DRIFT_PERIOD_MS = const(6100000)   # slow bias wander (temperature): 1.7 h plus a 6.1 h term
+# Slow bias wander (temperature): table index t_ms * 1024 // period_ms, over 1.7 h plus a term
+# 3.6 times as long. Only the index mod 1024 counts, so t may be taken mod the period; and
+# 6,100,000 = 32 x 190,625, 21,960,000 = 64 x 343,125 keep (t mod period) * 1024 // period
+# (as r * 32 // 190,625 and r * 16 // 343,125) under 2**29.
+_DRIFT1_S = const(6100)
+_DRIFT2_S = const(21960)
+_Q14 = const(16384)             # the panel's unit phasors
+_LIMB = const(11)               # bits per limb of the amplitude products (see setup())
+_LIMB_MASK = const(2047)
+_TERM = const(7)                # per term of a channel: source, Q30 gains (re, im) as 3 limbs
+_VOLTS = const(4)               # AdcGen._x: the 4 panel currents, then the supply's mV
 
 # Bound (a viper int is 32 bits on the ESP32; this runs on the host, but keeps to it):
 # sqrt(a*a + b*b) <= 2**17 (two full swings) and sqrt(s*s + c*c) <= 8193 (interpolated
@@ -122,10 +136,12 @@ class AdcGen:
     board: the board module (CHANNELS, ADC_FULL_SCALE_MV, ADC_SLOT_US). panel: a Panel; its
     params dict (PANEL; or params given here) says which load each load CT sees and gives the
     noise and bias. seed: the noise generator's start (30 bits).
-    fill(buf, rounds, t0_us): buf is array('H', >= rounds * nch), buf[r*nch + c] is channel
-    c of round r, sampled at t0_us + (r*nch + c) * slot_us; t0_us is absolute simulated us
-    since the start (an int that does not wrap). The panel is read as it is: advance it to
-    t0 first. Nothing is allocated per call.
+    fill(buf, rounds, t0_us, t0_s=0): buf is array('H', >= rounds * nch), buf[r*nch + c] is
+    channel c of round r, sampled at t0 + (r*nch + c) * slot_us, where t0 = t0_s s + t0_us us
+    since the start. Give t0_s the whole seconds and t0_us the us within them: us since the
+    start pass 2**30 (a heap int on a 32-bit port) after 18 minutes. The panel is read as it
+    is: advance it to t0 first. Nothing is allocated per call (for currents under 2**19 mA and
+    gains under 2**19, see setup()).
     """
 
     def __init__(self, board, panel, params=None, seed=12345):
@@ -153,6 +169,8 @@ class AdcGen:
         fs_mv = board.ADC_FULL_SCALE_MV
         self.gain = []          # Q16 of Q5 counts per mA RMS (or per mV RMS for "v")
         self.sees = []          # tuple of (component, sign) per channel; None for "v"
+        terms = []
+        self._first = array("H", bytes(2 * (self.nch + 1)))    # channel c: terms first..
         for c, ch in enumerate(self.channels):
             if ch["kind"] == "v":
                 adc_v_per_v = 1 / ch["volts_per_adc_volt"]
@@ -161,9 +179,30 @@ class AdcGen:
                 adc_v_per_v = ch["burden_ohm"] / ch["ct_ratio"]   # per A
                 self.sees.append(self._components(ch, params))
             counts_per_unit = math.sqrt(2) * adc_v_per_v * 4096 / fs_mv  # per mA or per mV
-            self.gain.append(int(counts_per_unit * _AMP_Q * 65536 + 0.5))
+            g = int(counts_per_unit * _AMP_Q * 65536 + 0.5)
+            self.gain.append(g)
             self.params[_HDR + c * _PER_CH + 2] = 0
             self.params[_HDR + c * _PER_CH + 4] = self.noise_scale
+            # a channel's a = sum(x * G_re) >> 30 and b = sum(x * G_im) >> 30 over what it sees:
+            # x a current in mA (the supply's mV for "v"), G = sign * unit phasor (Q14) * g
+            if self.sees[c] is None:
+                terms.append((_VOLTS, _Q14 * g, 0))
+            else:
+                for comp, sign in self.sees[c]:
+                    terms.append((comp, sign * panel.unit_re[comp] * g,
+                                  sign * panel.unit_im[comp] * g))
+            self._first[c + 1] = len(terms)
+        # G as 3 limbs: G = g2 << 22 | g1 << 11 | g0 (g1, g0 0..2047), so |G| < 2**33
+        self._terms = array("i", bytes(4 * _TERM * len(terms)))
+        for i, (src, g_re, g_im) in enumerate(terms):
+            k = i * _TERM
+            self._terms[k] = src
+            for j, g in ((1, g_re), (4, g_im)):
+                self._terms[k + j] = g >> 2 * _LIMB
+                self._terms[k + j + 1] = (g >> _LIMB) & _LIMB_MASK
+                self._terms[k + j + 2] = g & _LIMB_MASK
+        self._x = array("i", bytes(4 * (_VOLTS + 1)))
+        self._x[_VOLTS] = panel.volts * 1000
 
     def _components(self, ch, params):
         name = ch["name"]
@@ -180,59 +219,97 @@ class AdcGen:
                 out.append((k, -1 if legs[k] == "L2" else 1))
         return tuple(out)
 
-    def bias_at(self, t_ms):
-        """Mid-rail bias in counts at t_ms: the nominal bias plus a slow wander."""
+    def bias_at(self, t_ms, t_s=0):
+        """Mid-rail bias in counts at t_s s + t_ms ms: the nominal bias plus a slow wander."""
         d = self.drift_counts
         if not d:
             return self.bias_counts
+        if not 0 <= t_ms < 1000:
+            k = t_ms // 1000
+            t_s += k
+            t_ms -= k * 1000
+        r = t_s % _DRIFT1_S * 1000 + t_ms       # t mod the period, ms
+        if r >= _DRIFT1_S * 1000:
+            r -= _DRIFT1_S * 1000
+        i1 = r * 32 // 190625
+        r = t_s % _DRIFT2_S * 1000 + t_ms
+        if r >= _DRIFT2_S * 1000:
+            r -= _DRIFT2_S * 1000
+        i2 = r * 16 // 343125
         t = self.table
-        i1 = (t_ms * _TABLE_N // _DRIFT_PERIOD_MS) & 1023
-        i2 = (t_ms * _TABLE_N // (_DRIFT_PERIOD_MS * 36 // 10)) & 1023
         w = 3 * (t[i1] - _SIN_ONE) + 2 * (t[i2] - _SIN_ONE)       # |w| <= 5 * 8192
         return self.bias_counts + d * w // (5 * _SIN_ONE)
 
-    def setup(self, t0_us):
-        """Load params with the panel's currents and the mains phase at t0_us."""
-        panel = self.panel
-        ma = panel.ma
-        ure = panel.unit_re
-        uim = panel.unit_im
+    def setup(self, t0_us, t0_s=0):
+        """Load params with the panel's currents and the mains phase at t0_s s + t0_us us."""
+        if not 0 <= t0_us < 1000000:
+            k = t0_us // 1000000
+            t0_s += k
+            t0_us -= k * 1000000
         p = self.params
-        bias = self.bias_at(t0_us // 1000)
-        # mains phase at t0, exact over any run length: hz * t0_us / 1e6 cycles
-        # (a whole number of cycles per second, so only t0_us mod 1 s matters: no big ints)
-        ph0 = ((t0_us % 1000000) * self.hz << _PHASE_BITS) // 1000000 & _PHASE_MASK
-        mv = panel.volts * 1000
+        bias = self.bias_at(t0_us // 1000, t0_s)
+        # mains phase at t0: hz * t0 cycles, a whole number a second, so the phase is
+        # (us * hz mod 10**6) * 2**20 // 10**6 (mod 2**20), and with x = 15625 q + r
+        # (10**6 = 64 x 15625) that is q * 2**14 + r * 2**14 // 15625: under 2**28
+        x = t0_us * self.hz % 1000000
+        q = x // 15625
+        ph0 = (q << 14) + ((x - q * 15625) << 14) // 15625
+        xs = self._x
+        ma = self.panel.ma
+        for comp in range(_VOLTS):
+            xs[comp] = ma[comp]
+        terms = self._terms
+        first = self._first
         for c in range(self.nch):
-            k = _HDR + c * _PER_CH
-            sees = self.sees[c]
-            if sees is None:
-                re = mv << 14
-                im = 0
-            else:
-                re = im = 0
-                for comp, sign in sees:
-                    re += sign * ma[comp] * ure[comp]
-                    im += sign * ma[comp] * uim[comp]
-            g = self.gain[c]
-            # re, im are Q14 mA RMS (mV for "v"); v(t) = |I| sqrt2 sin(wt + phi) =
-            # re' sin(wt) + im' cos(wt), so a = re, b = im, both in Q5 counts.
-            a = re * g >> 30
-            b = im * g >> 30
-            if a * a + b * b > _AMP_MAX * _AMP_MAX:
-                # beyond two full swings: keep the phase, limit the amplitude (it clips anyway)
+            # a = sum(x * G) >> 30 exactly, with G in 3 limbs and x = xh << 11 | xl:
+            # x * G = xh*g2 << 33 + (xh*g1 + xl*g2) << 22 + (xh*g0 + xl*g1) << 11 + xl*g0.
+            # Each product is under 2**22 for |x| < 2**19 mA (or mV) and |G| < 2**33
+            # (gains under 2**19; the board's largest is 2.5e5), a channel's sums under 2**25.
+            a3 = a2 = a1 = a0 = b3 = b2 = b1 = b0 = 0
+            i = first[c] * _TERM
+            end = first[c + 1] * _TERM
+            while i < end:
+                x = xs[terms[i]]
+                xh = x >> _LIMB
+                xl = x & _LIMB_MASK
+                g2 = terms[i + 1]
+                g1 = terms[i + 2]
+                g0 = terms[i + 3]
+                a3 += xh * g2
+                a2 += xh * g1 + xl * g2
+                a1 += xh * g0 + xl * g1
+                a0 += xl * g0
+                g2 = terms[i + 4]
+                g1 = terms[i + 5]
+                g0 = terms[i + 6]
+                b3 += xh * g2
+                b2 += xh * g1 + xl * g2
+                b1 += xh * g0 + xl * g1
+                b0 += xl * g0
+                i += _TERM
+            # carry up from the lowest limb; floor(sum / 2**30) = (a3 << 3) + (a2 + carry) >> 8
+            a = (a3 << 3) + ((a2 + ((a1 + (a0 >> _LIMB)) >> _LIMB)) >> 8)
+            b = (b3 << 3) + ((b2 + ((b1 + (b0 >> _LIMB)) >> _LIMB)) >> 8)
+            # sum(x * G) = re * g, re and im Q14 mA RMS (mV for "v"); v(t) = |I| sqrt2
+            # sin(wt + phi) = re' sin(wt) + im' cos(wt), so a = re, b = im, in Q5 counts.
+            # |a| + |b| <= 2**17 bounds a*a + b*b by 2**34: the wide squares only beyond it
+            if (a if a >= 0 else -a) + (b if b >= 0 else -b) > _AMP_MAX \
+                    and a * a + b * b > _AMP_MAX * _AMP_MAX:
+                # beyond two full swings: keep the phase, limit the amplitude (it clips
+                # anyway); heap ints and floats here, on a channel clipping hard only
                 m = math.sqrt(a * a + b * b)
                 a = int(a * _AMP_MAX / m)
                 b = int(b * _AMP_MAX / m)
+            k = _HDR + c * _PER_CH
             p[k] = a + 0x20000000
             p[k + 1] = b + 0x20000000
             p[k + 2] = ph0
             p[k + 3] = bias
 
-    def fill(self, buf, rounds, t0_us):
+    def fill(self, buf, rounds, t0_us, t0_s=0):
         n = rounds * self.nch
         if len(buf) < n:
             raise ValueError("buffer holds %d samples, %d asked" % (len(buf), n))
-        self.setup(t0_us)
+        self.setup(t0_us, t0_s)
         self.params[1] = rounds
         _fill_viper(buf, self.table, self.params, n)

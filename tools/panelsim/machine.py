@@ -217,7 +217,7 @@ class AdcBlock:
         now = vt.elapsed_ms()
         start = now if now >= self._free_ms else self._free_ms
         _sim.panel.advance_to(now)
-        self._gen.fill(buf, rounds, start * 1000)
+        self._gen.fill(buf, rounds, start % 1000 * 1000, start // 1000)   # us: 2**30 in 18 min
         scan_us = rounds * self._nch * self._slot_us
         self._free_ms = start + (scan_us + 999) // 1000
         vt.sim_end(t0)
