@@ -137,9 +137,9 @@ class Reporter:
                 if step_seen is not None and (control.steps != step_seen or
                                               clock.ticks_diff(now, since_ms) >= self.period_ms):
                     step_seen = None
-                # The first state waits for the controller's first step (its first
-                # measurement takes a few scans): before it, limit and state are not yet set.
-                ready = control is None or control.steps or self.app.safe_reason
+                # While the controller runs, the first state waits for its first step (its
+                # first measurement takes a few scans): before it, limit and state are unset.
+                ready = control is None or control.steps or not self.app.running
                 if ready and step_seen is None and (self._status_wanted or
                                                     clock.ticks_diff(now, next_ms) >= 0):
                     self._status_wanted = False
