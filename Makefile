@@ -38,7 +38,8 @@ $(LIB_STAMP): requirements-lib.txt $(VENV_STAMP)
 	@touch $@
 
 unix32: $(UNIX32_STAMP)
-$(UNIX32_STAMP): tools/build_unix32.sh vendor/micropython-13303f8d29-unix-src.tar.xz
+$(UNIX32_STAMP): tools/build_unix32.sh vendor/micropython-13303f8d29-unix-src.tar.xz \
+		$(wildcard tools/unix32/*/*)
 	sh tools/build_unix32.sh
 	@touch $@
 

@@ -49,11 +49,12 @@ export MICROPY_GIT_TAG=v1.29.0-preview MICROPY_GIT_HASH=13303f8d29 SOURCE_DATE_E
 echo "unix32: building MicroPython 32-bit from $tarball (log: $log)"
 # mpy-cross first and alone: the port's variables would leak into it. MicroPython's own
 # readline (MICROPY_USE_READLINE=1, no library needed) gives the REPL the raw mode mpremote
-# drives the stand-in board through.
+# drives the stand-in board through. tools/unix32/ adds the host's thread CPU clock, which
+# the simulator's cost model reads (hostcpu.c).
 make -C "$mp/mpy-cross" -j"$jobs" >"$log" 2>&1 || { tail -20 "$log" >&2; exit 1; }
 make -C "$mp/ports/unix" -j"$jobs" VARIANT=standard CC="gcc -m32" LD="gcc -m32" \
     MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0 MICROPY_USE_READLINE=1 \
-    FROZEN_MANIFEST="$PWD/$src/manifest.py" >>"$log" 2>&1 || { tail -20 "$log" >&2; exit 1; }
+    FROZEN_MANIFEST="$PWD/$src/manifest.py" USER_C_MODULES="$PWD/tools/unix32" >>"$log" 2>&1 || { tail -20 "$log" >&2; exit 1; }
 # Renamed into place: a running binary cannot be overwritten, but can be replaced.
 for bin in "$mp/ports/unix/build-standard/micropython" "$mp/mpy-cross/build/mpy-cross"; do
     cp "$bin" "$out/.new" && mv -f "$out/.new" "$out/$(basename "$bin")"

@@ -19,18 +19,28 @@ START_MS = (1 << 30) - 90_000
 # stated here, once, as the model's assumption.
 ESP32_CPU_FACTOR = 50
 
+try:
+    # The host's CPU time for this thread (tools/unix32/hostcpu/hostcpu.c, built into the
+    # 32-bit port): a stretch costs what the firmware ran, not the time the host's other
+    # processes took the core from it. The 64-bit wheel has only wall time.
+    from hostcpu import thread_us as _cpu_us
+except ImportError:
+    _cpu_us = time.ticks_us
+
 
 class VirtualTime:
     """A discrete-event clock under asyncio. speed 0 runs as fast as possible; speed s > 0
     runs s simulated seconds per real second (to watch a run live over MQTT).
 
     charge_cpu(factor): from then on, every stretch a task runs between two awaits costs
-    factor times its host time in simulated time (the simulator's own work, between
-    sim_begin() and sim_end(), excepted), so timing runs as on the ESP32; worst_hold_ms is
-    the longest stretch the scheduler was held, in simulated ms: the worst gap any task saw
-    beyond its own wake-up. The Python part multiplies the host's own hiccups (a 2 ms
-    preemption reads as 100 ms), so hold_percentile() gives a figure that only what recurs
-    can move: a stretch the firmware takes every second is in its 99.9th percentile."""
+    factor times the CPU time the host spent on it in simulated time (the simulator's own
+    work, between sim_begin() and sim_end(), excepted), so timing runs as on the ESP32;
+    worst_hold_ms is the longest stretch the scheduler was held, in simulated ms: the worst
+    gap any task saw beyond its own wake-up. CPU time, not wall time: a 2 ms preemption by
+    another process on the host read as a 100 ms hold. What is left of the host's noise
+    (caches, a busy neighbour core) still scales by the factor, so hold_percentile() gives a
+    figure that only what recurs can move: a stretch the firmware takes every second is in
+    its 99.9th percentile."""
 
     def __init__(self, start_ms=START_MS, speed=0):
         self.now = time.ticks_add(start_ms, 0)
@@ -40,7 +50,7 @@ class VirtualTime:
         self.cpu_factor = 0
         self.worst_hold_ms = 0
         self.holds = array("I", bytes(4 * 1001))   # stretches by held ms (1000: 1000 or more)
-        self._slice_us = time.ticks_us()    # when the running stretch began (host time)
+        self._slice_us = _cpu_us()          # when the running stretch began (host CPU time)
         self._sim_us = 0                    # simulator work within it, not charged
         self._held_us = 0                   # simulated us charged within it (ADC reads)
         self._cost_rem_us = 0               # charged cost not yet a whole ms
@@ -70,10 +80,10 @@ class VirtualTime:
         self.cpu_factor = factor
 
     def sim_begin(self):
-        return time.ticks_us()
+        return _cpu_us()
 
     def sim_end(self, t0_us):
-        self._sim_us += time.ticks_diff(time.ticks_us(), t0_us)
+        self._sim_us += time.ticks_diff(_cpu_us(), t0_us)
 
     def hold_us(self, us):
         """The running task holds the scheduler for us simulated us (a blocking ADC scan)."""
@@ -86,7 +96,7 @@ class VirtualTime:
 
     def _end_stretch(self):
         """Charges the stretch that just ended (a task ran from the last wait until now)."""
-        now_us = time.ticks_us()
+        now_us = _cpu_us()
         host_us = time.ticks_diff(now_us, self._slice_us) - self._sim_us
         held_us = self._held_us
         self._sim_us = 0
@@ -145,7 +155,7 @@ class VirtualTime:
             try:
                 _wait(ioq, dt)
             finally:
-                vt._slice_us = time.ticks_us()
+                vt._slice_us = _cpu_us()
 
         def _wait(ioq, dt):
             if dt < 0:
