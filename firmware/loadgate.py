@@ -1,5 +1,5 @@
 """A remote override between the controller's decision and a load's actuator (LoadGate),
-and the modes it takes. Apart from cmdparse.py, which parses and validates commands: this
+and the modes it takes. Apart from commands.py, which parses and validates commands: this
 part runs every control pass. Both are loaded when the first command arrives, and the gates
 made then (telemetry.LazyCommands); until then the actuators run unwrapped."""
 
@@ -20,7 +20,7 @@ class LoadGate:
     """Sits between the controller's decision and a load's actuator and applies a remote
     override, which can only ever lower what the load draws: hold it off, or cap an EV's
     current. The controller still sheds below the override, and the load's own timing rules
-    hold: a contactor is not opened before its min_on time (cmdparse.request_override
+    hold: a contactor is not opened before its min_on time (commands.request_override
     refuses the request), and a load the override stopped is not restarted before its
     min_off / resume pause."""
 

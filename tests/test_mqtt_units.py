@@ -112,9 +112,8 @@ c = Contactor(); c.set(True)
 wh.on = True
 wh.switched_ms = clock.ticks_add(clock.t, -10000)    # the controller's switch-on, 10 s ago
 g = commands.LoadGate(c, wh, clock)
-import cmdparse
 try:
-    cmdparse.request_override(g, 'off', 0, 600)
+    commands.request_override(g, 'off', 0, 600)
     check(False, 'min_on not honoured by a late gate')
 except commands.Refused as e:
     check('10 s ago' in str(e), str(e))
@@ -123,7 +122,7 @@ except commands.Refused as e:
 for _ in range(7 * 24):
     clock.t = clock.ticks_add(clock.t, 3600000)
     g.apply(wh)
-cmdparse.request_override(g, 'off', 0, 600)
+commands.request_override(g, 'off', 0, 600)
 check(g.mode == 'off', 'off accepted a week after the switch-on')
 print('fails', len(fails))
 """
