@@ -66,9 +66,13 @@ class App:
 
     def banner(self):
         gc.collect()
+        # In safe mode the setpoint is the defaults', which nothing runs: say so, so that
+        # it is not copied onto the NEC 750.30 label.
         self.log("panelcap %s on %s: reset cause %s, free heap %d bytes, setpoint %d W "
-                 "(panel %d A)" % (VERSION, self.board.NAME, self.reset_cause, gc.mem_free(),
-                                   self.setpoint_w, self.cfg["panel_rating_a"]))
+                 "(panel %d A%s)" % (VERSION, self.board.NAME, self.reset_cause, gc.mem_free(),
+                                     self.setpoint_w, self.cfg["panel_rating_a"],
+                                     "; defaults, not configured: not for the label"
+                                     if self.safe_reason else ""))
         if self.safe_reason:
             self.log("SAFE MODE: every controllable load shed: %s" % self.safe_reason)
 

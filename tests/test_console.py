@@ -275,3 +275,18 @@ cfg.set('wifi_password', 'x' * 65)
     assert out[3] == "error: loads.ev: priority is missing"
     assert out[4] == "wifi_password = *** (unsaved: cfg.save() writes it)"
     assert out[5] == "error: wifi_password must be a string of 0..64 characters"   # not echoed
+
+
+def test_the_safe_mode_banner_says_its_setpoint_is_not_for_the_label(tmp_path):
+    # The installer reads the boot banner at the panel: in safe mode its setpoint is the
+    # defaults', which nothing runs, and must not be copied onto the NEC 750.30 label.
+    out = run(tmp_path, """
+a.banner()
+s = app.App(board, machine, Clock(), config.defaults(board), safe_reason='no configuration')
+s.banner()
+""")
+    banners = [line for line in out if line.startswith("panelcap ")]
+    assert len(banners) == 2, out
+    assert banners[0].endswith("setpoint 19200 W (panel 100 A)"), banners
+    assert banners[1].endswith("setpoint 19200 W (panel 100 A; defaults, not configured: "
+                               "not for the label)"), banners
