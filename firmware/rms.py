@@ -1,5 +1,5 @@
 """Metering kernels: per-channel sums over an interleaved ADC buffer, and RMS/power from them."""
-# Three viper routines, each with a plain-Python twin (rms_twin.py: tests only, never
+# Three viper routines, each with a plain-Python twin (tests/rms_twin.py: never deployed, never
 # imported by the firmware, so its code costs the board no RAM) that performs the same integer
 # operations and raises OverflowError if any intermediate leaves the signed 32-bit range a
 # viper int has on the ESP32 (the host's 64-bit viper ints would hide the wrap):

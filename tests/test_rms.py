@@ -6,7 +6,11 @@ import random
 import numpy as np
 import pytest
 
+from pathlib import Path
+
 from conftest import run_mpy
+
+TESTS = Path(__file__).resolve().parent     # rms_twin.py: test-only, never deployed
 
 MAX_ROUNDS = 2048           # rms.MAX_ROUNDS; test_max_rounds_matches_firmware checks it
 INT32 = (-2**31, 2**31 - 1)
@@ -107,7 +111,7 @@ def make_case(tmp_path, name, samples, nch, vch, offsets, k=0, a=0, r0=0, r1=Non
 def run_cases(tmp_path, cases):
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"cases": cases}))
-    proc = run_mpy(HARNESS, args=[spec], timeout=120, heap="4m")   # test data, not firmware
+    proc = run_mpy(HARNESS, args=[spec], timeout=120, heap="4m", extra_path=[TESTS])   # test data, not firmware
     return json.loads(proc.stdout)
 
 
@@ -183,7 +187,7 @@ def test_twin_private_bounds_match_firmware():
     from conftest import ROOT
     pat = re.compile(r"^(_[A-Z][A-Z0-9_]*) = const\(([^)]*)\)", re.M)
     ours = dict(pat.findall((ROOT / "firmware" / "rms.py").read_text()))
-    twin = dict(pat.findall((ROOT / "firmware" / "rms_twin.py").read_text()))
+    twin = dict(pat.findall((ROOT / "tests" / "rms_twin.py").read_text()))
     assert twin and all(ours[k] == v for k, v in twin.items()), (ours, twin)
 
 
@@ -261,7 +265,7 @@ try:
 except OverflowError as e:
     print('overflow')
 """
-    assert run_mpy(code).stdout.strip() == "overflow"
+    assert run_mpy(code, extra_path=[TESTS]).stdout.strip() == "overflow"
 
 
 def test_chunk_bounds_by_arithmetic():
