@@ -538,21 +538,21 @@ class Grid:
         if not self.path or self._off is None:
             return
         off = self._off
-        body = json.dumps([[[iv[0] + off, iv[1] + off, iv[2], iv[3], iv[4]]
-                            for iv in self.intervals],
-                           [[r[0] + off, r[1] + off, r[2], r[3], r[4]]
-                            for r in self.reservations], self.event_name])
+        # Built once, compared and written from the same lists, streamed to the file: a
+        # schedule arrives at the heap's peak (its parsed JSON and the command code alive).
+        ivs = [[iv[0] + off, iv[1] + off, iv[2], iv[3], iv[4]] for iv in self.intervals]
+        res = [[r[0] + off, r[1] + off, r[2], r[3], r[4]] for r in self.reservations]
+        body = json.dumps([ivs, res, self.event_name])
         if body == self._saved:
             return   # the same schedule sent again: no flash write (its "heard" stays older)
         self._saved = body
         data = {"v": 1, "name": self.event_name,
                 "heard": None if self._heard is None else self._heard + off,
-                "iv": [[iv[0] + off, iv[1] + off, iv[2], iv[3], iv[4]] for iv in self.intervals],
-                "res": [[r[0] + off, r[1] + off, r[2], r[3], r[4]] for r in self.reservations]}
+                "iv": ivs, "res": res}
         tmp = self.path + ".tmp"
         try:
             with open(tmp, "w") as f:
-                f.write(json.dumps(data))
+                json.dump(data, f)
             try:
                 os.rename(tmp, self.path)
             except OSError:
