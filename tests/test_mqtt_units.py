@@ -191,7 +191,34 @@ step(30000)
 check(gates['ev'].actuator.amps == 0, 'resume pause still holds after expiry')
 step(300000)
 check(gates['ev'].actuator.amps == 32, 'resumed after the resume pause')
-check(send(b'pc/cmd/status', b''), 'status') and check(status == [1], 'status requested')
+# A status request must make the reporter publish: accepted and nothing sent is a failure.
+check(not status, 'no status request before the command')
+check(send(b'pc/cmd/status', b''), 'status accepted')
+check(status == [1], 'status requested once: %r' % status)
+check(send(b'pc/cmd/status', b'{"id": "s1"}'), 'status with an id accepted')
+check(status == [1, 1], 'status requested again: %r' % status)
+print('fails', len(fails))
+"""
+    out = run_mpy(code).stdout
+    assert "fails 0" in out, out
+
+
+def test_a_valid_payload_of_256_bytes_is_taken_and_of_257_refused_unparsed():
+    # The only other oversized payload in these tests also carries an unknown field: this
+    # one is valid JSON with known fields only, padded with whitespace before its last brace.
+    code = PRELUDE + GATES + r"""
+def padded(n):
+    head = '{"limit_w": 5000, "duration_s": 60, "id": 7'
+    body = head + ' ' * (n - len(head) - 1) + '}'
+    check(len(body) == n and json.loads(body)['limit_w'] == 5000, 'payload of %d' % n)
+    return body.encode()
+check(send(b'pc/cmd/limit', padded(256)), '256 bytes accepted: %r' % events[-1])
+check(limits.effective_w(clock.ticks_ms()) == 5000, '256 bytes applied')
+check(send(b'pc/cmd/limit', b'{"limit_w": null}'), 'cleared')
+check(not send(b'pc/cmd/limit', padded(257)), '257 bytes refused')
+check(events[-1].get('error') == 'payload longer than 256 bytes', events[-1])
+check(limits.effective_w(clock.ticks_ms()) == 9600, '257 bytes changed nothing')
+check(cmds.accepted == 2 and cmds.refused == 1, 'counted')
 print('fails', len(fails))
 """
     out = run_mpy(code).stdout
