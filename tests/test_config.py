@@ -60,8 +60,143 @@ print(config.load(p, board).cfg['band_pct'], sorted(os.listdir(D)))
     assert out[2] == "10 ['c.json']"
 
 
+# A power cut inside config.save(): the module's own file operations (open, write, close,
+# rename, remove) are swapped for ones that stop the program at the n-th of them, for every n
+# until a save runs through. PowerCut is no OSError, so no handler in save() can catch it, as
+# none can catch a power cut. After each cut the file on flash must be the old one, whole, or
+# (once the rename has happened) the new one.
+POWER_CUT = """
+class PowerCut(Exception):
+    pass
+class Ops:
+    def __init__(self, cut_at):
+        self.cut_at = cut_at
+        self.n = 0
+        self.log = []
+    def step(self, what):
+        self.n += 1
+        self.log.append(what)
+        if self.n == self.cut_at:
+            raise PowerCut(what)
+class CutFile:
+    # A file whose every write, in pieces of at most 16 bytes, is a step that may be cut.
+    def __init__(self, f, ops):
+        self.f = f; self.ops = ops
+    def write(self, text):
+        for i in range(0, len(text), 16):
+            self.ops.step('write')
+            self.f.write(text[i:i + 16])
+        return len(text)
+    def close(self):
+        self.ops.step('close')
+        self.f.close()
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        if exc[0] is PowerCut:
+            self.f.close()          # what reached the file so far stays there
+        else:
+            self.close()
+class CutOs:
+    def __init__(self, ops, rename_over=True):
+        self.ops = ops; self.rename_over = rename_over
+    def rename(self, a, b):
+        self.ops.step('rename')
+        if not self.rename_over and b.split("/")[-1] in os.listdir(D):
+            raise OSError(17)       # EEXIST: a file system that will not rename over a file
+        os.rename(a, b)
+    def remove(self, p):
+        self.ops.step('remove')
+        os.remove(p)
+def cut_save(cfg, path, cut_at, rename_over=True):
+    ops = Ops(cut_at)
+    def cut_open(name, mode='r'):
+        ops.step('open')
+        return CutFile(open(name, mode), ops)
+    config.open = cut_open          # save() finds these first, in its module's globals
+    config.os = CutOs(ops, rename_over)
+    try:
+        config.save(cfg, path)
+        done = True
+    except PowerCut:
+        done = False
+    finally:
+        del config.open
+        config.os = os
+    return done, ops
+def on_flash(p):
+    return config.load(p, board, log=lambda line: None)
+"""
+
+
+def _power_cuts(tmp_path, rename_over):
+    out = run(tmp_path, POWER_CUT + """
+p = fresh('c.json')
+old = config.defaults(board); old['band_pct'] = 9
+new = config.defaults(board); new['band_pct'] = 12; new['ct']['L1']['gain'] = 1.25
+config.save(old, p)
+old_text = open(p).read()
+new_text = config.to_json(new)
+cut_at = 1
+while True:
+    config.save(old, p)
+    for name in os.listdir(D):
+        if name != 'c.json':
+            os.remove(D + '/' + name)
+    done, ops = cut_save(new, p, cut_at, %s)
+    names = sorted(os.listdir(D))
+    text = open(p).read() if 'c.json' in names else None
+    r = on_flash(p)
+    if text == old_text and r.safe_reason is None and r.cfg == old:
+        seen = 'old'
+    elif text == new_text and r.safe_reason is None and r.cfg == new:
+        seen = 'new'
+    else:
+        seen = 'BROKEN %%r %%r' %% (r.safe_reason, (text or '')[:40])
+    print('CUT', cut_at, ops.log[-1], done, seen, 'renamed' if 'rename' in ops.log and
+          (ops.log[-1] != 'rename' or done) else '-')
+    if done:
+        break
+    cut_at += 1
+print('STEPS', ' '.join(ops.log))
+""" % rename_over).splitlines()
+    cuts = [line.split()[1:] for line in out if line.startswith("CUT")]
+    steps = [line for line in out if line.startswith("STEPS")][0].split()[1:]
+    return cuts, steps
+
+
+def test_a_power_cut_at_any_step_of_a_save_leaves_the_old_file_or_the_new(tmp_path):
+    cuts, steps = _power_cuts(tmp_path, True)
+    for cut_at, what, done, seen, *rest in cuts[:-1]:
+        # Until the rename has happened the old file is there, whole (cut at the write, the
+        # close or the rename itself: the rename never began).
+        assert done == "False" and seen == "old", (cut_at, what, seen, rest)
+    assert cuts[-1][2:4] == ["True", "new"], cuts[-1]
+    # The save's steps: open the temporary file, its writes, close, one rename over the old.
+    assert steps[0] == "open" and steps[-2:] == ["close", "rename"], steps
+    assert steps.count("write") > 10, steps            # the text is cut in many places
+    assert len(cuts) == len(steps) + 1                 # a cut at every step, then a whole save
+
+
+def test_a_power_cut_during_a_save_on_a_file_system_that_will_not_rename_over(tmp_path):
+    # Some ports' FAT will not rename over a file: save() removes the old file first. A cut
+    # after the write and before the remove leaves the old file; after the second rename, the
+    # new one.
+    cuts, steps = _power_cuts(tmp_path, False)
+    by_step = {int(c[0]): c for c in cuts}
+    first_remove = steps.index("remove") + 1 if "remove" in steps else len(steps)
+    for cut_at in range(1, first_remove + 1):        # up to and at the remove: the old file
+        assert by_step[cut_at][3] == "old", by_step[cut_at]
+    assert cuts[-1][2:4] == ["True", "new"], cuts[-1]
+    assert steps[-4:] == ["close", "rename", "remove", "rename"], steps
+    # Between the remove and the last rename only the temporary file holds the settings: what
+    # load() makes of that window is printed, not asserted (see the report of issue 17).
+    print("cut between remove and rename:", " ".join(by_step[first_remove + 1][3:]))
+
+
 def test_an_interrupted_save_leaves_the_old_file(tmp_path):
-    # A power cut during the write: the temporary file is half written, never renamed.
+    # A temporary file left half written by an earlier cut is ignored by load() and replaced
+    # whole by the next save().
     out = run(tmp_path, """
 p = fresh('c.json')
 c = config.defaults(board); c['band_pct'] = 9
@@ -69,8 +204,12 @@ config.save(c, p)
 with open(p + '.tmp', 'w') as f: f.write(config.to_json(c)[:40])
 r = config.load(p, board)
 print(r.safe_reason, r.cfg['band_pct'])
+c['band_pct'] = 11
+config.save(c, p)
+print(config.load(p, board).cfg['band_pct'], sorted(os.listdir(D)))
 """).splitlines()
-    assert out[-1] == "None 9"
+    assert out[-2] == "None 9"
+    assert out[-1] == "11 ['c.json']"
 
 
 def test_bad_fields_fall_back_one_by_one_and_are_printed(tmp_path):
@@ -130,16 +269,108 @@ print(open(p).read() == text)
     assert out[-1] == "True"                   # flash is written only on cfg.save()
 
 
-def test_nothing_remote_can_change_the_panel_limit(tmp_path):
-    out = run(tmp_path, """
+def test_nothing_remote_can_raise_the_limit_or_change_a_setting(tmp_path):
+    # The real remote paths of a built App: MQTT commands (cmd/limit, cmd/load/..., any other
+    # topic under cmd/) and grid signals (cmd/grid/...), handled as the reporter hands them on.
+    # Whatever arrives, the limit in force never goes above the installer's setpoint, over
+    # two simulated hours, and no setting changes (none is reachable from the network: the
+    # panel limit's keys change only at the REPL).
+    out = run_mpy(SETUP % tmp_path + """
+from standin import machine
+import app
+from clock import WrappingClock
+machine.inject(36, 1970)
+T = [(1 << 30) - 5000]               # the ESP32's ticks, 5 s before the wrap
+clock = WrappingClock(lambda: T[0])
 c = config.defaults(board)
-print(config.apply_remote(c, {'panel_rating_a': 400}), c['panel_rating_a'])
-print(config.apply_remote(c, {'limit_w': 1000, 'band_pct': 8}), c['band_pct'])
-print(config.apply_remote(c, {'band_pct': 8}), c['band_pct'])
-""").splitlines()
-    assert out[0] == "['panel_rating_a is protected: change it at the REPL on the board'] 100"
-    assert out[1].endswith("5") and "limit_w is protected" in out[1]
-    assert out[2] == "[] 8"
+c['limit_w'] = 9600; c['mqtt_host'] = '127.0.0.1'; c['grid_subscription_w'] = 6000
+print('valid', config.validate(c, board))
+a = app.App(board, machine, clock, c, log=lambda line: None)
+a.network_entries()
+events = []
+def publish(topic, msg, retain=False):
+    if topic.endswith('/event'):
+        events.append(json.loads(msg))
+a.mqtt.publish = publish
+cmds = a.reporter.commands
+before = config.to_json(a.cfg)
+setpoint = a.setpoint_w
+worst = [0]
+def check_limit(what):
+    if a.grid is not None:
+        a.grid.update(T[0])          # what the grid task does on each pass
+    w = a.limits.effective_w(T[0])
+    worst[0] = max(worst[0], w)
+    if w is None or w > setpoint or a.limits.setpoint_w != setpoint or a.setpoint_w != setpoint:
+        print('RAISED', what, w, a.limits.setpoint_w, a.setpoint_w)
+    if config.to_json(a.cfg) != before:
+        print('CHANGED', what)
+def send(topic, obj):
+    events.clear()
+    text = obj if isinstance(obj, str) else json.dumps(obj)
+    ok = cmds.handle('panelcap', ('panelcap/cmd/' + topic).encode(), text.encode())
+    check_limit(topic + ' ' + text)
+    ev = events[-1] if events else {}
+    print('CMD', topic, 'ok' if ok else 'refused', ev.get('error', ''))
+    return ev
+def iv(kw, start=None, units='KW'):
+    period = {'duration': 'PT1H'}
+    if start:
+        period['start'] = start
+    return {'programID': 'p', 'eventName': 'e', 'intervalPeriod': period,
+            'payloadDescriptors': [{'payloadType': 'IMPORT_CAPACITY_LIMIT', 'units': units}],
+            'intervals': [{'id': 0, 'payloads': [{'type': 'IMPORT_CAPACITY_LIMIT',
+                                                  'values': [kw]}]}]}
+check_limit('start')
+send('limit', {'limit_w': 9601, 'duration_s': 600})
+send('limit', {'limit_w': 19200, 'duration_s': 600})
+send('limit', {'limit_w': 5000, 'duration_s': 600, 'panel_rating_a': 400})
+send('limit', {'limit_w': 9600, 'duration_s': 600})
+for key, value in (('panel_rating_a', 400), ('limit_w', 19200), ('system', 'single'),
+                   ('volts', 240), ('band_pct', 8)):
+    send('config', {key: value})
+    send('set/' + key, {'value': value})
+    send('limit', {key: value, 'duration_s': 600})
+send('load/ev', {'mode': 'max_a', 'max_a': 80, 'duration_s': 600})
+send('load/water_heater', {'mode': 'on', 'duration_s': 600})
+send('grid/time', {'unix_s': 1795716000})
+send('grid/limits', iv(50))                 # 50 kW from now, for an hour
+send('grid/limits', iv(400, units='A'))     # 400 A a leg
+send('grid/limits', iv(30, start='2026-11-26T18:30:00Z'))
+send('grid/emergency', {'share_pct': 100, 'duration_s': 600})
+send('grid/reserve', {'duration_s': 3600, 'extra_w': 50000})
+ev = send('grid/reserve', {'duration_s': 3600, 'extra_w': 3600})
+send('grid/answer', {'id': ev.get('request'), 'status': 'granted', 'fee_cents': 0})
+send('grid/time', {'unix_s': 1795716000 + 7 * 86400})
+for minute in range(120):
+    T[0] = clock.ticks_add(T[0], 60000)
+    check_limit('minute %d' % minute)
+print('WORST', worst[0], setpoint, a.limits.sources())
+""", heap="512k", cwd=tmp_path).stdout.splitlines()      # grid.json, compliance.log: tmp_path
+    assert out[0] == "valid []", out
+    assert not [line for line in out if line.startswith(("RAISED", "CHANGED"))], out
+    cmd = {}
+    for line in out:
+        if line.startswith("CMD"):
+            topic, verdict = line.split()[1:3]
+            cmd.setdefault(topic, []).append((verdict, line))
+    # Above the setpoint, or with a setting's key in it: refused, with the reason.
+    assert [v for v, _ in cmd["limit"][:3]] == ["refused"] * 3, cmd["limit"]
+    assert "9600" in cmd["limit"][0][1] and "9600" in cmd["limit"][1][1]
+    assert "unknown field 'panel_rating_a'" in cmd["limit"][2][1]
+    assert cmd["limit"][3][0] == "ok"                     # at the setpoint: allowed
+    assert all(v == "refused" for v, _ in cmd["limit"][4:]), cmd["limit"]
+    for topic in cmd:
+        if topic == "config" or topic.startswith("set/"):
+            assert all(v == "refused" and "unknown command" in line for v, line in cmd[topic])
+    assert cmd["load/ev"][0][0] == "refused" and cmd["load/water_heater"][0][0] == "refused"
+    assert cmd["grid/reserve"][0][0] == "refused" and "extra_w" in cmd["grid/reserve"][0][1]
+    # The grid's own messages may be taken (the limit above the setpoint simply does not win);
+    # the reservation granted lifts the subscription only up to the setpoint.
+    assert cmd["grid/answer"][0][0] == "ok", cmd["grid/answer"]
+    worst = [line for line in out if line.startswith("WORST")][0].split()
+    assert int(worst[1]) <= int(worst[2]) == 9600, worst
+    print("highest limit in force: %s W (setpoint %s W)" % (worst[1], worst[2]))
 
 
 def test_safe_mode_keeps_the_network_settings_to_report_why(tmp_path):
