@@ -418,23 +418,18 @@ before = gc.mem_alloc()
 windows(1000)
 after = gc.mem_alloc()
 gc.enable()
-t0 = time.ticks_us()
-windows(1000)
-us = time.ticks_diff(time.ticks_us(), t0)
-print(ok, m.total_w, after - before, us)
+print(ok, m.total_w, after - before)
 """
 
 
-def test_no_allocation_per_window_and_fast_enough(tmp_path):
+def test_no_allocation_per_window(tmp_path):
+    # Speed is make bench's (meter_process_us_per_window in tools/bench_metering.py).
     samples = sample(consistent_panel(), noise=1.5)
     path = tmp_path / "buf.bin"
     path.write_bytes(samples.tobytes())
-    ok, total_w, allocated, us = run_mpy(STEADY % (ROUNDS, str(path))).stdout.split()
+    ok, total_w, allocated = run_mpy(STEADY % (ROUNDS, str(path))).stdout.split()
     assert ok == "True" and int(total_w) > 8000      # it measured something real
     assert int(allocated) == 0
-    # the simulator's day: 86,400 windows in well under a minute
-    per_window_us = int(us) / 1000
-    assert 86400 * per_window_us / 1e6 < 20, per_window_us
 
 
 DROPPED = WINDOW + r"""

@@ -272,22 +272,21 @@ print(repr(out))
 
 
 def test_time_never_goes_back_and_a_day_fits_the_heap(mpy):
+    # How fast a day runs is make bench's (panel_day_s, tools/bench_sim_speed.py).
     r = run(mpy, """
-import gc, time
+import gc
 pn = Panel(params(), Profile("tools/data/profiles/default_day.csv"))
 pn.set_contactor(0, True)
 pn.set_pilot_amps(32)
-t0 = time.ticks_ms()
 for s in range(0, 86400, 2):
     pn.advance_to(s * 1000)
-ms = time.ticks_diff(time.ticks_ms(), t0)
 try:
     pn.advance_to(1000)
     back = None
 except ValueError as e:
     back = str(e)
 gc.collect()
-print(repr({"back": back, "ms": ms, "free": gc.mem_free(), "import_j": pn.import_energy_j,
+print(repr({"back": back, "free": gc.mem_free(), "import_j": pn.import_energy_j,
             "parts": pn.base_energy_uj + pn.wh_energy_uj + pn.ev_energy_uj,
             "legs": pn.l1_energy_uj + pn.l2_energy_uj, "import": pn.import_energy_uj,
             "ev_j": pn.ev_energy_j}))
@@ -296,4 +295,3 @@ print(repr({"back": back, "ms": ms, "free": gc.mem_free(), "import_j": pn.import
     assert r["import"] == r["parts"] == r["legs"]
     assert r["ev_j"] >= 30000 * 3600
     assert r["free"] > 64 * 1024
-    assert r["ms"] < 10000
