@@ -3,14 +3,13 @@ import ast
 import csv
 import gzip
 import math
-from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
 
 SHIPPED = ROOT / "tools" / "data" / "profiles" / "default_day.csv"
-HOUSEHOLDS = Path("/work/shared/data/households")
+HOUSEHOLDS = ROOT / "tools" / "data" / "households"     # shipped with the repo
 
 
 def load(mpy, path, **kw):
