@@ -28,6 +28,8 @@ from gapprobe import GapProbe
 probe = GapProbe()
 def say(**kw):
     kw['worst_ms'] = probe.worst_ms
+    kw['late'] = probe.late
+    kw['wakes'] = probe.wakes
     kw['resolves'] = len(resolves)
     kw['info'] = link.info()
     print(json.dumps(kw))
@@ -137,7 +139,12 @@ def test_resolved_once_queue_drops_oldest_and_oversized_packet_skipped(tmp_path)
     assert tele == list(range(16, 20)), tele
     assert end["resolves"] == 1, end       # "localhost" looked up once, not per reconnect
     assert ("lt/status", b"offline", False) in msgs    # deinit says goodbye
-    assert end["worst_ms"] < 50, end
+    # Real ms with the host's noise in them (a loaded 2-core machine preempts the process for
+    # tens of ms): the bound catches a wait on the broker that did not yield, which would sit
+    # out a 5 s deadline; and a stall on every pass, which would make many wakes late by more
+    # than the board's 50 ms budget, where preemptions are rare (tests/gapprobe.py).
+    assert end["worst_ms"] < 1000, end
+    assert end["late"] * 100 <= end["wakes"], end
 
 
 def _certs(tmp_path):

@@ -385,7 +385,10 @@ class Network:
 netmod = Network()
 logs = []
 b = net.Backoff(40, 200, rand=lambda n: n - 1)
-w = wifi.Wifi(netmod, 'home', 'pw-secret', Clock(), backoff=b, connect_timeout_ms=60,
+# A join times out after 1 s: a task that waited for it without yielding would hold the
+# scheduler that long, well above the bound below, which leaves room for a loaded host's
+# preemptions (real ms; tests/gapprobe.py).
+w = wifi.Wifi(netmod, 'home', 'pw-secret', Clock(), backoff=b, connect_timeout_ms=1000,
              check_ms=20, log=logs.append)
 check(not w.up, 'down before the task runs')
 from gapprobe import GapProbe
@@ -394,20 +397,23 @@ async def main():
     asyncio.create_task(probe.run())
     asyncio.create_task(w.run())
     t0 = time.ticks_ms()
-    while not w.up and time.ticks_diff(time.ticks_ms(), t0) < 3000:
+    while not w.up and time.ticks_diff(time.ticks_ms(), t0) < 20000:
         await asyncio.sleep_ms(10)
     check(w.up and w.attempts == 3, 'joined on the third attempt: %d' % w.attempts)
     check(netmod.wlan.calls.count('disconnect') == 2, 'gave up twice: %r' % netmod.wlan.calls)
     netmod.wlan.connected = False       # the access point goes away
     netmod.wlan.joins_ok_at = 6
-    await asyncio.sleep_ms(100)
+    t0 = time.ticks_ms()
+    while w.up and time.ticks_diff(time.ticks_ms(), t0) < 5000:
+        await asyncio.sleep_ms(10)
     check(not w.up and w.losses == 1, 'loss seen')
     t0 = time.ticks_ms()
-    while not w.up and time.ticks_diff(time.ticks_ms(), t0) < 3000:
+    while not w.up and time.ticks_diff(time.ticks_ms(), t0) < 20000:
         await asyncio.sleep_ms(10)
     check(w.up and w.attempts == 6, 'rejoined: %d' % w.attempts)
 asyncio.run(main())
-check(probe.worst_ms < 20, 'worst gap %d ms' % probe.worst_ms)
+check(probe.worst_ms < 500, 'worst gap %d ms' % probe.worst_ms)
+check(probe.late * 100 <= probe.wakes, 'late wakes %d of %d' % (probe.late, probe.wakes))
 check(not any('pw-secret' in l for l in logs), 'password never logged')
 print(logs)
 w2 = wifi.Wifi(None, '', '', Clock())
