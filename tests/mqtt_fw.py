@@ -1,6 +1,7 @@
 """Runs under MicroPython: the firmware on the simulated board in real time (virtual time at
 speed 1), with MQTT configured, and a probe task that measures the scheduler's worst gap in
-real milliseconds. One argument: JSON options. Prints one JSON line per simulated second and
+real milliseconds. One argument: JSON options ("setup_fails": the network side runs out of
+memory as it is built). Prints one JSON line per simulated second and
 "done" with a summary at the end. Used by tests/test_mqtt_*.py."""
 
 import gc
@@ -67,6 +68,14 @@ def main():
     for key in ("mqtt_user", "mqtt_password", "mqtt_discovery"):
         if key in opts:
             cfg[key] = opts[key]
+    if opts.get("setup_fails"):
+        # The network side cannot be built (as when the heap is too small for it): the
+        # link's constructor runs out of memory inside netsetup.setup.
+        import net
+
+        def no_memory(*args, **kw):
+            raise MemoryError("memory allocation failed, allocating 2048 bytes")
+        net.MqttLink = no_memory
     logs = []
     app = firmware_app.App(board, sim_machine, clock, cfg, log=logs.append)
     app.net_clock = Clock()      # socket deadlines are about real sockets: real time
@@ -114,6 +123,7 @@ def main():
             print(json.dumps(line))
         gc.collect()
         print(json.dumps({"done": True, "worst_ms": probe.worst_ms, "wakes": probe.wakes,
+                          "late": probe.late, "late_ms": probe.late_ms,
                           "max_step_gap_s": max_step_gap_s, "mem_alloc": gc.mem_alloc(),
                           "mem_free": gc.mem_free()}))
 

@@ -184,3 +184,27 @@ def test_make_sim_publishes_to_the_broker_it_is_given(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "mqtt: connected" in proc.stdout
     assert len(states) >= 30, len(states)        # one per 10 simulated s over 6 min
+
+
+def test_when_mqtt_cannot_start_the_controller_runs_and_sheds_without_it():
+    # The documented fallback (docs/mqtt.md, netsetup.setup): a network side that cannot be
+    # built, even for want of memory, is logged as "mqtt: not started" and the firmware runs
+    # without it: every control step taken, the watchdog fed, an overload shed.
+    from mqtt_helpers import free_port
+    from test_mqtt_broker import Firmware, _control_ok
+    fw = Firmware({"port": free_port(), "seconds": 34, "speed": 0, "setup_fails": True,
+                   "base_w": 1500, "step_w": 8000, "step_at_s": 22, "limit_w": 9600})
+    try:
+        fw.finish(timeout=120)
+    finally:
+        fw.kill()
+    lines = fw.lines
+    assert any(line.startswith("mqtt: not started: memory allocation failed")
+               for line in fw.logs), fw.logs
+    assert all(line["mqtt"] is None for line in lines)          # no link was made
+    before = [line for line in lines if 17 <= line["t"] <= 22]
+    assert before and before[-1]["panel_w"] > 1500 + 4000, "loads were on before the step"
+    after = [line for line in lines if line["t"] >= 22 + 8]
+    assert after and all(line["panel_w"] <= 9600 for line in after), [
+        (line["t"], line["panel_w"], line["wh_on"], line["ev_a"]) for line in lines[18:]]
+    _control_ok(lines)
