@@ -96,6 +96,39 @@ cal.current('CT3', 1.0)
                       "for an accurate gain")
 
 
+def test_calibration_refuses_a_ct_that_reads_nothing_and_a_gain_outside_half_to_double(tmp_path):
+    # docs/installation.md: a CT that reads nothing (wrong wire, unplugged) or a gain outside
+    # 0.5..2 (wrong CT or burden in the board file) is refused with one line, changing
+    # nothing. CT3 reads 14.1 A with a 410-count peak (see above).
+    out = run(tmp_path, """
+def gains():
+    return (a.meter.calibration(3)['gain'], cfg.work['ct']['CT3']['gain'],
+            a.meter.calibration(0)['gain'], cfg.work['v_gain'])
+before = gains()
+machine.inject(35, 0)            # CT3 unplugged: nothing on its wire
+cal.current('CT3', 15.0)
+machine.inject(35, 410)
+cal.current('CT3', 30.0)         # 30 A against 14.1 A: gain 2.1
+cal.current('CT3', 6.5)          # 6.5 A against 14.1 A: gain 0.46
+machine.inject(36, 0)            # no AC on the voltage channel
+cal.voltage(120)
+machine.inject(36, 1970)
+cal.voltage(300)                 # a gain of about 2.5
+print('SAME', gains() == before, before)
+cal.current('CT3', 28.0)         # gain 1.98: inside, taken
+print('TAKEN', round(cfg.work['ct']['CT3']['gain'], 2))
+""")
+    assert out[0] == "error: CT3 reads 0.00 A: is the CT on the wire the clamp meter is on?", out
+    assert out[1].startswith("error: CT3 reads 14.") and "against 30.00 A: gain 2.1" in out[1]
+    assert out[1].endswith("is outside 0.5..2; check the CT's ratio and burden in the board "
+                           "file"), out[1]
+    assert out[2].startswith("error: CT3 reads 14.") and "against 6.50 A: gain 0.4" in out[2]
+    assert out[3] == "error: no AC on the voltage channel: check the AC adapter", out
+    assert out[4].startswith("error: reads ") and "is outside 0.5..2" in out[4], out
+    assert out[5].startswith("SAME True"), out
+    assert out[6].startswith("CT3: read 14.") and out[7] == "TAKEN 1.98", out
+
+
 def test_status_and_loads_print_the_setpoint_and_the_loads(tmp_path):
     out = run(tmp_path, "status()\nloads()")
     assert "stopped: every output safe" in out[0]
