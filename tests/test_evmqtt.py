@@ -140,6 +140,48 @@ print(json.dumps({"log": logs, "sent": link.sent[-3:]}))
     assert any(l == "alarm: ev lost cleared" for l in log["log"]), log
 
 
+def test_setpoint_is_never_retained_and_reports_above_100_a_are_ignored():
+    # docs/mqtt.md: the setpoint is not retained (a charger that restarts must not find an
+    # old, higher one waiting), and a report outside 0..100 A is counted and ignored: it
+    # neither sets the draw nor confirms the charger.
+    out = run("""
+retained = []
+link.publish = lambda topic, msg, retain=False: (link.sent.append((topic, msg)),
+                                                 retained.append(retain))
+ch = evmqtt.MqttCharger(clock, 32, "evse/set/current", "evse/current", 30000)
+ch.attach(link)
+for a in (16, 32, 0):
+    ch.set_amps(a)
+for _ in range(25):
+    T.now = clock.ticks_add(T.now, 1000)
+    ch.set_amps(10)
+ch.safe()
+link.connects = 2
+import asyncio
+async def once():
+    t = asyncio.create_task(ch.run()); await asyncio.sleep_ms(10); t.cancel()
+asyncio.run(once())                      # resent after a reconnect
+print('SENT', len(link.sent), any(retained))
+link.cb(b"evse/current", b"100")         # the limit itself: taken
+print('A', ch.actual_ma, ch.reports, ch.bad_reports)
+T.now = clock.ticks_add(T.now, 20000)
+for bad in (b"100.1", b"150", b"1e3", b"-0.5", b"nan", b"inf"):
+    link.cb(b"evse/current", bad)
+print('B', ch.actual_ma, ch.reports, ch.bad_reports)
+T.now = clock.ticks_add(T.now, 10001)    # 30 s after the last good report
+print('C', ch.confirmed(T.now))
+mch = evmqtt.MqttCharger(clock, 32, "evse/set/current", "openevse/amp", 30000, unit_ma=True)
+mch.on_report(b"100000"); mch.on_report(b"100001")
+print('MA', mch.actual_ma, mch.reports, mch.bad_reports)
+""")
+    sent = [line for line in out if line.startswith("SENT")][0].split()
+    assert int(sent[1]) >= 6 and sent[2] == "False", out
+    assert "A 100000 1 0" in out, out
+    assert "B 100000 1 6" in out, out            # each counted, none taken
+    assert "C False" in out, out                 # bad reports do not confirm the charger
+    assert "MA 100000 1 1" in out, out
+
+
 FIRMWARE = """
 import asyncio, json, sys
 from panelsim.vtime import VirtualTime
@@ -228,6 +270,13 @@ def test_heartbeat_loss_against_a_real_broker(tmp_path):
         proc.wait(10)
         reader.join(5)
         reports = watcher.take()
+        # Not retained: a charger (or anyone) subscribing now finds no setpoint waiting.
+        late = Client(broker.port, "late")
+        late.subscribe("evse/set/current")
+        time.sleep(1)
+        waiting = late.take()
+        late.close()
+    assert waiting == [], waiting
     assert proc.returncode == 0, proc.stderr.read()[-3000:]
     samples = [r for r in rows if "t" in r]
     log = [r["log"] for r in rows if "log" in r]
