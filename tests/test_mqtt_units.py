@@ -445,3 +445,48 @@ print('fails', len(fails))
 """
     out = run_mpy(code, heap="512k").stdout   # compiling telemetry's imports from source
     assert "fails 0" in out, out
+
+
+def test_uptime_is_summed_across_the_tick_wrap_and_no_state_waits_while_the_link_is_down():
+    # docs/mqtt.md: uptime_s is summed, so it survives the tick wrap (2**30 ms, 12.4 days);
+    # while the link is down no state or diag is made, so none waits in RAM for the broker.
+    code = PRELUDE + r"""
+import asyncio, time, telemetry, net
+from clock import WrappingClock
+T = [(1 << 30) - 3600000]            # an hour before the ESP32's tick wrap
+clock = WrappingClock(lambda: T[0])
+class Link:
+    connected = False
+    connects = 0
+    def __init__(self): self.inbox = net.DropQueue(4); self.sent = []
+    def publish(self, topic, msg, retain=False): self.sent.append(topic)
+class App:
+    running = True
+    log = print
+link = Link()
+rep = telemetry.Reporter(App(), link, None, clock, 1000, 'pc', 'pc')
+DAYS = 13
+async def main():
+    task = asyncio.create_task(rep.run())
+    # A day at a time (the board's reporter looks every 250 ms; a step of a day stays well
+    # inside the +-2**29 ms ticks_diff can tell), each seen by the reporter before the next.
+    for day in range(DAYS):
+        T[0] = clock.ticks_add(T[0], 86400000)
+        rep.request_status()         # asked for while the link is down: still nothing
+        t0 = time.ticks_ms()
+        while rep.heartbeat_ms != T[0] and time.ticks_diff(time.ticks_ms(), t0) < 5000:
+            await asyncio.sleep_ms(5)
+        check(rep.heartbeat_ms == T[0], 'day %d seen' % day)
+    task.cancel()
+asyncio.run(main())
+check(T[0] < (1 << 30) - 3600000, 'the ticks wrapped')
+check(link.sent == [], 'made while down: %r' % link.sent[:4])
+check(rep.errors == 0, 'report errors %d' % rep.errors)
+rep.emit({'cmd': 'status', 'ok': True})
+check(link.sent == ['pc/event'], 'event %r' % link.sent)
+print('uptime_s', rep._uptime_ms // 1000)
+print('fails', len(fails))
+"""
+    out = run_mpy(code, heap="512k").stdout
+    assert "fails 0" in out, out
+    assert "uptime_s %d" % (13 * 86400) in out, out
