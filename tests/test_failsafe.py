@@ -225,6 +225,34 @@ def test_ctrl_c_and_an_unexpected_exception_leave_every_output_safe(tmp_path):
         assert json.loads(wear.read_text())["water_heater"] >= 1
 
 
+LEFT_STOPPED = SAFE_EXIT.replace("EXC", "KeyboardInterrupt()") + """
+# Left at the prompt: time goes on with nobody typing; the watchdog (which cannot be stopped)
+# was stretched to maintenance_min and fed once on the way out.
+stopped = vt.elapsed_ms()
+try:
+    for minute in range(1, 45):
+        vt.advance(60000)
+        if not all_safe():
+            print(json.dumps({"unsafe": minute}))
+    print(json.dumps({"reset_after_ms": None}))
+except machine.WatchdogReset as e:
+    print(json.dumps({"reset_after_ms": vt.elapsed_ms() - stopped, "why": str(e),
+                      "safe": all_safe()}))
+"""
+
+
+def test_a_board_left_stopped_resets_itself_after_maintenance_min(tmp_path):
+    # docs/installation.md: after Ctrl-C the loads stay shed and the watchdog is stretched
+    # to maintenance_min (30 min): a board left stopped resets itself and goes back to work.
+    rows = run(LEFT_STOPPED.replace("WEAR", repr(str(tmp_path / "wear.json"))), base_w=500)
+    assert any("returned" in r for r in rows), rows[-3:]
+    assert not any("unsafe" in r for r in rows), rows
+    end = rows[-1]
+    assert end["reset_after_ms"] is not None, end
+    assert 30 * 60000 <= end["reset_after_ms"] <= 31 * 60000, end     # minutes: 30, not 29
+    assert end["safe"], end
+
+
 def test_simulated_power_cycle_brings_loads_back_one_at_a_time_stagger_apart():
     stagger_s = 7
     cmd, env = run_sim.firmware_command(
