@@ -89,6 +89,9 @@ FW_MODULES := $(basename $(notdir $(FW_MPY)))
 
 # One directory per architecture: native code built for one will not load on another.
 build: $(FW_MPY) $(BUILD_DIR)/boot.py $(BUILD_DIR)/main.py
+	@# A module removed from firmware/ leaves its .mpy behind: deploy must not ship it.
+	@for f in $(BUILD_DIR)/*.mpy; do case " $(FW_MPY) " in *" $$f "*) ;; \
+		*) rm -f "$$f"; echo "removed stale $$f";; esac; done
 
 $(BUILD_DIR)/%.mpy: firmware/%.py | $(VENV_STAMP)
 	@mkdir -p $(@D)

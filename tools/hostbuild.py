@@ -65,7 +65,10 @@ def _compile(sources, dest):
             out = out_dir / (src.stem + ".mpy")
             if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
                 continue
-            proc = subprocess.run([HOST_MPY_CROSS, "-march=" + HOST_MARCH, "-o", str(out), str(src)],
+            # Named as make build names the board's (firmware/app.py): the name is a string
+            # in RAM, and an absolute path made the heap figures depend on the clone's place.
+            proc = subprocess.run([HOST_MPY_CROSS, "-march=" + HOST_MARCH, "-o", str(out),
+                                   "-s", src.relative_to(ROOT).as_posix(), str(src)],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.exit("error: mpy-cross %s: %s" % (src, proc.stderr.strip()))
