@@ -39,6 +39,56 @@ JUMP_MAX_MS = 1 << 27   # ~37 h without an update (housekeeping keeps ages under
 
 # --- the generator --------------------------------------------------------------------------
 
+# A history is a list of segments [op, steps, dt_ms, args...]: apply op, then update `steps`
+# times, dt_ms apart. Sizes are drawn in per mille of the panel's scale and fixed by sized(),
+# so these strategies are built once, not for every case.
+_STEPS = st.integers(1, 40)
+_DT = st.sampled_from([1000, 1000, 250, 2000, 5000, 15000])
+_PERMILLE = st.integers(0, 1000)
+_NAME = st.sampled_from(["grid", "remote", "grid>"])
+SEGMENT = st.one_of(
+    st.tuples(st.just("hold"), _STEPS, _DT),
+    st.tuples(st.just("base"), _STEPS, _DT, _PERMILLE, _PERMILLE),
+    st.tuples(st.just("spike"), _STEPS, _DT, _PERMILLE, st.integers(0, 2), st.integers(1, 10)),
+    st.tuples(st.just("want"), _STEPS, _DT, st.integers(0, 7), st.integers(0, 10000)),
+    # an age: in ms, or relative to stale_ms ("s": still fresh, "s+1": stale, "2s")
+    st.tuples(st.just("meas"), _STEPS, _DT, st.booleans(),
+              st.one_of(st.sampled_from([0, "s", "s+1", "2s"]), st.integers(0, 20000))),
+    st.tuples(st.just("limit"), _STEPS, _DT, _NAME,
+              st.one_of(st.none(), st.integers(0, 1500)), st.one_of(st.none(), st.integers(0, 1500)),
+              st.one_of(st.none(), st.integers(1000, 900000)),
+              st.one_of(st.none(), st.integers(0, 300000))),
+    st.tuples(st.just("clear"), _STEPS, _DT, _NAME),
+    st.tuples(st.just("jump"), _STEPS, _DT,
+              st.one_of(st.sampled_from([60000, 3600000, 86400000, JUMP_MAX_MS]),
+                        st.integers(1, JUMP_MAX_MS))),
+)
+
+
+def sized(seg, scale_w, n_legs, top_a, stale_ms, queued_until):
+    """A drawn segment in the panel's own units."""
+    op = seg[0]
+    if op == "base":
+        seg[3] = seg[3] * scale_w // n_legs // 1000
+        seg[4] = seg[4] * scale_w // n_legs // 1000
+    elif op == "spike":
+        seg[3] = seg[3] * scale_w // 1000
+    elif op == "meas" and isinstance(seg[4], str):
+        seg[4] = {"s": stale_ms, "s+1": stale_ms + 1, "2s": 2 * stale_ms}[seg[4]]
+    elif op == "limit":
+        seg[4] = None if seg[4] is None else seg[4] * scale_w // 1000
+        seg[5] = None if seg[5] is None else seg[5] * top_a // 1000
+        if seg[4] is None and seg[5] is None:
+            seg[4] = scale_w // 2
+        if seg[7] is not None and seg[6] is not None:
+            seg[6] += seg[7]          # it ends after it starts
+        if seg[3].endswith(">") and seg[7] is None:
+            seg[7] = 0                # "x>" is queued by definition
+        if seg[3].endswith(">") and not queued_until:
+            seg[6] = None             # KNOWN_QUEUED_UNTIL_CRASH: see the regression tests
+    return seg
+
+
 @st.composite
 def cases(draw, queued_until=False):
     """One panel (limits, 1 to 8 loads, controller settings) and a history for it.
@@ -92,42 +142,9 @@ def cases(draw, queued_until=False):
            "stagger_s": draw(st.sampled_from([0, 1, 5, 15, 30]))}
     t0 = draw(st.one_of(st.integers((1 << 30) - 600000, (1 << 30) - 1),
                         st.integers(0, (1 << 30) - 1)))
-    steps = st.integers(1, 40)
-    dt = st.sampled_from([1000, 1000, 250, 2000, 5000, 15000])
-    w = st.integers(0, scale_w)
-    stale = ctl["stale_ms"]
-    segment = st.one_of(
-        st.tuples(st.just("hold"), steps, dt),
-        st.tuples(st.just("base"), steps, dt, st.integers(0, scale_w // n_legs),
-                  st.integers(0, scale_w // n_legs)),
-        st.tuples(st.just("spike"), steps, dt, w, st.integers(0, 2), st.integers(1, 10)),
-        st.tuples(st.just("want"), steps, dt, st.integers(0, 7), st.integers(0, 10000)),
-        st.tuples(st.just("meas"), steps, dt, st.booleans(),
-                  st.one_of(st.sampled_from([0, stale, stale + 1, 2 * stale]),
-                            st.integers(0, 20000))),
-        st.tuples(st.just("limit"), steps, dt, st.sampled_from(["grid", "remote", "grid>"]),
-                  st.one_of(st.none(), st.integers(0, scale_w * 3 // 2)),
-                  st.one_of(st.none(), st.integers(0, top_a * 3 // 2)),
-                  st.one_of(st.none(), st.integers(1000, 900000)),
-                  st.one_of(st.none(), st.integers(0, 300000))),
-        st.tuples(st.just("clear"), steps, dt, st.sampled_from(["grid", "remote", "grid>"])),
-        st.tuples(st.just("jump"), steps, dt,
-                  st.one_of(st.sampled_from([60000, 3600000, 86400000, JUMP_MAX_MS]),
-                            st.integers(1, JUMP_MAX_MS))),
-    )
     history = []
-    for seg in draw(st.lists(segment, min_size=1, max_size=20)):
-        seg = list(seg)
-        if seg[0] == "limit":
-            if seg[4] is None and seg[5] is None:
-                seg[4] = scale_w // 2
-            if seg[7] is not None and seg[6] is not None:
-                seg[6] += seg[7]          # it ends after it starts
-            if seg[3].endswith(">") and seg[7] is None:
-                seg[7] = 0                # "x>" is queued by definition
-            if seg[3].endswith(">") and not queued_until:
-                seg[6] = None             # KNOWN_QUEUED_UNTIL_CRASH: see the regression tests
-        history.append(seg)
+    for seg in draw(st.lists(SEGMENT, min_size=1, max_size=20)):
+        history.append(sized(list(seg), scale_w, n_legs, top_a, ctl["stale_ms"], queued_until))
     return {"panel": panel, "loads": loads, "ctl": ctl, "t0": t0, "history": history}
 
 
@@ -344,6 +361,7 @@ def check_step(k, rec, specs, ls, ctl, pos, limit, band, stale_ms, lim, tolerate
         proj[i] = p
         add(P, specs[i], p - act)
 
+    over = [P[0] > shed_w, P[1] > shed_ma, P[2] > shed_ma]
     # What the step did.
     downs, ups, parked = [], [], []
     new_cmd = [0] * n
@@ -362,7 +380,8 @@ def check_step(k, rec, specs, ls, ctl, pos, limit, band, stale_ms, lim, tolerate
             elif on and not s.on:
                 ups.append(i)
         elif sp < s.sp:
-            if 0 < d["min_a"] == sp and new[i][0] * 2 < d["min_a"] * d["volts"] and not bad:
+            if 0 < d["min_a"] == sp and new[i][0] * 2 < d["min_a"] * d["volts"] and not bad \
+                    and not any(over):
                 parked.append(i)       # drew under half its floor: parked at the floor
             else:
                 downs.append(i)
@@ -415,7 +434,6 @@ def check_step(k, rec, specs, ls, ctl, pos, limit, band, stale_ms, lim, tolerate
             return "limit in force %r, expected the strictest %r (sources %r)" % (
                 (lim_w, lim_ma), (want_w, want_ma), lim.sources)
 
-    over = [P[0] > shed_w, P[1] > shed_ma, P[2] > shed_ma]
     # The projection after the step's commands.
     Q = list(P)
     post = list(proj)
