@@ -6,6 +6,7 @@ import asyncio
 import gc
 import sys
 
+from clock import wall_unix
 from version import VERSION
 
 WEAR_FILE = "wear.json"
@@ -29,7 +30,7 @@ class App:
         self.wear = None
         self.supervisor = None
         self.grid = None             # grid.Grid, built on first use (get_grid)
-        self.wall = _wall_unix       # unix seconds or None: the simulator injects its own
+        self.wall = wall_unix        # unix seconds or None: the simulator injects its own
         # Hardware, meter, sampler, loads, controller: appbuild.py runs once and is dropped
         # after, so the code that builds them (3.9 KB on the 32-bit port) is not in RAM
         # while they run.
@@ -59,10 +60,7 @@ class App:
                 b.actuator.safe()
             except Exception as e:  # keep going: the other outputs still need to be safe
                 self.log("force_safe: %s: %s" % (b.load.name, e))
-        for signal in self.hw.outputs:     # outputs no load is bound to (safe mode) too
-            signal.off()
-        if self.hw.pilot is not None:
-            self.hw.pilot.duty_u16(65535)  # steady +12 V: the vehicle pauses
+        self.hw.all_outputs_safe()         # outputs no load is bound to (safe mode) too
 
     def banner(self):
         gc.collect()
@@ -147,14 +145,6 @@ class App:
         await self.supervisor.run()
 
 
-def _wall_unix():
-    """Unix seconds from the RTC if it was ever set (not at an ESP32's boot), else None:
-    grid.GridTask then asks an SNTP server itself."""
-    import time
-    t = time.time() + (946684800 if time.gmtime(0)[0] == 2000 else 0)   # ESP32: from 2000
-    return t if t >= 1704067200 else None
-
-
 last = None
 
 
@@ -201,8 +191,5 @@ def run(board=None, machine=None, clock=None, cfg=None, wear_path=WEAR_FILE):
             app.force_safe()
             if app.wear is not None:
                 app.wear.save()      # the operations since the last periodic save
-            if app.hw.wdt is not None:
-                # The watchdog cannot be stopped: stretch it so the installer has time at the
-                # REPL; if the board is left stopped, the reset restarts the controller.
-                app.hw.wdt = machine.WDT(timeout=app.cfg["maintenance_min"] * 60000)
-                app.hw.wdt.feed()
+            # Time for the installer at the REPL; a board left stopped resets and runs again.
+            app.hw.stretch_watchdog(app.cfg["maintenance_min"] * 60000)

@@ -1,4 +1,5 @@
-"""The one place firmware reads time: wraps ticks_ms so tests can inject a clock."""
+"""The one place firmware reads time: wraps ticks_ms so tests can inject a clock, and reads
+the wall clock (the RTC) where one was set."""
 
 import time
 
@@ -16,6 +17,10 @@ class Clock:
     def ticks_add(self, t, delta_ms):
         return time.ticks_add(t, delta_ms)
 
+    def sleep_ms(self, ms):
+        # Blocks: only for the console, whose commands run with the controller stopped.
+        time.sleep_ms(ms)
+
 
 class WrappingClock:
     """Ticks that wrap at 2**30 like the ESP32's, on any port, driven by `now_ms()` of a
@@ -23,8 +28,11 @@ class WrappingClock:
 
     PERIOD = 1 << 30
 
-    def __init__(self, now_ms):
+    def __init__(self, now_ms, sleep_ms=None):
+        # sleep_ms(ms), where given, lets the source's time pass (the console's waits).
         self._now_ms = now_ms
+        if sleep_ms is not None:
+            self.sleep_ms = sleep_ms
         if time.ticks_add(0, -1) == self.PERIOD - 1:
             # A 32-bit port wraps where the ESP32 does: its own ticks_* do the same sums
             # without the intermediate values past 2**30 that would be heap ints there.
@@ -40,3 +48,10 @@ class WrappingClock:
 
     def ticks_add(self, t, delta_ms):
         return (t + delta_ms) & (self.PERIOD - 1)
+
+
+def wall_unix():
+    """Unix seconds from the RTC if it was ever set (not at an ESP32's boot), else None:
+    grid.GridTask then asks an SNTP server itself."""
+    t = time.time() + (946684800 if time.gmtime(0)[0] == 2000 else 0)   # ESP32: from 2000
+    return t if t >= 1704067200 else None

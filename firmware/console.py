@@ -7,7 +7,6 @@ The console runs while the controller is stopped (Ctrl-C at the REPL): every out
 then, and cal and shed_test take their own measurements. start() or Ctrl-D runs it again."""
 
 import os
-import time
 
 import config
 
@@ -694,10 +693,11 @@ def shed_test(name, seconds=5):
 
 
 def _hold(binding, seconds):
-    end = time.ticks_add(time.ticks_ms(), seconds * 1000)
+    clock = _app.clock
+    end = clock.ticks_add(clock.ticks_ms(), seconds * 1000)
     s = _measure(1)
-    while time.ticks_diff(end, time.ticks_ms()) > 0:
-        time.sleep_ms(200)
+    while clock.ticks_diff(end, clock.ticks_ms()) > 0:
+        clock.sleep_ms(200)
         s = _measure(1)
     ct = binding.ct_index
     return s.total_w, (s.meter.p_w[ct] if ct >= 0 else None)

@@ -1,8 +1,11 @@
 """Turns a board file into hardware objects: the ADC scanner, contactor signals, feedback
-inputs, the J1772 pilot, the status LED and the watchdog. The only firmware module that
-touches `machine`; it is handed the module, so the simulator can hand it another."""
+inputs, the J1772 pilot, the status LED, the watchdog and the board's id. The only firmware
+module that touches `machine`; it is handed the module, so the simulator can hand it another."""
 
 import micropython
+from micropython import const
+
+_PILOT_PAUSE_U16 = const(65535)   # steady +12 V, no PWM: the vehicle must not draw
 
 _RESET_NAMES = (
     ("PWRON_RESET", "power-on"),
@@ -50,6 +53,28 @@ class Hardware:
         self.wdt = self.machine.WDT(timeout=timeout_ms)
         return self.wdt
 
+    def stretch_watchdog(self, timeout_ms):
+        """A started watchdog cannot be stopped: when the controller stops for maintenance
+        it gets `timeout_ms` and one feed, so a board left stopped resets itself after that
+        and runs again. Nothing to do if it was never started (safe mode)."""
+        if self.wdt is not None:
+            self.wdt = self.machine.WDT(timeout=timeout_ms)
+            self.wdt.feed()
+
+    def all_outputs_safe(self):
+        """Every contactor coil released and the pilot at steady +12 V (the vehicle pauses),
+        whether or not a load is bound to it. Safe to call any number of times."""
+        for signal in self.outputs:
+            signal.off()
+        if self.pilot is not None:
+            self.pilot.duty_u16(_PILOT_PAUSE_U16)
+
+    def unique_id(self):
+        """The chip's id (the MQTT client id is made from it); one zero byte on a port
+        without one."""
+        uid = getattr(self.machine, "unique_id", None)
+        return uid() if uid is not None else b"\0"
+
     def reset_cause(self):
         cause = self.machine.reset_cause()
         for const_name, name in _RESET_NAMES:
@@ -88,7 +113,7 @@ def build(board, machine):
     if spec:
         # Steady +12 V (no PWM) tells the vehicle not to charge until the firmware says.
         pin = machine.Pin(spec["pin"], machine.Pin.OUT, value=1)
-        pilot = machine.PWM(pin, freq=spec["freq_hz"], duty_u16=65535)
+        pilot = machine.PWM(pin, freq=spec["freq_hz"], duty_u16=_PILOT_PAUSE_U16)
     led = None
     spec = getattr(board, "STATUS_LED", None)
     if spec:

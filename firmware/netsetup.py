@@ -60,8 +60,7 @@ def setup_tasks(app, net_clock=None, network=None, log=None):
                              log=log)
         entries.append(supervisor_mod.Supervised("wifi", supervisor_mod.task(wifi), 60000,
                                                  critical=False))
-    uid = app.hw.machine.unique_id() if hasattr(app.hw.machine, "unique_id") else b"\0"
-    client_id = "panelcap-" + "".join("%02x" % b for b in uid)
+    client_id = "panelcap-" + "".join("%02x" % b for b in app.hw.unique_id())
     link = net.MqttLink(client_id, cfg["mqtt_host"], cfg["mqtt_port"], net_clock,
                         user=cfg["mqtt_user"], password=cfg["mqtt_password"],
                         tls=cfg["mqtt_tls"] in ("on", True, 1), ca_file=cfg["mqtt_ca_file"],

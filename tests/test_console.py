@@ -251,7 +251,7 @@ panel = Panel(params, profile_mod.load('%s'))
 vt = VirtualTime(); vt.install()
 vt.advance(12 * 3600 * 1000)             # noon: the car is not plugged in yet
 machine.attach(panel, vt, board, AdcGen(board, panel))
-a = app.App(board, machine, WrappingClock(vt.now_ms), config.defaults(board))
+a = app.App(board, machine, WrappingClock(vt.now_ms, vt.advance), config.defaults(board))
 console.attach(a)
 """
 
