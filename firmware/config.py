@@ -3,7 +3,6 @@ readable errors, and flash persistence (temporary file renamed over the old one,
 version with migrations, field-by-field fallback on load). Pure: no machine, no network."""
 
 import json
-import os
 
 import panelrule
 
@@ -359,16 +358,10 @@ def to_json(cfg):
 
 def save(cfg, path=FILE):
     """Writes `cfg` so that a power cut leaves either the old file or the new one: the text
-    goes to a temporary file first, which is then renamed over the old one."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(to_json(cfg))
-    try:
-        os.rename(tmp, path)
-    except OSError:
-        # A filesystem that will not rename over an existing file (FAT on some ports).
-        os.remove(path)
-        os.rename(tmp, path)
+    goes to a temporary file first, which is then renamed over the old one (atomicfile.py,
+    loaded by the first save: flash is written only on an operator's command)."""
+    import atomicfile
+    atomicfile.write(path, to_json(cfg))
 
 
 class Loaded:

@@ -549,15 +549,9 @@ class Grid:
         data = {"v": 1, "name": self.event_name,
                 "heard": None if self._heard is None else self._heard + off,
                 "iv": ivs, "res": res}
-        tmp = self.path + ".tmp"
+        import atomicfile    # loaded by the first save
         try:
-            with open(tmp, "w") as f:
-                json.dump(data, f)
-            try:
-                os.rename(tmp, self.path)
-            except OSError:
-                os.remove(self.path)
-                os.rename(tmp, self.path)
+            atomicfile.write(self.path, lambda f: json.dump(data, f))
         except OSError:
             pass     # a full or read-only flash: the schedule still applies until a reboot
 

@@ -4,7 +4,6 @@ renamed over the old one. A power cut loses at most one period's operations."""
 
 import asyncio
 import json
-import os
 
 from micropython import const
 
@@ -59,15 +58,9 @@ class Wear:
         ops = self._ops()
         if not self.path or ops == self._saved:
             return False
-        tmp = self.path + ".tmp"
+        import atomicfile            # loaded by the first save
         try:
-            with open(tmp, "w") as f:
-                f.write(json.dumps(self.totals()))
-            try:
-                os.rename(tmp, self.path)
-            except OSError:          # a filesystem that will not rename over a file
-                os.remove(self.path)
-                os.rename(tmp, self.path)
+            atomicfile.write(self.path, json.dumps(self.totals()))
         except OSError as e:         # flash full or failing: counts stay in RAM
             self._log("wear: cannot save %s: %s" % (self.path, e))
             return False

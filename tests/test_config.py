@@ -60,12 +60,13 @@ print(config.load(p, board).cfg['band_pct'], sorted(os.listdir(D)))
     assert out[2] == "10 ['c.json']"
 
 
-# A power cut inside config.save(): the module's own file operations (open, write, close,
-# rename, remove) are swapped for ones that stop the program at the n-th of them, for every n
-# until a save runs through. PowerCut is no OSError, so no handler in save() can catch it, as
-# none can catch a power cut. After each cut the file on flash must be the old one, whole, or
+# A power cut inside config.save(): its file operations (open, write, close, rename, remove,
+# in atomicfile.write) are swapped for ones that stop the program at the n-th of them, for
+# every n until a save runs through. PowerCut is no OSError, so no handler in save() can catch
+# it, as none can catch a power cut. After each cut the file on flash must be the old one, whole, or
 # (once the rename has happened) the new one.
 POWER_CUT = """
+import atomicfile
 class PowerCut(Exception):
     pass
 class Ops:
@@ -113,16 +114,18 @@ def cut_save(cfg, path, cut_at, rename_over=True):
     def cut_open(name, mode='r'):
         ops.step('open')
         return CutFile(open(name, mode), ops)
-    config.open = cut_open          # save() finds these first, in its module's globals
-    config.os = CutOs(ops, rename_over)
+    # The save's file operations are atomicfile.write's: it finds these first, in its
+    # module's globals.
+    atomicfile.open = cut_open
+    atomicfile.os = CutOs(ops, rename_over)
     try:
         config.save(cfg, path)
         done = True
     except PowerCut:
         done = False
     finally:
-        del config.open
-        config.os = os
+        del atomicfile.open
+        atomicfile.os = os
     return done, ops
 def on_flash(p):
     return config.load(p, board, log=lambda line: None)
