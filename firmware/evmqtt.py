@@ -15,8 +15,8 @@ _WAKE_MS = const(1000)
 
 class MqttCharger:
     """The actuator (set_amps, apply, safe, amps) and the confirmation (confirmed(now),
-    actual_ma). Talks to the MQTT link only through its non-blocking publish queue and its
-    message callback; attach(link) once the link exists, and run() keeps the subscription."""
+    actual_ma). Talks to the MQTT link only through its public, non-blocking methods (publish,
+    route, subscribe); attach(link) once the link exists, and run() keeps the subscription."""
 
     def __init__(self, clock, max_a, set_topic, current_topic, timeout_ms, unit_ma=False,
                  log=print):
@@ -24,7 +24,6 @@ class MqttCharger:
         self.max_a = max_a
         self.set_topic = set_topic
         self.current_topic = current_topic
-        self._current_b = current_topic.encode()
         self.timeout_ms = timeout_ms
         self.heartbeat_period_ms = timeout_ms // 3
         self._unit_ma = unit_ma
@@ -43,17 +42,9 @@ class MqttCharger:
 
     # --- the network side -------------------------------------------------------------
     def attach(self, link):
-        """Route the charger's reports from the link's callback; the rest goes on as before."""
+        """The charger's reports come to on_report; the link's other messages go on as before."""
         self.link = link
-        chain = link.cb
-
-        def on_message(topic, msg):
-            if topic == self._current_b:
-                self.on_report(msg)
-            else:
-                chain(topic, msg)
-
-        link.set_callback(on_message)
+        link.route(self.current_topic, self.on_report)
 
     def on_report(self, msg):
         try:
@@ -78,14 +69,11 @@ class MqttCharger:
         while True:
             link = self.link
             self.heartbeat_ms = self._clock.ticks_ms()
-            if link is not None and link.connected and link.connects != self._subscribed:
-                topic = self.current_topic
-                if link.pipe.free() > len(topic) + 8:
-                    # The SUBACK comes back through the link's pump, which skips it: a
-                    # refused subscription shows up as silence, and silence is handled.
-                    link._subscribe_packet(topic)
-                    self._subscribed = link.connects
-                    self._send(self.amps, self.heartbeat_ms)
+            if link is not None and link.connected and link.connects != self._subscribed \
+                    and link.subscribe(self.current_topic):
+                # A refused subscription shows up as silence, and silence is handled.
+                self._subscribed = link.connects
+                self._send(self.amps, self.heartbeat_ms)
             await asyncio.sleep_ms(_WAKE_MS)
 
     # --- the actuator -----------------------------------------------------------------

@@ -222,6 +222,7 @@ class MqttLink(MQTTClient):
         if status_topic:
             self.set_last_will(status_topic, b"offline", retain=True)
         self.set_callback(self._on_message)
+        self._routes = None          # {topic: handler} taken before the inbox (route())
         self.pipe = _Pipe(_TX_SIZE)
         self._rx = bytearray(_RX_SIZE)
         self._rxmv = memoryview(self._rx)
@@ -280,6 +281,24 @@ class MqttLink(MQTTClient):
             if not self.connected or clock.ticks_diff(clock.ticks_ms(), t0) > timeout_ms:
                 return False
             await asyncio.sleep_ms(_POLL_MS)
+        return True
+
+    def route(self, topic, handler):
+        """Messages on `topic` go to handler(msg) (called by the link's task: it must not
+        wait) instead of the inbox, and are not counted as received commands."""
+        if self._routes is None:
+            self._routes = {}
+        self._routes[_bytes(topic)] = handler
+
+    def subscribe(self, topic):
+        """Sends a SUBSCRIBE to `topic` without waiting: True if it was queued, False (nothing
+        sent) while the link is down or its buffer is too full. The SUBACK is skipped when it
+        comes, so a refused subscription shows up as silence. Sessions start clean: subscribe
+        again after every reconnect (`connects` counts them)."""
+        topic = _bytes(topic)
+        if not self.connected or self.pipe.free() <= len(topic) + 8:
+            return False
+        self._subscribe_packet(topic)
         return True
 
     def info(self):
@@ -585,6 +604,12 @@ class MqttLink(MQTTClient):
         self._check_write_deadline()
 
     def _on_message(self, topic, msg):
+        routes = self._routes
+        if routes is not None:
+            handler = routes.get(topic)
+            if handler is not None:
+                handler(msg)
+                return
         self.received += 1
         self.inbox.put((topic, msg))
 

@@ -14,19 +14,21 @@ from clock import WrappingClock
 class T:
     now = (1 << 30) - 60000          # every timer crosses the ESP32's tick wrap
 clock = WrappingClock(lambda: T.now)
-class Pipe:
-    def free(self): return 1000
-class Link:
+class Link:                          # what evmqtt uses of net.MqttLink
     connected = True
     connects = 1
     def __init__(self):
-        self.cb = None; self.sent = []; self.pipe = Pipe(); self.subs = []
-    def set_callback(self, f): self.cb = f
+        self.sent = []; self.subs = []; self.routes = {}
     def publish(self, topic, msg, retain=False): self.sent.append((topic, msg))
-    def _subscribe_packet(self, topic): self.subs.append(topic)
+    def route(self, topic, handler): self.routes[topic.encode()] = handler
+    def subscribe(self, topic): self.subs.append(topic); return True
+    def cb(self, topic, msg):        # a message arriving: routed, else to the inbox
+        if topic in self.routes:
+            self.routes[topic](msg)
+        else:
+            others.append((topic, msg))
 link = Link()
 others = []
-link.set_callback(lambda topic, msg: others.append((topic, msg)))
 """
 
 
