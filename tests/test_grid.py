@@ -458,8 +458,12 @@ check(ok == 50, 'allocated in %d of 50 passes' % (50 - ok))
 """)
 
 
+# grid.py and what it loads with the Grid (sntp.py and atomicfile.py come later, if at all).
+GRID_MODULES = ("grid", "gridlimits", "gridevent", "gridtime", "compliance")
+
+
 def test_grid_modules_cross_compile_for_the_esp32(tmp_path):
-    for name in ("grid", "compliance"):
+    for name in GRID_MODULES + ("sntp", "atomicfile"):
         src = ROOT / "firmware" / (name + ".py")
         assert "assert " not in src.read_text()
         subprocess.run([MPY_CROSS, "-O1", "-march=xtensawin", "-o",
@@ -467,8 +471,8 @@ def test_grid_modules_cross_compile_for_the_esp32(tmp_path):
 
 
 def test_grid_code_size_in_ram():
-    # What importing grid.py and compliance.py (as .mpy) and building a Grid costs: paid
-    # only once grid signals are configured or received.
+    # What importing grid.py, its modules and compliance.py (as .mpy) and building a Grid
+    # costs: paid only once grid signals are configured or received.
     out = run_mpy(r"""
 import gc, sys, shed, asyncio, json     # the app has these loaded already
 limits = shed.Limits(setpoint_w=9600)    # and its Limits, built (shedsetup dropped)
@@ -496,7 +500,7 @@ print(grid.__file__)
 def _compiled():
     import tempfile
     d = tempfile.mkdtemp(prefix="gridmpy")
-    for name in ("grid", "compliance"):
+    for name in GRID_MODULES:
         subprocess.run([HOST_MPY_CROSS, "-O1", "-march=" + HOST_MARCH, "-o", "%s/%s.mpy" % (d, name),
                         str(ROOT / "firmware" / (name + ".py"))], check=True)
     return d

@@ -1,0 +1,483 @@
+"""The grid's capacity signals kept as named shed.Limits sources (the strictest wins, nothing
+above the installer's setpoint): the dynamic import limit from a schedule, a subscribed
+capacity with the reservations granted on top, and emergency reductions; and kept on flash
+(grid.json) over a reboot. No machine, no network: grid.py's task carries what it sends.
+
+Time. Internally everything is "mono" seconds: counted from boot by accumulating clock
+ticks (so the 2**30 ms tick wrap never shows). A wall clock (NTP on the ESP32, the injected
+clock plus an epoch offset on the unix port) gives `_off`, wall minus mono, in grid seconds
+(gridtime.py). Without it, absolute starts are refused and only relative ones ("from now")
+are taken. Interval boundaries become ticks through the clock (`ticks_add`), queued in
+Limits with `from_ms`, so a limit changes on the boundary's tick, not at the next pass of
+the grid task."""
+
+import json
+import os
+
+from micropython import const
+
+import gridevent
+from gridevent import allow
+from gridtime import format_time, parse_duration, parse_time, show, to_unix
+
+_ARM_S = const(3600)            # a boundary this close is queued in Limits by its tick
+_MAX_PENDING = const(4)
+_ANSWER_S = const(60)           # a reservation request unanswered this long is given up
+_MAX_RESERVATIONS = const(8)
+_KEEP_ANSWERS = const(4)
+
+SRC_DYNAMIC = "grid"            # the schedule's import limit, or the fallback
+SRC_SUB = "subscription"        # subscription_w plus the reservations in force
+SRC_EMERGENCY = "emergency"
+_NEXT = ">"                     # suffix: the same source's value queued for its next boundary
+
+
+def _intv(obj, key, lo, hi, unit):
+    v = obj.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
+        raise ValueError("%s must be an int in %d..%d %s, got %r" % (key, lo, hi, unit, v))
+    return v
+
+
+def _first_after(items, t, nxt):
+    """The earliest start or end of items ([start, end, ...]) after t, or nxt."""
+    for it in items:
+        b = it[0]
+        if b > t and (nxt is None or b < nxt):
+            nxt = b
+        b = it[1]
+        if b > t and (nxt is None or b < nxt):
+            nxt = b
+    return nxt
+
+
+class Grid:
+    """limits: the shed.Limits; clock: ticks_ms/ticks_diff/ticks_add; setpoint_w: the
+    installer's limit; subscription_w: the subscribed capacity (0: none); fallback_w: the
+    import limit when no interval covers now or the source is silent (0: none);
+    silence_s: how long the schedule may go without being sent again (0: no check);
+    path: the file that keeps schedule and reservations over a reboot (None: not kept);
+    log: a compliance.Log, or None."""
+
+    def __init__(self, limits, clock, setpoint_w, subscription_w=0, fallback_w=0,
+                 silence_s=0, volts=120, path="grid.json", log=None):
+        self._limits = limits
+        self._clock = clock
+        self.setpoint_w = setpoint_w
+        self.subscription_w = subscription_w
+        self.fallback_w = fallback_w
+        self.silence_s = silence_s
+        self.volts = volts
+        self.path = path
+        self.log = log
+        self._anchor = clock.ticks_ms()   # the tick at which mono seconds were _mono
+        self._mono = 0
+        self._off = None                  # grid seconds - mono seconds, once a wall clock is known
+        self.intervals = []               # [start, end, import_w, import_a, export_w] (mono s)
+        self.event_name = None
+        self._heard = None                # mono s of the last schedule
+        self.reservations = []            # [start, end, extra_w, fee_cents, id] (mono s)
+        self.pending = {}                 # id -> [start, end, extra_w, max_fee_cents, sent]
+        self.answers = []                 # the last few answers, newest last
+        self.outbox = []                  # (subtopic, payload) for the network side
+        self.emergency_w = None
+        self._emergency_until = None
+        self._armed = {}                  # source -> [w, a, change, next_w, next_a]
+        self._stored = None               # what the file held, until a wall clock converts it
+        self._saved = None                # what was last written, to skip writing it again
+        self.replay_wanted = False
+        self.monitor = None               # a compliance.Monitor, attached by the app
+        self._dw = self._da = self._de = None
+        self._what = None
+        if path:
+            try:
+                with open(path) as f:
+                    self._stored = json.loads(f.read())
+            except (OSError, ValueError):
+                self._stored = None
+        self.update(self._anchor)     # the subscription and the fallback hold from the start
+
+    # --- time ---------------------------------------------------------------------------
+    def _advance(self, now):
+        d = self._clock.ticks_diff(now, self._anchor)
+        if d >= 1000:
+            s = d // 1000
+            self._mono += s
+            self._anchor = self._clock.ticks_add(self._anchor, s * 1000)
+
+    def mono_s(self, now):
+        self._advance(now)
+        return self._mono
+
+    def wall_known(self):
+        return self._off is not None
+
+    def wall_gs(self, now):
+        """Grid seconds now, or None without a wall clock."""
+        m = self.mono_s(now)
+        return None if self._off is None else m + self._off
+
+    def unix_s(self, now):
+        gs = self.wall_gs(now)
+        return None if gs is None else to_unix(gs)
+
+    def set_wall(self, unix_s, now):
+        """The wall clock is known (NTP, or the simulator's epoch): unix seconds at tick now."""
+        m = self.mono_s(now)
+        first = self._off is None
+        self._off = parse_time(int(unix_s)) - m
+        if self._stored is not None:
+            self._restore(self._stored, m)
+            self._stored = None
+            self.update(now)
+        elif first and (self.intervals or self.reservations):
+            self.save()      # what came relative to now can be kept from now on
+
+    def _tick_of(self, t):
+        # The tick at which mono second t begins (t close to now: within _ARM_S).
+        return self._clock.ticks_add(self._anchor, (t - self._mono) * 1000)
+
+    # --- the dynamic limit: an OpenADR 3 style event (gridevent.py checks it) -------------
+    def schedule(self, obj, now):
+        """Validates and takes a whole schedule (replacing the old one), or raises ValueError
+        and changes nothing. Returns the number of intervals."""
+        m = self.mono_s(now)
+        self.intervals, self.event_name = gridevent.intervals(obj, m, self._off)
+        self._heard = m
+        self.save()
+        self.update(now)
+        return len(self.intervals)
+
+    def _show(self, t):
+        return show(t, self._off)
+
+    def _dynamic_at(self, t):
+        """The import W and A, export W and their origin in force at mono second t, left in
+        _dw, _da, _de, _what (attributes, not a tuple: the steady pass allocates nothing)."""
+        self._de = self._da = None
+        self._dw = self.fallback_w or None
+        if self.silence_s and self._heard is not None and t >= self._heard + self.silence_s:
+            self._what = "silent"
+            return
+        for iv in self.intervals:
+            if iv[0] <= t < iv[1]:
+                self._dw = iv[2]
+                self._da = iv[3]
+                self._de = iv[4]
+                self._what = "schedule"
+                return
+        self._what = "fallback"
+
+    def _dynamic_change(self, t):
+        nxt = _first_after(self.intervals, t, None)
+        if self.silence_s and self._heard is not None:
+            b = self._heard + self.silence_s
+            if b > t and (nxt is None or b < nxt):
+                nxt = b
+        return nxt
+
+    # --- subscription and reservations -----------------------------------------------------
+    def _sub_at(self, t):
+        if not self.subscription_w:
+            return None
+        w = self.subscription_w
+        for r in self.reservations:
+            if r[0] <= t < r[1]:
+                w += r[2]
+        return w
+
+    def _sub_change(self, t):
+        return _first_after(self.reservations, t, None)
+
+    def reserve(self, start, duration_s, extra_w, now, max_fee_cents=0):
+        """Queues a reservation request for the grid side; returns its id. start: ISO
+        string or unix seconds (needs the wall clock), or None for now."""
+        m = self.mono_s(now)
+        if not self.subscription_w:
+            raise ValueError("no subscription: set grid_subscription_w first")
+        if self._off is None:
+            raise ValueError("no wall clock yet (NTP): reservations need one")
+        s = m if start is None else parse_time(start) - self._off
+        dur = parse_duration(duration_s)
+        if dur < 60 or dur > 86400:
+            raise ValueError("duration_s must be 60..86400 s, got %d" % dur)
+        room = self.setpoint_w - self.subscription_w
+        if not isinstance(extra_w, int) or isinstance(extra_w, bool) or not 1 <= extra_w <= room:
+            raise ValueError("extra_w must be an int in 1..%d W (the installer's setpoint %d W "
+                             "less the subscription %d W), got %r" % (
+                                 room, self.setpoint_w, self.subscription_w, extra_w))
+        if s < m - 60 or s - m > gridevent.MAX_AHEAD_S:
+            raise ValueError("start must be from now to 7 days ahead, got %s" % self._show(s))
+        if not isinstance(max_fee_cents, int) or isinstance(max_fee_cents, bool) or \
+                not 0 <= max_fee_cents <= 1000000:
+            raise ValueError("max_fee_cents must be an int in 0..1000000, got %r"
+                             % (max_fee_cents,))
+        if len(self.pending) >= _MAX_PENDING:
+            raise ValueError("%d requests already await an answer" % _MAX_PENDING)
+        rid = "r%04x" % (int.from_bytes(os.urandom(2), "little"))
+        self.pending[rid] = [s, s + dur, extra_w, max_fee_cents, m]
+        req = {"id": rid, "start": format_time(s + self._off), "duration_s": dur,
+               "extra_w": extra_w, "subscription_w": self.subscription_w}
+        if max_fee_cents:
+            req["max_fee_cents"] = max_fee_cents
+        self.send("grid/request", json.dumps(req))
+        return rid
+
+    def accept(self, rid, now):
+        """Re-requests a window that was answered with a fee, agreeing to that fee."""
+        for a in self.answers:
+            if a.get("id") == rid and a.get("status") == "fee":
+                return self.reserve(a["start"], a["duration_s"], a["extra_w"], now,
+                                    a["fee_cents"])
+        raise ValueError("no fee quoted for request %r" % (rid,))
+
+    def answer(self, obj, now):
+        """The grid side's answer to a request: granted, fee (denied unless the fee is
+        accepted; with the intervals' availability and price) or denied."""
+        m = self.mono_s(now)
+        rid = obj.get("id")
+        status = obj.get("status")
+        if status not in ("granted", "fee", "denied"):
+            raise ValueError("status must be granted, fee or denied, got %r" % (status,))
+        req = self.pending.pop(rid, None) if isinstance(rid, str) else None
+        if req is None:
+            raise ValueError("no request %r awaits an answer" % (rid,))
+        fee = obj.get("fee_cents", 0)
+        if not isinstance(fee, int) or isinstance(fee, bool) or fee < 0:
+            raise ValueError("fee_cents must be an int >= 0, got %r" % (fee,))
+        rec = {"id": rid, "status": status, "start": self._show(req[0]),
+               "duration_s": req[1] - req[0], "extra_w": req[2], "fee_cents": fee}
+        if status == "granted":
+            if fee > req[3]:
+                status = rec["status"] = "refused"   # more than we agreed to pay
+                rec["reason"] = "fee %d above the %d cents agreed" % (fee, req[3])
+            elif req[1] <= m:
+                status = rec["status"] = "late"
+            else:
+                self.reservations.append([req[0], req[1], req[2], fee, rid])
+                self.reservations.sort()
+                del self.reservations[:-_MAX_RESERVATIONS]
+                self.save()
+                self.update(now)
+        elif status == "fee":
+            offers = obj.get("offers")
+            if isinstance(offers, list):
+                rec["offers"] = offers[:6]
+        if isinstance(obj.get("reason"), str):
+            rec["reason"] = obj["reason"][:60]
+        self.answers.append(rec)
+        del self.answers[:-_KEEP_ANSWERS]
+        return status
+
+    def cancel(self, rid, now):
+        for r in self.reservations:
+            if r[4] == rid:
+                self.reservations.remove(r)
+                self.save()
+                self.update(now)
+                return
+        raise ValueError("no reservation %r" % (rid,))
+
+    # --- emergency ----------------------------------------------------------------------
+    def emergency(self, share_pct, duration_s, now):
+        """Holds demand at share_pct of the subscription for duration_s, from now (needs no
+        wall clock); share_pct None ends it."""
+        if share_pct is None:
+            self._limits.clear(SRC_EMERGENCY)
+            self.emergency_w = self._emergency_until = None
+            return None
+        if not self.subscription_w:
+            raise ValueError("no subscription: an emergency is a share of grid_subscription_w")
+        if not isinstance(share_pct, int) or isinstance(share_pct, bool) or \
+                not 0 <= share_pct <= 100:
+            raise ValueError("share_pct must be an int in 0..100 %%, got %r" % (share_pct,))
+        if not isinstance(duration_s, int) or isinstance(duration_s, bool) or \
+                not 1 <= duration_s <= 86400:
+            raise ValueError("duration_s must be an int in 1..86400 s, got %r" % (duration_s,))
+        w = self.subscription_w * share_pct // 100
+        until = self._clock.ticks_add(now, duration_s * 1000)
+        self._limits.set(SRC_EMERGENCY, w=w, until_ms=until)
+        self.emergency_w = w
+        self._emergency_until = until
+        return w
+
+    # --- each pass of the grid task -------------------------------------------------------
+    def update(self, now):
+        """Drops what ended, gives answers up, and keeps each source's value and its next
+        boundary queued in the Limits. Allocates only when something changed."""
+        m = self.mono_s(now)
+        ivs = self.intervals
+        while ivs and ivs[0][1] <= m:
+            ivs.pop(0)
+        rs = self.reservations
+        i = 0
+        while i < len(rs):
+            if rs[i][1] <= m:
+                rs.pop(i)
+            else:
+                i += 1
+        if self.pending:
+            for rid in list(self.pending):
+                if m - self.pending[rid][4] >= _ANSWER_S:
+                    req = self.pending.pop(rid)
+                    self.answers.append({"id": rid, "status": "no answer",
+                                         "start": self._show(req[0]),
+                                         "duration_s": req[1] - req[0], "extra_w": req[2]})
+                    del self.answers[:-_KEEP_ANSWERS]
+        if self._emergency_until is not None and \
+                self._clock.ticks_diff(now, self._emergency_until) >= 0:
+            self.emergency_w = self._emergency_until = None
+        c = self._dynamic_change(m)
+        nw = na = None
+        if c is not None:
+            self._dynamic_at(c)
+            nw = self._dw
+            na = self._da
+        self._dynamic_at(m)
+        self._arm(SRC_DYNAMIC, self._dw, self._da, c, nw, na)
+        w = self._sub_at(m)
+        c = self._sub_change(m)
+        self._arm(SRC_SUB, w, None, c, None if c is None else self._sub_at(c), None)
+
+    def _arm(self, name, w, a, change, nw, na):
+        if change is not None and change - self._mono > _ARM_S:
+            change = nw = na = None          # far off: a later pass queues it
+        st = self._armed.get(name)
+        if st is not None and st[0] == w and st[1] == a and st[2] == change and \
+                st[3] == nw and st[4] == na:
+            return
+        lim = self._limits
+        until = None if change is None else self._tick_of(change)
+        if w is None and a is None:
+            lim.clear(name)
+        else:
+            lim.set(name, w=w, a=a, until_ms=until)
+        if until is None or (nw is None and na is None):
+            lim.clear(name + _NEXT)
+        else:
+            lim.set(name + _NEXT, w=nw, a=na, from_ms=until)
+        self._armed[name] = [w, a, change, nw, na]
+
+    # --- persistence -----------------------------------------------------------------------
+    def save(self):
+        """Schedule and reservations to flash (temporary file, then rename), in grid
+        seconds: kept only once the wall clock is known, and written only when they changed."""
+        if not self.path or self._off is None:
+            return
+        off = self._off
+        # Built once, compared and written from the same lists, streamed to the file: a
+        # schedule arrives at the heap's peak (its parsed JSON and the command code alive).
+        ivs = [[iv[0] + off, iv[1] + off, iv[2], iv[3], iv[4]] for iv in self.intervals]
+        res = [[r[0] + off, r[1] + off, r[2], r[3], r[4]] for r in self.reservations]
+        body = json.dumps([ivs, res, self.event_name])
+        if body == self._saved:
+            return   # the same schedule sent again: no flash write (its "heard" stays older)
+        self._saved = body
+        data = {"v": 1, "name": self.event_name,
+                "heard": None if self._heard is None else self._heard + off,
+                "iv": ivs, "res": res}
+        import atomicfile    # loaded by the first save
+        try:
+            atomicfile.write(self.path, lambda f: json.dump(data, f))
+        except OSError:
+            pass     # a full or read-only flash: the schedule still applies until a reboot
+
+    def _restore(self, data, m):
+        off = self._off
+        try:
+            if data.get("v") != 1:
+                return
+            ivs = [[iv[0] - off, iv[1] - off, iv[2], iv[3], iv[4]] for iv in data["iv"]
+                   if iv[1] - off > m]
+            if not self.intervals and self._heard is None:
+                self.intervals = ivs
+                self.event_name = data.get("name")
+                h = data.get("heard")
+                self._heard = None if h is None else h - off
+            for r in data["res"]:
+                if r[1] - off > m:
+                    self.reservations.append([r[0] - off, r[1] - off, r[2], r[3], r[4]])
+            self.reservations.sort()
+        except (KeyError, TypeError, IndexError):
+            pass     # a damaged file: start without it (the fallback applies)
+
+    # --- remote commands (commands.py routes <p>/cmd/grid/<sub> here) ---------------------
+    def command(self, sub, obj, now):
+        """Applies one command; returns the fields its event adds, or raises ValueError."""
+        if sub == "limits":
+            return {"intervals": self.schedule(obj, now)}
+        if sub == "reserve":
+            allow(obj, ("id", "start", "duration_s", "extra_w", "max_fee_cents", "accept"))
+            if "accept" in obj:
+                return {"request": self.accept(obj["accept"], now)}
+            return {"request": self.reserve(obj.get("start"), obj.get("duration_s"),
+                                            obj.get("extra_w"), now,
+                                            obj.get("max_fee_cents", 0))}
+        if sub == "answer":
+            allow(obj, ("id", "status", "fee_cents", "offers", "reason"))
+            return {"status": self.answer(obj, now)}
+        if sub == "emergency":
+            allow(obj, ("id", "share_pct", "duration_s"))
+            if "share_pct" not in obj:
+                raise ValueError("share_pct is required (an int, or null to end it)")
+            return {"limit_w": self.emergency(obj["share_pct"], obj.get("duration_s"), now)}
+        if sub == "cancel":
+            allow(obj, ("id",))
+            self.cancel(obj.get("id"), now)
+            return {}
+        if sub == "time":
+            allow(obj, ("id", "unix_s"))
+            self.set_wall(_intv(obj, "unix_s", 1704067200, 2800000000, "s"), now)
+            return {}
+        if sub == "log":
+            allow(obj, ("id",))
+            self.replay_wanted = True
+            return {}
+        raise ValueError("unknown grid command %s" % sub[:24])
+
+    # --- compliance -------------------------------------------------------------------------
+    def stamp(self):
+        """Unix seconds of the last pass, or "u<uptime s>" without a wall clock."""
+        if self._off is None:
+            return "u%d" % self._mono
+        return to_unix(self._mono + self._off)
+
+    def watch(self, now, valid, total_w, limit_w, overload, source=None):
+        """One compliance sample per control period (monitor: a compliance.Monitor).
+        source: what set limit_w when the controller took it (default: the strictest now;
+        a source changed since the controller's step would be logged beside its old limit)."""
+        if self.monitor is not None:
+            self.monitor.sample(self.mono_s(now), valid, total_w, limit_w,
+                                source or self._limits.strictest(), overload)
+
+    # --- network side -----------------------------------------------------------------------
+    def send(self, subtopic, payload):
+        if len(self.outbox) >= 8:
+            self.outbox.pop(0)
+        self.outbox.append((subtopic, payload))
+
+    def state(self, now):
+        """The grid part of the state payload."""
+        m = self.mono_s(now)
+        self._dynamic_at(m)
+        w, a, exp, what = self._dw, self._da, self._de, self._what
+        c = self._dynamic_change(m)
+        res = []
+        for r in self.reservations[:4]:
+            res.append({"id": r[4], "start": self._show(r[0]), "end": self._show(r[1]),
+                        "extra_w": r[2], "fee_cents": r[3], "active": r[0] <= m})
+        left = 0
+        if self._emergency_until is not None:
+            left = self._clock.ticks_diff(self._emergency_until, now)
+            left = (left + 999) // 1000 if left > 0 else 0
+        return {"wall_clock": self._off is not None,
+                "unix_s": None if self._off is None else self.stamp(), "import_limit_w": w,
+                "import_limit_a": a, "export_limit_w": exp, "limit_from": what,
+                "next_change_s": None if c is None else c - m,
+                "event": self.event_name, "intervals": len(self.intervals),
+                "subscription_w": self.subscription_w or None,
+                "subscription_now_w": self._sub_at(m), "reservations": res,
+                "pending": len(self.pending), "emergency_w": self.emergency_w,
+                "emergency_s": left,
+                "answers": self.answers[-2:]}
+
