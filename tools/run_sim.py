@@ -101,19 +101,19 @@ def _load_module(name, path):
 
 @functools.cache
 def _firmware():
-    """The firmware's config and console modules and the simulated board, imported into this
-    process (pure Python): the settings' names, checks and the panel the simulator models
-    are theirs, not copies."""
+    """The firmware's config and configuration-console modules and the simulated board,
+    imported into this process (pure Python): the settings' names, checks and the panel the
+    simulator models are theirs, not copies."""
     saved = sys.path[:]
     sys.path[:0] = [str(ROOT / "firmware"), str(ROOT / "boards")]
     try:
         import config
-        import console
+        import consolecfg
         # boards/sim.py by its path: `sim` is also tools/sim.py, the replay
         board = _load_module("panelcap_sim_board", ROOT / "boards" / "sim.py")
     finally:
         sys.path[:] = saved
-    return config, console, board
+    return config, consolecfg, board
 
 
 def panel_overrides(items, hours):
@@ -158,11 +158,11 @@ def panel_overrides(items, hours):
 def firmware_overrides(limit_w, items, mqtt=None):
     """The firmware's settings for the run: --limit-w, then each --cfg KEY=VALUE by the
     console's names ('band_pct', 'ct.CT3.gain', 'loads.water_heater.min_off_s', or 'loads' /
-    'loads.<load>' whole, as JSON), looked up and checked as cfg.set does (console._split,
+    'loads.<load>' whole, as JSON), looked up and checked as cfg.set does (consolecfg._split,
     config.check), then the whole through config.validate with the simulated board.
     Returns (setpoint W, [(key, value)]): the top-level settings that differ from the
     defaults, whole `loads` and `ct` included, as tools/panelsim/run.py takes them."""
-    config, console, board = _firmware()
+    config, consolecfg, board = _firmware()
     defaults = config.defaults(board)
     cfg = config.copy(defaults)
     given = [("--limit-w", "limit_w", limit_w)]
@@ -182,14 +182,15 @@ def firmware_overrides(limit_w, items, mqtt=None):
                     name = key[6:]
                     old = config.find_load(cfg, name)
                     if old is None or not isinstance(value, dict):
-                        raise console.Mistake("%s must be a JSON object replacing a load "
-                                              "(%s)" % (key, ", ".join(
-                                                  spec.get("name", "?") for spec in cfg["loads"])))
+                        raise consolecfg.Mistake("%s must be a JSON object replacing a load "
+                                                 "(%s)" % (key, ", ".join(
+                                                     spec.get("name", "?")
+                                                     for spec in cfg["loads"])))
                     value = dict(value)
                     value.setdefault("name", name)
                     cfg["loads"][cfg["loads"].index(old)] = value
                 continue
-            row, target, field = console._split(key, cfg)
+            row, target, field = consolecfg._split(key, cfg)
             value = text
             if isinstance(text, str) and row[1] in ("int", "float"):
                 value = _value(text)
@@ -198,7 +199,7 @@ def firmware_overrides(limit_w, items, mqtt=None):
                 target.pop(field, None)     # an optional load setting removed, as cfg.set
                 continue
             target[field] = config.check(row, value)
-        except (console.Mistake, ValueError) as e:
+        except (consolecfg.Mistake, ValueError) as e:
             raise Refused("%s: %s" % (option, str(e).replace(
                 " (cfg.show() lists them)", " (firmware/config.py lists them)")))
     errors = config.validate(cfg, board)
