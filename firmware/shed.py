@@ -229,6 +229,12 @@ class Controller:
             self._stuck.remove(load)
             self._ctl = sorted(self._ctl + [load], key=lambda l: l.priority)
             self._shed_order = list(reversed(self._ctl))
+            # Back in the order inside its response window: the restore step's shortcut for
+            # "no command pending, so no load in its window" waits until it has passed.
+            until = self.clock.ticks_add(now, load.response_ms)
+            win = self._window_until
+            if win is None or self.clock.ticks_diff(until, win) > 0:
+                self._window_until = until
         self._next_up_ms = now
 
     # --- telemetry: limit_w, shed_w, restore_w (W), limit_ma, shed_ma, restore_ma (mA per
@@ -286,7 +292,10 @@ class Controller:
         self._p_w = p_w
         self._p1 = p1
         self._p2 = p2
-        if p_w > self._shed_w or p1 > self._shed_ma or p2 > self._shed_ma:
+        shed_ma = self._shed_ma
+        restore_w = self._restore_w
+        restore_ma = self._restore_ma
+        if p_w > self._shed_w or p1 > shed_ma or p2 > shed_ma:
             if not pending:
                 self._estimate_all(now)
             self._shed_pass(now, False, None, self._shed_w, self._shed_ma,
@@ -298,18 +307,17 @@ class Controller:
             self._recovering = False
             self._room_since_ms = None
             self._next_up_ms = clock.ticks_add(now, self.settle_ms)
-        elif p_w < self._restore_w and p1 < self._restore_ma and p2 < self._restore_ma:
+        elif p_w < restore_w and p1 < restore_ma and p2 < restore_ma:
             if clock.ticks_diff(now, self._next_up_ms) >= 0:
-                if not pending:
-                    self._estimate_all(now)
-                self._restore_step(now)
+                self._restore_step(now, pending)     # it estimates the loads unless pending did
             else:
                 self.state = "recovering" if self._recovering else "ok"
         else:
             self.state = "holding"
             self._room_since_ms = None
-        self.headroom_w = self._restore_w - self._p_w
-        self.projected_w = self._p_w
+        p_w = self._p_w
+        self.headroom_w = restore_w - p_w
+        self.projected_w = p_w
 
     def _over(self, tgt_w, tgt_ma):
         return self._p_w > tgt_w or self._p1 > tgt_ma or self._p2 > tgt_ma
@@ -488,22 +496,43 @@ class Controller:
             if new_a < load.setpoint_a:
                 self._command(load, now, new_a > 0, new_a)
 
-    def _restore_step(self, now):
+    def _restore_step(self, now, estimated):
         """Raise one load, most important first, if its expected draw fits under restore_*.
 
         An on/off load that is on but idle (thermostat satisfied) keeps its rated draw
         reserved, so no other load takes the room its surprise start needs; a modulated load
         that draws nothing is parked at its floor for the same reason."""
-        # Runs on every update while there is room or a load waits for it, so the helpers a
-        # pass would call per load are written out here (each call costs as much as the
-        # arithmetic it saves): see shed_cost_vs_harness in BENCHMARKS.md.
+        # Runs on every update while there is room or a load waits for it (since c1db77a, not
+        # once per settle_s), so it is written for speed: one pass over the loads estimates
+        # their draw (unless update() did) and adds up the claims; what lower-priority loads
+        # could free (what _reclaim's first loop summed for every load that did not fit) is
+        # summed once per update, from the bottom up; per-load constants come from shedsetup.
+        # No helper is called per load (each call costs as much as the arithmetic it
+        # saves): see shed_cost_vs_harness in BENCHMARKS.md.
         clock = self.clock
-        interval = self.stagger_ms if self._recovering else self.settle_ms
-        ctl = self._ctl
+        # Unless pending, no command is still inside its load's response window
+        # (_pending_until is the latest command plus the longest response_ms), so each load
+        # draws what it is measured at; the one exception is a load lately cleared from stuck,
+        # and until its window has passed _estimate_all does the estimate.
+        win = self._window_until
+        if win is not None:
+            if clock.ticks_diff(now, win) < 0:
+                if not estimated:
+                    self._estimate_all(now)
+                    estimated = True
+            else:
+                self._window_until = None
         cw = 0
         c1 = 0
         c2 = 0
-        for load in ctl:
+        for load in self._ctl:
+            if not estimated:
+                # _estimate_all outside any response window: the measured draw, or else
+                # what the command allows.
+                m = load.measured_w
+                act = m if m >= 0 else load._cmd_w
+                load._act_w = act
+                load._proj_w = act
             if load.kind == KIND_ONOFF:
                 if load.on and load._proj_w < load.rated_w:
                     d = load.rated_w - load._proj_w
@@ -514,22 +543,23 @@ class Controller:
                     if load.on_l2:
                         c2 += d
             elif load.setpoint_a > load.min_a > 0 and load.measured_w >= 0 and \
-                    load.measured_w * 2 < load.min_a * load.volts and \
+                    load.measured_w * 2 < load._floor_w and \
                     clock.ticks_diff(now, load._changed_ms) >= load.response_ms:
                 self._command(load, now, True, load.min_a)
-        self._claim_w = cw
-        self._claim1 = c1
-        self._claim2 = c2
         # Room left under the restore thresholds (the commands above are in _p_*).
         room_w = self._restore_w - self._p_w - cw
         room1 = self._restore_ma - self._p1 - c1
         room2 = self._restore_ma - self._p2 - c2
         no_room = False
-        for i in range(len(ctl)):    # no enumerate(): it would allocate
-            load = ctl[i]
-            v = load.volts
-            kind = load.kind
-            if kind == KIND_ONOFF:
+        ctl = self._ctl
+        summed = False               # what the loads below could free: summed once, if needed
+        fw = 0
+        f1 = 0
+        f2 = 0
+        i = -1                       # the load's index: enumerate() would allocate
+        for load in ctl:
+            i += 1
+            if load.kind == KIND_ONOFF:
                 if load.on:
                     continue
                 sp = 0
@@ -540,33 +570,23 @@ class Controller:
             if sp == 0:
                 # Off: it waits its min_off time (an EV its resume pause too) and keeps room
                 # in the hour's operations for the shed that may follow this restore.
-                off_ms = load.min_off_ms
-                if kind == KIND_MODULATED and load.resume_pause_ms > off_ms:
-                    off_ms = load.resume_pause_ms
-                if clock.ticks_diff(now, load.switched_ms) < off_ms:
+                if clock.ticks_diff(now, load.switched_ms) < load._off_ms:
                     continue
                 if load._ops_n and clock.ticks_diff(now, load._ops_t[load._ops_head]) >= _HOUR_MS:
                     self._drop_old_ops(load, now)
                 if load._ops_n + 2 > load.max_ops_per_h:
                     continue
-                if kind == KIND_ONOFF:
-                    inc_a = 0
-                    inc_w = load.rated_w
-                else:
-                    inc_a = load.min_a if load.min_a > 0 else load.ramp_step_a
-                    inc_w = inc_a * v
+                inc_w = load._on_w
+                inc_ma = load._on_ma
                 # Fits if every dimension it sits on stays at or under its threshold.
-                inc_ma = inc_w * 1000 // v
                 if inc_w <= room_w and (not load.on_l1 or inc_ma <= room1) and \
                         (not load.on_l2 or inc_ma <= room2):
-                    if not self._room_held(now):
-                        return
-                    self._command(load, now, True, inc_a)
-                    self._up_done(now, interval)
-                    return
+                    sp = load._on_a
+                    break
             else:
                 # Still answering its last command, or drawing well under its setpoint (so
                 # it would not use more): leave it.
+                v = load.volts
                 if clock.ticks_diff(now, load._changed_ms) < load.response_ms or \
                         0 <= load.measured_w < (sp - load.ramp_step_a) * v:
                     continue
@@ -574,6 +594,7 @@ class Controller:
                 if sp + inc_a > load.max_a:
                     inc_a = load.max_a - sp
                 inc_w = inc_a * v
+                inc_ma = inc_a * 1000
                 # Whole amps it could add and stay under every threshold it sits on.
                 room_a = room_w // v
                 if load.on_l1 and room1 // 1000 < room_a:
@@ -581,76 +602,86 @@ class Controller:
                 if load.on_l2 and room2 // 1000 < room_a:
                     room_a = room2 // 1000
                 if room_a > 0:
-                    if not self._room_held(now):
-                        return
-                    self._command(load, now, True, sp + (inc_a if inc_a < room_a else room_a))
-                    self._up_done(now, interval)
-                    return
+                    sp += inc_a if inc_a < room_a else room_a
+                    break
             no_room = True
-            # Does not fit: take room from lower-priority loads if that would be enough.
-            if self._reclaim(load, now, inc_w, i):
+            # Does not fit: take room from lower-priority loads if what they could free is
+            # enough (the projected power less it, under the thresholds less the claims and
+            # this step, in every dimension).
+            if summed:
+                fw = load._free_w    # kept for it when the loads below were summed
+                f1 = load._free1
+                f2 = load._free2
+            else:
+                # The first load this update that does not fit: sum what the loads below it
+                # could free, bottom up, each keeping the sum of those below itself.
+                summed = True
+                j = len(ctl) - 1
+                while j > i:
+                    low = ctl[j]
+                    j -= 1
+                    low._free_w = fw
+                    low._free1 = f1
+                    low._free2 = f2
+                    # Running and past its min_on time: what it draws (a contactor its rating,
+                    # the room reserved for it included); a modulated load down to its floor.
+                    if low.kind == KIND_ONOFF:
+                        if not low.on or clock.ticks_diff(now, low.switched_ms) < low.min_on_ms:
+                            continue
+                        w = low.rated_w if low.rated_w > low._proj_w else low._proj_w
+                    else:
+                        w = low._proj_w
+                        if low.setpoint_a <= 0 or w <= 0:
+                            continue
+                        if clock.ticks_diff(now, low.switched_ms) < low.min_on_ms:
+                            w -= low._floor_w
+                            if w <= 0:
+                                continue
+                    fw += w
+                    w = w * 1000 // low.volts
+                    if low.on_l1:
+                        f1 += w
+                    if low.on_l2:
+                        f2 += w
+            if fw > 0 and inc_w <= room_w + fw and (inc_ma if load.on_l1 else 0) <= room1 + f1 \
+                    and (inc_ma if load.on_l2 else 0) <= room2 + f2:
+                self._reclaim(now, i, self._restore_w - cw - inc_w,
+                              self._restore_ma - c1 - (inc_ma if load.on_l1 else 0),
+                              self._restore_ma - c2 - (inc_ma if load.on_l2 else 0))
                 self.state = "reclaiming"
                 self._next_up_ms = clock.ticks_add(now, self.settle_ms)
                 return
-        # Nothing to raise (or no room for it): look again at the next update, and count
-        # the settle time from when room appears.
-        self._recovering = False
-        self.state = "ok"
-        if no_room:
-            self._room_since_ms = None
-        self._next_up_ms = now
+        else:
+            # Nothing to raise (or no room for it): look again at the next update, and count
+            # the settle time from when room appears.
+            self._recovering = False
+            self.state = "ok"
+            if no_room:
+                self._room_since_ms = None
+            self._next_up_ms = now
+            return
+        # It fits: raise it to sp once the room has lasted settle_s.
+        since = self._room_since_ms
+        if since is None:
+            self._room_since_ms = since = now
+        if clock.ticks_diff(now, since) < self.settle_ms:
+            self.state = "settling"
+            return
+        self._command(load, now, True, sp)
+        if self._recovering:
+            self.state = "recovering"
+            self._next_up_ms = clock.ticks_add(now, self.stagger_ms)
+        else:
+            self.state = "restoring"
+            self._next_up_ms = clock.ticks_add(now, self.settle_ms)
 
-    def _room_held(self, now):
-        if self._room_since_ms is None:
-            self._room_since_ms = now
-        if self.clock.ticks_diff(now, self._room_since_ms) >= self.settle_ms:
-            return True
-        self.state = "settling"
-        return False
-
-    def _up_done(self, now, interval):
-        self.state = "recovering" if self._recovering else "restoring"
-        self._next_up_ms = self.clock.ticks_add(now, interval)
-
-    def _reclaim(self, load, now, inc_w, index):
-        """Switch off or turn down lower-priority loads (their timers respected) when that
-        makes room for load's next step; an idle load's reserved room counts as freed."""
-        inc_ma = inc_w * 1000 // load.volts
-        clock = self.clock
+    def _reclaim(self, now, index, tgt_w, tgt1, tgt2):
+        """Switch off or turn down lower-priority loads (their timers respected) to make room
+        for load's next step; an idle load's reserved room counts as freed. tgt_*: what the
+        projected power must come down to (the restore thresholds less the claims and the
+        step). _restore_step calls it once it has found that what they could free is enough."""
         ctl = self._ctl
         n = len(ctl)
-        free_w = 0
-        free1 = 0
-        free2 = 0
-        # Tried on every update a load waits for room: _may_switch_off written out.
-        for j in range(index + 1, n):
-            low = ctl[j]
-            if low.kind == KIND_ONOFF:
-                if not low.on or clock.ticks_diff(now, low.switched_ms) < low.min_on_ms:
-                    continue
-                w = low.rated_w if low.rated_w > low._proj_w else low._proj_w
-            else:
-                if low.setpoint_a <= 0 or low._proj_w <= 0:
-                    continue
-                w = low._proj_w
-                if clock.ticks_diff(now, low.switched_ms) < low.min_on_ms:
-                    w -= low.min_a * low.volts
-                    if w <= 0:
-                        continue
-            w_ma = w * 1000 // low.volts
-            free_w += w
-            if low.on_l1:
-                free1 += w_ma
-            if low.on_l2:
-                free2 += w_ma
-        if free_w <= 0:
-            return False
-        # Targets for the projected power alone: thresholds less the claims and the step.
-        tgt_w = self._restore_w - self._claim_w - inc_w
-        tgt1 = self._restore_ma - self._claim1 - (inc_ma if load.on_l1 else 0)
-        tgt2 = self._restore_ma - self._claim2 - (inc_ma if load.on_l2 else 0)
-        if self._p_w - free_w > tgt_w or self._p1 - free1 > tgt1 or self._p2 - free2 > tgt2:
-            return False
         for j in range(n - 1, index, -1):
             low = ctl[j]
             if self._p_w <= tgt_w and self._p1 <= tgt1 and self._p2 <= tgt2:
@@ -667,11 +698,6 @@ class Controller:
                         tgt1 += c_ma
                     if low.on_l2:
                         tgt2 += c_ma
-                    self._claim_w -= claim
-                    if low.on_l1:
-                        self._claim1 -= c_ma
-                    if low.on_l2:
-                        self._claim2 -= c_ma
                 self._command(low, now, False, 0)
                 continue
             if low.setpoint_a <= 0 or low._proj_w <= 0:
@@ -684,7 +710,6 @@ class Controller:
                 new_a = 0 if self._may_switch_off(low, now) else low.min_a
             if new_a < low.setpoint_a:
                 self._command(low, now, new_a > 0, new_a)
-        return True
 
     # --- failsafe and housekeeping ---------------------------------------------------
     def _enter_failsafe(self, now):
@@ -720,3 +745,5 @@ class Controller:
             self._pending_until = floor
         if clock.ticks_diff(now, self._next_up_ms) > _AGE_CAP_MS:
             self._next_up_ms = floor
+        if self._window_until is not None and clock.ticks_diff(now, self._window_until) >= 0:
+            self._window_until = None

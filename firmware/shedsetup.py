@@ -36,6 +36,17 @@ def init_load(load, name, kind, priority, leg, rated_w, volts, min_on_s, min_off
     load.response_ms = _int("response_s", response_s, 0, 600, "s") * 1000
     load.on_l1 = leg != "L2"
     load.on_l2 = leg != "L1"
+    # Per-load constants the restore step reads on every update, worked out once here.
+    load._floor_w = load.min_a * load.volts       # a modulated load at its floor
+    load._off_ms = load.min_off_ms                # off at least this long before a restore
+    if kind == KIND_MODULATED:
+        load._off_ms = max(load.min_off_ms, load.resume_pause_ms)
+        load._on_a = load.min_a if load.min_a > 0 else load.ramp_step_a
+        load._on_w = load._on_a * load.volts
+    else:
+        load._on_a = 0                            # setpoint of a restore from off
+        load._on_w = load.rated_w                 # ... and the draw it adds, in W
+    load._on_ma = load._on_w * 1000 // load.volts   # ... and in mA on each leg it sits on
     # Commanded state (the app drives outputs from these after each update).
     load.on = kind == KIND_NEVER
     load.setpoint_a = 0
@@ -58,6 +69,9 @@ def init_load(load, name, kind, priority, leg, rated_w, volts, min_on_s, min_off
     load._up = False         # last change raised the command
     load._act_w = 0          # this update: estimated draw now
     load._proj_w = 0         # this update: projected draw once commands took effect
+    load._free_w = 0         # restore step: what lower-priority loads could free, W
+    load._free1 = 0          # ... and mA on L1, L2
+    load._free2 = 0
 
 
 def init_limits(lim, setpoint_w, setpoint_a, volts, band_pct, rating_a, big_uncontrolled_w,
@@ -151,10 +165,8 @@ def init_controller(ctl, loads, limits, clock, stale_ms, settle_s, stagger_s):
     ctl._p_w = 0
     ctl._p1 = 0
     ctl._p2 = 0
-    ctl._claim_w = 0        # room reserved for idle loads that may start (restore step)
-    ctl._claim1 = 0
-    ctl._claim2 = 0
     ctl._pending_until = now
+    ctl._window_until = None    # a load cleared from stuck answers until then (set_uncontrollable)
     ctl._next_up_ms = now
     ctl._housekeep_ms = now
     # Until the first valid measurement the controller is in failsafe: all shed.
