@@ -1,13 +1,13 @@
 """The grid's messages checked before anything changes: an OpenADR 3 style event (the dynamic
 import limit schedule) validated into intervals, and the field check every grid command
-makes. Pure: no clock, no I/O; a refusal is a ValueError with a readable message."""
+makes. Pure: no clock, no I/O; a refusal is a ValueError with a readable message. Loaded
+by the first grid message (Grid.schedule, Grid.command), not with the Grid."""
 
 from micropython import const
 
-from gridtime import parse_duration, parse_time, show
+from gridtime import MAX_AHEAD_S, parse_duration, parse_time, show
 
 _MAX_INTERVALS = const(24)
-MAX_AHEAD_S = const(604800)     # nothing starts more than 7 days ahead
 
 IMPORT = "IMPORT_CAPACITY_LIMIT"
 EXPORT = "EXPORT_CAPACITY_LIMIT"

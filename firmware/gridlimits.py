@@ -16,9 +16,7 @@ import os
 
 from micropython import const
 
-import gridevent
-from gridevent import allow
-from gridtime import format_time, parse_duration, parse_time, show, to_unix
+from gridtime import MAX_AHEAD_S, format_time, parse_duration, parse_time, show, to_unix
 
 _ARM_S = const(3600)            # a boundary this close is queued in Limits by its tick
 _MAX_PENDING = const(4)
@@ -141,6 +139,7 @@ class Grid:
     def schedule(self, obj, now):
         """Validates and takes a whole schedule (replacing the old one), or raises ValueError
         and changes nothing. Returns the number of intervals."""
+        import gridevent     # loaded by the first grid message
         m = self.mono_s(now)
         self.intervals, self.event_name = gridevent.intervals(obj, m, self._off)
         self._heard = m
@@ -206,7 +205,7 @@ class Grid:
             raise ValueError("extra_w must be an int in 1..%d W (the installer's setpoint %d W "
                              "less the subscription %d W), got %r" % (
                                  room, self.setpoint_w, self.subscription_w, extra_w))
-        if s < m - 60 or s - m > gridevent.MAX_AHEAD_S:
+        if s < m - 60 or s - m > MAX_AHEAD_S:
             raise ValueError("start must be from now to 7 days ahead, got %s" % self._show(s))
         if not isinstance(max_fee_cents, int) or isinstance(max_fee_cents, bool) or \
                 not 0 <= max_fee_cents <= 1000000:
@@ -404,6 +403,8 @@ class Grid:
     # --- remote commands (commands.py routes <p>/cmd/grid/<sub> here) ---------------------
     def command(self, sub, obj, now):
         """Applies one command; returns the fields its event adds, or raises ValueError."""
+        import gridevent     # loaded by the first grid message
+        allow = gridevent.allow
         if sub == "limits":
             return {"intervals": self.schedule(obj, now)}
         if sub == "reserve":

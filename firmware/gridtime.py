@@ -6,6 +6,7 @@ from micropython import const
 
 _EPOCH_DAYS = const(19723)      # 1970-01-01 .. 2024-01-01
 _MAX_LEN_S = const(604800)      # the longest duration taken: 7 days
+MAX_AHEAD_S = const(604800)     # nothing (interval, reservation) starts more than 7 days ahead
 
 
 def _days(y, m, d):
