@@ -88,14 +88,22 @@ class Limits:
         "x>" with from_ms is x's next value: at from_ms it replaces x."""
         if w is None and a is None:
             raise ValueError("error: limit %r needs w or a" % (name,))
+        self._catch_up()
         self._sources[name] = [None if w is None else _int("w", w, 0, 500000, "W"),
                                None if a is None else _int("a", a, 0, 2000, "A") * 1000, until_ms,
                                from_ms]
         self.version += 1
 
     def clear(self, name):
+        self._catch_up()
         if self._sources.pop(name, None) is not None:
             self.version += 1
+
+    def _catch_up(self):
+        # A queued "x>" whose start has passed is x's own since then, whether or not an
+        # update has looked: what is set or cleared now comes after it, never under it.
+        if self.clock is not None and self._sources:
+            self._expire(self.clock.ticks_ms())
 
     def sources(self):
         return list(self._sources)
@@ -124,9 +132,9 @@ class Limits:
         clock = self.clock
         nxt = None
         for name in list(self._sources):
-            src = self._sources[name]
-            if clock is None:
-                continue
+            src = self._sources.get(name)
+            if src is None or clock is None:
+                continue     # gone: a queued "x>" took x's place and ended with it
             start = src[3]
             if start is not None:
                 if clock.ticks_diff(now_ms, start) < 0:
@@ -479,16 +487,19 @@ class Controller:
             if cur_a > load.setpoint_a:
                 cur_a = load.setpoint_a
             new_a = cur_a - self._need(load, mod_w, mod_ma, mod_ma)
-            if new_a < load.min_a:
-                # Below the floor it must pause; the floor is enough if it clears the shed level.
-                floor_w = load.min_a * v
-                d = load._proj_w - floor_w
+            if new_a <= 0 or new_a < load.min_a:
+                # Below the floor (the least it runs at: min_a, or a ramp step without one)
+                # it must pause, which min_on guards. The floor is enough if it clears the
+                # shed level and is a step down: a load already at its floor that still
+                # draws more past its response time has had that chance.
+                floor_a = load._on_a if load._on_a < load.setpoint_a else load.setpoint_a
+                d = load._proj_w - floor_a * v
                 d_ma = d * 1000 // v if d > 0 else 0
-                ok = d >= 0 and self._p_w - d <= shed_w and \
+                ok = floor_a < load.setpoint_a and d >= 0 and self._p_w - d <= shed_w and \
                     (not load.on_l1 or self._p1 - d_ma <= shed_ma) and \
                     (not load.on_l2 or self._p2 - d_ma <= shed_ma)
                 if ok or not (force or self._may_switch_off(load, now)):
-                    new_a = load.min_a if load.min_a < load.setpoint_a else load.setpoint_a
+                    new_a = floor_a
                 else:
                     if not self._may_switch_off(load, now):
                         load.forced_ops += 1
@@ -634,7 +645,9 @@ class Controller:
                         if low.setpoint_a <= 0 or w <= 0:
                             continue
                         if clock.ticks_diff(now, low.switched_ms) < low.min_on_ms:
-                            w -= low._floor_w
+                            # held at the least it runs at (_reclaim), never paused
+                            w -= (low._on_a if low._on_a < low.setpoint_a
+                                  else low.setpoint_a) * low.volts
                             if w <= 0:
                                 continue
                     fw += w
@@ -706,8 +719,10 @@ class Controller:
             if cur_a > low.setpoint_a:
                 cur_a = low.setpoint_a
             new_a = cur_a - self._need(low, tgt_w, tgt1, tgt2)
-            if new_a < low.min_a:
-                new_a = 0 if self._may_switch_off(low, now) else low.min_a
+            if new_a <= 0 or new_a < low.min_a:
+                # Pausing is switching off: min_on holds it at its floor until then.
+                new_a = 0 if self._may_switch_off(low, now) else \
+                    low._on_a if low._on_a < low.setpoint_a else low.setpoint_a
             if new_a < low.setpoint_a:
                 self._command(low, now, new_a > 0, new_a)
 

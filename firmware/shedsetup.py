@@ -130,8 +130,11 @@ def init_controller(ctl, loads, limits, clock, stale_ms, settle_s, stagger_s):
             raise ValueError("error: two loads named %r" % (load.name,))
         names.add(load.name)
     ctl.loads = list(loads)
-    # Restore order: most important first; sorted() is stable, so ties keep list order.
-    ctl._ctl = sorted([l for l in loads if l.kind != KIND_NEVER], key=lambda l: l.priority)
+    # Restore order: most important first, ties in list order (MicroPython's sorted() is
+    # not stable: the list index is part of the key).
+    ranked = sorted([(l.priority, i, l) for i, l in enumerate(loads) if l.kind != KIND_NEVER],
+                    key=lambda t: t[0] * 1024 + t[1])
+    ctl._ctl = [t[2] for t in ranked]
     ctl._shed_order = list(reversed(ctl._ctl))
     ctl.limits = limits
     ctl.clock = clock

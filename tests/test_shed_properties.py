@@ -65,7 +65,7 @@ SEGMENT = st.one_of(
 )
 
 
-def sized(seg, scale_w, n_legs, top_a, stale_ms, queued_until):
+def sized(seg, scale_w, n_legs, top_a, stale_ms):
     """A drawn segment in the panel's own units."""
     op = seg[0]
     if op == "base":
@@ -84,16 +84,12 @@ def sized(seg, scale_w, n_legs, top_a, stale_ms, queued_until):
             seg[6] += seg[7]          # it ends after it starts
         if seg[3].endswith(">") and seg[7] is None:
             seg[7] = 0                # "x>" is queued by definition
-        if seg[3].endswith(">") and not queued_until:
-            seg[6] = None             # KNOWN_QUEUED_UNTIL_CRASH: see the regression tests
     return seg
 
 
 @st.composite
-def cases(draw, queued_until=False):
-    """One panel (limits, 1 to 8 loads, controller settings) and a history for it.
-    queued_until: queued "x>" sources may have an end too (shed.py crashes on some: see
-    test_known_violations_still_happen)."""
+def cases(draw):
+    """One panel (limits, 1 to 8 loads, controller settings) and a history for it."""
     system = draw(st.sampled_from(["split", "single"]))
     volts = 120 if system == "split" else draw(st.sampled_from([230, 240, 120]))
     n_legs = 2 if system == "split" else 1
@@ -144,7 +140,7 @@ def cases(draw, queued_until=False):
                         st.integers(0, (1 << 30) - 1)))
     history = []
     for seg in draw(st.lists(SEGMENT, min_size=1, max_size=20)):
-        history.append(sized(list(seg), scale_w, n_legs, top_a, ctl["stale_ms"], queued_until))
+        history.append(sized(list(seg), scale_w, n_legs, top_a, ctl["stale_ms"]))
     return {"panel": panel, "loads": loads, "ctl": ctl, "t0": t0, "history": history}
 
 
@@ -292,7 +288,7 @@ class Limits:
         return w, ma
 
 
-def check_case(case, steps, order, tolerate=True):
+def check_case(case, steps, order):
     """The invariants after every step; returns the first violation as text, or None.
     order: the controller's priority order (most important first; ties as it sorted them)."""
     specs = case["loads"]
@@ -311,10 +307,10 @@ def check_case(case, steps, order, tolerate=True):
     for seg in case["history"]:
         op = seg[0]
         if op == "limit":
-            if not tolerate:
-                lim.start_and_expire(t)     # "x>" is x from its from_ms on, so a later set wins
+            lim.start_and_expire(t)     # "x>" is x from its from_ms on, so a later set wins
             lim.set(t, seg[3], seg[4], seg[5], seg[6], seg[7])
         elif op == "clear":
+            lim.start_and_expire(t)     # and a later clear
             lim.clear(seg[3])
         elif op == "jump":
             t += seg[3]
@@ -323,21 +319,15 @@ def check_case(case, steps, order, tolerate=True):
             t += seg[2]
             if rec[0] != t:
                 return "step %d: driver time %d, expected %d" % (k, rec[0], t)
-            # KNOWN_QUEUED_LIMIT_WINS: shed.py starts a queued source at the first update that
-            # recomputes its thresholds (not a fail-safe one), so tolerated, the sources are
-            # brought up to date only at valid steps.
-            bad = not rec[1] or rec[2] > stale_ms
-            if not (tolerate and bad):
-                lim.start_and_expire(t)
-            err = check_step(k, rec, specs, ls, ctl, pos, lim.in_force(), band, stale_ms, lim,
-                             tolerate)
+            lim.start_and_expire(t)
+            err = check_step(k, rec, specs, ls, ctl, pos, lim.in_force(), band, stale_ms, lim)
             if err:
                 return "step %d (t=%d ms): %s" % (k, t, err)
             k += 1
     return None
 
 
-def check_step(k, rec, specs, ls, ctl, pos, limit, band, stale_ms, lim, tolerate):
+def check_step(k, rec, specs, ls, ctl, pos, limit, band, stale_ms, lim):
     t, valid, age, tot, l1, l2, due, st_i, lim_w, lim_ma = rec[:10]
     state = STATES[st_i]
     n = len(specs)
@@ -442,24 +432,14 @@ def check_step(k, rec, specs, ls, ctl, pos, limit, band, stale_ms, lim, tolerate
         add(Q, specs[i], post[i] - proj[i])
 
     # 1. A relief is never missed; fast down: as many loads as needed in this one step.
-    def disobeying_at_floor(i):
-        # KNOWN_FLOOR_HELD_OVER: a modulated load at its floor that draws more than its
-        # command allows, past its response_s, is held at the floor, never paused: shed.py
-        # judges "the floor is enough" from what it should draw at the floor.
-        d = specs[i]
-        return tolerate and d["kind"] == MODULATED and 0 < d["min_a"] == ls[i].sp and \
-            new[i][0] > ls[i].cmd_w
-
     if not bad and any(over):
-        drawing = [i for i in ctl if commanded_on(i, False) and proj[i] > 0 and sits_on(i, over)
-                   and not disobeying_at_floor(i)]
+        drawing = [i for i in ctl if commanded_on(i, False) and proj[i] > 0 and sits_on(i, over)]
         if drawing and not downs:
             return "relief missed: projected %r over shed (%d W, %d mA) with loads %r drawing" % (
                 P, shed_w, shed_ma, drawing)
         still = [Q[0] > shed_w, Q[1] > shed_ma, Q[2] > shed_ma]
         if any(still):
-            left = [i for i in ctl if commanded_on(i, True) and post[i] > 0 and sits_on(i, still)
-                    and not (disobeying_at_floor(i) and new[i][2] == ls[i].sp)]
+            left = [i for i in ctl if commanded_on(i, True) and post[i] > 0 and sits_on(i, still)]
             if left:
                 return "left over the shed threshold (projected %r after the step) with loads " \
                        "%r still drawing" % (Q, left)
@@ -471,8 +451,7 @@ def check_step(k, rec, specs, ls, ctl, pos, limit, band, stale_ms, lim, tolerate
             for lo in ctl[pos[h] + 1:]:
                 l1_, l2_ = on_legs(specs[lo])
                 if lo not in downs and commanded_on(lo, False) and proj[lo] > 0 and \
-                        past_min_on(lo) and (l1_ or not over[1]) and (l2_ or not over[2]) \
-                        and not disobeying_at_floor(lo):
+                        past_min_on(lo) and (l1_ or not over[1]) and (l2_ or not over[2]):
                     return "shed load %d before lower-priority load %d" % (h, lo)
 
     # 4. Switching caps: min_off before a switch on, min_on before a switch off (except the
@@ -490,10 +469,6 @@ def check_step(k, rec, specs, ls, ctl, pos, limit, band, stale_ms, lim, tolerate
                 return "load %d switched on %d ms after it switched off (min off %d ms)" % (
                     i, t - s.switched, off_ms)
         early = s.on and not on and not past_min_on(i)
-        if early and tolerate and d["kind"] == MODULATED and d["min_a"] == 0 and not bad:
-            # KNOWN_PAUSE_BEFORE_MIN_ON: a floorless load cut by exactly its setpoint pauses
-            # without the min_on check (shed.py's floor branch sees 0 < 0 as false).
-            continue
         if early and not bad:
             if not any(over) or proj[i] <= 0:
                 return "load %d switched off %d ms after on (min on %d s) outside a shed that " \
@@ -501,8 +476,7 @@ def check_step(k, rec, specs, ls, ctl, pos, limit, band, stale_ms, lim, tolerate
             for o in ctl:
                 l1_, l2_ = on_legs(specs[o])
                 if o != i and o not in downs and commanded_on(o, False) and proj[o] > 0 and \
-                        past_min_on(o) and (l1_ or not over[1]) and (l2_ or not over[2]) \
-                        and not disobeying_at_floor(o):
+                        past_min_on(o) and (l1_ or not over[1]) and (l2_ or not over[2]):
                     return "load %d's min on overridden while load %d could be shed" % (i, o)
         if forced != (1 if early else 0) and not (bad and forced == 0):
             return "load %d: forced_ops went up by %d for %s" % (
@@ -569,7 +543,8 @@ def check_step(k, rec, specs, ls, ctl, pos, limit, band, stale_ms, lim, tolerate
                 if sp <= 0 or w <= 0:
                     continue
                 if not past_min_on(lo):
-                    w -= d["min_a"] * d["volts"]
+                    # inside min_on it is never paused: held at the least it runs at
+                    w -= min(d["min_a"] or d["ramp_step_a"], sp) * d["volts"]
                     if w <= 0:
                         continue
             add(free, d, w)
@@ -702,10 +677,9 @@ def test_shed_invariants_hold_over_generated_histories(driver, capsys):
     assert n >= min(CASES, 2000)
 
 
-# --- shed.py's known violations, replayed -------------------------------------------------
-# Each was found by the property above and shrunk. The default run tolerates exactly these
-# (KNOWN_* in check_step, queued_until in cases()); checked strictly, each still fails. When
-# shed.py is fixed, its xfail passes, which fails the run: then drop the tolerance.
+# --- shed.py's violations the property found, replayed ---------------------------------
+# Each was found by the property above, shrunk, and fixed in shed.py; each replays here
+# as it was found, and the generated run no longer tolerates any of them.
 
 def _load(kind, priority, rated_w, volts, **kw):
     d = {"kind": kind, "priority": priority, "leg": "L1", "volts": volts, "min_a": 6, "max_a": 32,
@@ -725,7 +699,7 @@ def _case(panel, loads, history, **ctl):
     return {"panel": p, "loads": loads, "ctl": c, "t0": (1 << 30) - 600000, "history": history}
 
 
-KNOWN = {
+FOUND = {
     # A floorless modulated load (min_a=0) whose cut equals its whole setpoint pauses inside
     # its min_on_s, uncounted in forced_ops, while a contactor past its min_on could go.
     "pause_before_min_on": _case(
@@ -759,23 +733,13 @@ KNOWN = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(KNOWN))
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="a known shed.py violation")
-def test_known_violations_still_happen(driver, name):
-    case = KNOWN[name]
+@pytest.mark.parametrize("name", sorted(FOUND))
+def test_violations_found_stay_fixed(driver, name):
+    case = FOUND[name]
     out = driver.replay(case)
     what = "update() raised " + out["error"] if "error" in out else \
-        check_case(case, out["steps"], out["order"], tolerate=False)
+        check_case(case, out["steps"], out["order"])
     assert what is None, replayable(case, what)
-
-
-def test_known_violations_are_tolerated_only_in_their_own_case(driver):
-    for name in sorted(KNOWN):
-        if name == "queued_until_crash":
-            continue          # kept out by the generator instead
-        case = KNOWN[name]
-        out = driver.replay(case)
-        assert check_case(case, out["steps"], out["order"]) is None, name
 
 
 # --- every check can fail: bugs planted in a copy of shed.py ----------------------------------
