@@ -15,38 +15,18 @@
 
 import json
 import sys
-import time
+
+from fakeclock import FakeClock
 
 from shed import Load, Limits, Controller, Measurement, KIND_ONOFF, KIND_MODULATED, KIND_NEVER
 
-_PERIOD = 1 << 30
 STATES = ("failsafe", "recovering", "shedding", "overload", "holding", "restoring", "settling",
           "reclaiming", "ok")
 
 
-class Clock:
-    """The ESP32's ticks: wrap at 2**30; time's own on a 32-bit port, else the same sums."""
-
-    def __init__(self, t):
-        self.t = t
-        if time.ticks_add(0, -1) == _PERIOD - 1:
-            self.ticks_diff = time.ticks_diff
-            self.ticks_add = time.ticks_add
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        half = _PERIOD >> 1
-        return ((a - b + half) & (_PERIOD - 1)) - half
-
-    def ticks_add(self, t, d):
-        return (t + d) & (_PERIOD - 1)
-
-
 def build(case):
     p = case["panel"]
-    clock = Clock(case["t0"])
+    clock = FakeClock(t=case["t0"])
     kw = {"volts": p["volts"], "band_pct": p["band_pct"], "system": p["system"]}
     for key in ("setpoint_w", "setpoint_a", "rating_a"):
         if p.get(key) is not None:

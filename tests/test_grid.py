@@ -25,13 +25,7 @@ def check(cond, what):
     if not cond:
         fails.append(what)
         print('FAIL', what)
-from clock import WrappingClock
-class Clock(WrappingClock):
-    # ESP32-like ticks: wrap at 2**30; start 5 s before the wrap so every timer crosses it.
-    def __init__(self, t=(1 << 30) - 5000):
-        super().__init__(lambda: self.t)
-        self.t = t
-    def step(self, ms): self.t = self.ticks_add(self.t, ms)
+from fakeclock import FakeClock
 T0_UNIX = %d
 def iso(s):
     return grid.format_time(grid.parse_time(T0_UNIX) + s)
@@ -87,7 +81,7 @@ def test_boundaries_on_the_exact_tick_across_the_wrap():
     # The grid task runs only every 2 s here; the limit must still change on the boundary's
     # tick (queued in shed.Limits), seen by the controller at its next 250 ms step.
     mpy(r"""
-clock = Clock()
+clock = FakeClock()
 limits = shed.Limits(setpoint_w=9600, clock=clock)
 ev = shed.Load('ev', shed.KIND_MODULATED, 1, 'L1L2', 7680, max_a=32)
 ctl = shed.Controller([ev], limits, clock)
@@ -100,7 +94,7 @@ meas = shed.Measurement()
 seen = []
 wrapped = False
 for i in range(80):                 # 20 s in 250 ms steps
-    clock.step(250)
+    clock.advance(250)
     if clock.t < start_tick:
         wrapped = True
     if i % 8 == 0:
@@ -121,7 +115,7 @@ check(st['limit_from'] == 'fallback' and st['intervals'] == 0, 'ran out: %r' % s
 
 def test_relative_schedule_without_wall_clock_expiry_and_silence():
     mpy(r"""
-clock = Clock()
+clock = FakeClock()
 limits = shed.Limits(setpoint_w=9600, clock=clock)
 g = grid.Grid(limits, clock, 9600, fallback_w=3000, silence_s=30, path=None)
 check(not g.wall_known(), 'no wall clock')
@@ -134,7 +128,7 @@ except ValueError as e:
 check(g.schedule(event(None, 'PT20S', [6.0, 5.0]), clock.t) == 2, 'relative accepted')
 def at(s):
     while g.mono_s(clock.t) < s:
-        clock.step(1000)
+        clock.advance(1000)
         g.update(clock.t)
     return limits.effective_w(clock.t)
 check(at(1) == 6000 and at(19) == 6000 and at(20) == 5000, 'relative intervals')
@@ -164,23 +158,23 @@ def test_reboot_in_the_middle_of_an_interval(tmp_path):
     mpy(r"""
 import os
 path = 'grid.json'
-clock = Clock()
+clock = FakeClock()
 limits = shed.Limits(setpoint_w=9600, clock=clock)
 g = grid.Grid(limits, clock, 9600, subscription_w=5000, fallback_w=4000, path=path)
 g.set_wall(T0_UNIX, clock.t)
 g.schedule(event(0, 'PT60S', [7.0, 5.0]), clock.t)
 g.answer({'id': g.reserve(iso(90), 600, 2000, clock.t), 'status': 'granted'}, clock.t)
 for _ in range(30):
-    clock.step(1000)
+    clock.advance(1000)
     g.update(clock.t)
 check(limits.effective_w(clock.t) == 5000, 'before: sub 5000 under 7000')
 # Power cut at +30 s; the board is back 5 s later with other ticks and an empty RAM.
-clock2 = Clock(123456)
+clock2 = FakeClock(t=123456)
 limits2 = shed.Limits(setpoint_w=9600, clock=clock2)
 g2 = grid.Grid(limits2, clock2, 9600, subscription_w=5000, fallback_w=4000, path=path)
 g2.update(clock2.t)
 check(limits2.effective_w(clock2.t) == 4000, 'no wall clock yet: fallback %r' % limits2.effective_w(clock2.t))
-clock2.step(2000)
+clock2.advance(2000)
 g2.set_wall(T0_UNIX + 35 + 2, clock2.t)     # NTP answers
 check(g2.state(clock2.t)['limit_from'] == 'schedule', 'schedule back')
 check(g2.state(clock2.t)['import_limit_w'] == 7000, 'interval 0 again')
@@ -188,7 +182,7 @@ check(len(g2.reservations) == 1, 'reservation kept')
 seen = {}
 for s in range(38, 200):
     while g2.wall_gs(clock2.t) < grid.parse_time(T0_UNIX) + s:
-        clock2.step(500)
+        clock2.advance(500)
         g2.update(clock2.t)
     seen[s] = (g2.state(clock2.t)['import_limit_w'], limits2.effective_w(clock2.t))
 check(seen[59] == (7000, 5000) and seen[60] == (5000, 5000), 'boundary at 60: %r' % [seen[59], seen[60]])
@@ -262,7 +256,7 @@ REFUSALS = [
 
 def test_bad_overlapping_and_expired_schedules_are_refused_clearly():
     code = r"""
-clock = Clock()
+clock = FakeClock()
 limits = shed.Limits(setpoint_w=9600, clock=clock)
 g = grid.Grid(limits, clock, 9600, fallback_w=4000, path=None)
 g.set_wall(T0_UNIX, clock.t)
@@ -299,7 +293,7 @@ check(limits.effective_w(clock.t) == 4000, 'cleared to the fallback')
 
 def test_limits_combine_strictest_and_never_above_the_setpoint():
     mpy(r"""
-clock = Clock()
+clock = FakeClock()
 limits = shed.Limits(setpoint_w=9600, clock=clock)
 g = grid.Grid(limits, clock, 9600, subscription_w=5000, path=None)
 g.set_wall(T0_UNIX, clock.t)
@@ -327,7 +321,7 @@ check(limits.in_force_w() == {'grid': 12000, 'subscription': 9600, 'remote': 300
 
 def test_reservations_granted_fee_denied_and_unanswered():
     mpy(r"""
-clock = Clock()
+clock = FakeClock()
 limits = shed.Limits(setpoint_w=9600, clock=clock)
 g = grid.Grid(limits, clock, 9600, subscription_w=5000, path=None)
 events = []
@@ -348,7 +342,7 @@ check(cmds.handle('pc', 'pc/cmd/grid/answer', json.dumps({'id': rid, 'status': '
 check(events[-1]['status'] == 'granted', repr(events[-1]))
 def at(s):
     while g.mono_s(clock.t) < s:
-        clock.step(1000)
+        clock.advance(1000)
         g.update(clock.t)
     return limits.effective_w(clock.t)
 check(at(59) == 5000 and at(60) == 8000 and at(659) == 8000 and at(660) == 5000, 'window only')
@@ -391,7 +385,7 @@ check(limits.effective_w(clock.t) == 7000, 'cancelled: %r' % limits.effective_w(
 
 def test_emergency_applied_within_one_control_period():
     mpy(r"""
-clock = Clock()
+clock = FakeClock()
 limits = shed.Limits(setpoint_w=9600, clock=clock)
 ev = shed.Load('ev', shed.KIND_MODULATED, 1, 'L1L2', 7680, max_a=32, response_s=5)
 ctl = shed.Controller([ev], limits, clock, settle_s=0, stagger_s=0)
@@ -400,7 +394,7 @@ events = []
 cmds = commands.Commands(limits, {}, clock, 9600, events.append, grid=lambda: g)
 meas = shed.Measurement()
 def step(base_w):
-    clock.step(1000)
+    clock.advance(1000)
     meas.valid = True
     meas.t_ms = clock.t
     ev.measured_w = ev.setpoint_a * 240
@@ -432,7 +426,7 @@ def test_steady_grid_pass_allocates_nothing():
     mpy(r"""
 import micropython
 import compliance
-clock = Clock()
+clock = FakeClock()
 limits = shed.Limits(setpoint_w=9600, clock=clock)
 g = grid.Grid(limits, clock, 9600, subscription_w=5000, fallback_w=4000, silence_s=3600, path=None)
 g.monitor = compliance.Monitor(compliance.Log(path='/dev/null'), g.stamp)
@@ -440,12 +434,12 @@ g.set_wall(T0_UNIX, clock.t)
 g.schedule(event(0, 'PT1H', [6.0, 5.0]), clock.t)
 g.answer({'id': g.reserve(iso(1800), 3600, 2000, clock.t), 'status': 'granted'}, clock.t)
 for _ in range(3):
-    clock.step(1000)
+    clock.advance(1000)
     g.update(clock.t)
     g.watch(clock.t, True, 3000, 5000, False)
 ok = 0
 for _ in range(50):
-    clock.step(1000)
+    clock.advance(1000)
     micropython.heap_lock()
     try:
         g.update(clock.t)

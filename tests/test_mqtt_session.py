@@ -13,16 +13,8 @@ from mqtt_helpers import Broker, Client, JsonLinesProcess, _Server, read_packet
 SCRIPT = r"""
 import sys, json, time, asyncio, net
 opts = json.loads(sys.argv[1])
-class StepClock:
-    # The link's clock: moved only by the script, ESP32 ticks (wrap at 2**30).
-    def __init__(self): self.t = (1 << 30) - 20000
-    def ticks_ms(self): return self.t
-    def ticks_diff(self, a, b):
-        h = 1 << 29
-        return ((a - b + h) & ((1 << 30) - 1)) - h
-    def ticks_add(self, t, d): return (t + d) & ((1 << 30) - 1)
-    def step(self, ms): self.t = self.ticks_add(self.t, ms)
-clock = StepClock()
+from fakeclock import FakeClock
+clock = FakeClock(20000)       # the link's clock: moved only by the script
 class Backoff(net.Backoff):
     resets = 0
     def reset(self):
@@ -52,7 +44,7 @@ async def connected_for(ms):
     # (its heartbeat shows the new time) before the next, as a board's would within 200 ms.
     t0 = link._up_since
     while link.connected and clock.ticks_diff(clock.t, t0) < ms:
-        clock.step(5000)
+        clock.advance(5000)
         await until(lambda: link.heartbeat_ms == clock.t or not link.connected, 5000)
     return clock.ticks_diff(clock.t, t0)
 async def main():
@@ -80,7 +72,7 @@ async def main():
         say(step='short', ok=ok)
         t0 = time.ticks_ms()                 # the backoff runs on the link's clock: move it
         while not link.connected and time.ticks_diff(time.ticks_ms(), t0) < 10000:
-            clock.step(100)
+            clock.advance(100)
             await asyncio.sleep_ms(20)
         say(step='again', ok=link.connected)
         await connected_for(35000)

@@ -15,17 +15,7 @@ import gc
 from shed import (Load, Limits, Controller, Measurement, KIND_ONOFF, KIND_MODULATED,
                   KIND_NEVER)
 
-class Clock:
-    def __init__(self):
-        self.t = (1 << 30) - 3000
-    def ticks_ms(self):
-        return self.t
-    def ticks_diff(self, a, b):
-        return ((a - b + 0x20000000) & 0x3fffffff) - 0x20000000
-    def ticks_add(self, a, d):
-        return (a + d) & 0x3fffffff
-    def advance(self, ms):
-        self.t = self.ticks_add(self.t, ms)
+from fakeclock import FakeClock
 
 def check(cond, msg):
     if not cond:
@@ -33,7 +23,7 @@ def check(cond, msg):
 
 class Rig:
     def __init__(self, loads, limits, base_w=0, delays=None, **kw):
-        self.clock = Clock()
+        self.clock = FakeClock(3000)
         self.loads = loads
         self.ctl = Controller(loads, limits, self.clock, **kw)
         self.m = Measurement()
@@ -189,7 +179,7 @@ check(Limits(rating_a=100, setpoint_w=19200, big_uncontrolled_w=9000).effective_
 
 def test_strictest_limit_wins_and_nothing_raises_the_installer_setpoint():
     mpy(r"""
-c = Clock()
+c = FakeClock(3000)
 lim = Limits(setpoint_w=7200, clock=c)
 lim.set("grid", w=5000)
 lim.set("schedule", w=6000)
@@ -220,7 +210,7 @@ def test_a_queued_limit_takes_its_sources_name_at_the_boundary():
     # grid.py queues a source's next value as "x>" for x's boundary: from that tick on it is
     # x, so telemetry never names the queued entry as the limit in force.
     mpy(r"""
-c = Clock()
+c = FakeClock(3000)
 lim = Limits(setpoint_w=7200, clock=c)
 edge = c.ticks_add(c.t, 5000)                   # the boundary falls after the tick wrap
 lim.set("grid", w=5000, until_ms=edge)
@@ -652,7 +642,7 @@ for args, kw, word in ((("x", 7, 1, "L1", 100), {}, "kind"),
     except ValueError as e:
         check(str(e).startswith("error: ") and word in str(e), str(e))
 try:
-    Controller([onoff("a", 1, 1), onoff("a", 2, 1)], Limits(setpoint_w=1), Clock())
+    Controller([onoff("a", 1, 1), onoff("a", 2, 1)], Limits(setpoint_w=1), FakeClock(3000))
     check(False, "duplicate names accepted")
 except ValueError as e:
     check("two loads" in str(e), str(e))

@@ -28,18 +28,12 @@ import time
 import shed
 from shed import Load, Limits, Controller, Measurement, KIND_ONOFF, KIND_MODULATED, KIND_NEVER
 
-class Clock:
-    def __init__(self):
-        self.t = time.ticks_add(0, -5000)     # just below the port's wrap
-        self.ticks_diff = time.ticks_diff
-        self.ticks_add = time.ticks_add
-    def ticks_ms(self):
-        return self.t
+from fakeclock import FakeClock
 
 N = %(n)d
 
 def run(real):
-    clock = Clock()
+    clock = FakeClock(5000)
     loads = [Load("ev", KIND_MODULATED, 5, "L1L2", 7680, min_on_s=60),
              Load("wh", KIND_ONOFF, 4, "L1L2", 4500),
              Load("ac", KIND_ONOFF, 2, "L1L2", 3600),

@@ -14,30 +14,14 @@ import time
 import compliance
 import grid
 import shed
-
-
-class Clock:
-    """Simulated ms ticks, ESP32-style (wrap at 2**30), started 60 s before the wrap."""
-
-    def __init__(self):
-        self.t = (1 << 30) - 60000
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        h = 1 << 29
-        return ((a - b + h) & ((1 << 30) - 1)) - h
-
-    def ticks_add(self, t, d):
-        return (t + d) & ((1 << 30) - 1)
+from fakeclock import FakeClock
 
 
 def main():
     opts = json.loads(open(sys.argv[1]).read())
     trace = open(sys.argv[2], "w")
     base = opts["base_w"]                  # one value per minute from the start
-    clock = Clock()
+    clock = FakeClock(60000)      # simulated ms ticks, 60 s before the wrap
     volts = opts["ev_volts"]
     ev = shed.Load("ev", shed.KIND_MODULATED, 1, "L1L2", opts["ev_max_a"] * volts, volts=volts,
                    max_a=opts["ev_max_a"], min_a=6, response_s=5, resume_pause_s=300)
@@ -87,7 +71,7 @@ def main():
         total = b + draw
         if ctl.limit_w is not None and total > ctl.limit_w:
             over_s += 1
-        clock.t = clock.ticks_add(clock.t, 1000)
+        clock.advance(1000)
         g.update(clock.t)
         meas.valid = True
         meas.t_ms = clock.t

@@ -11,22 +11,11 @@ is owed and drawn later.
 """
 import json
 import sys
-import time
+
+from fakeclock import FakeClock
 
 _WS_PER_WH = 3600
 _OWED_EPS_WS = 3600      # a load is "behind" while it owes more than 1 Wh
-
-
-class Clock:
-    """Simulated ms ticks on the port's own ticks arithmetic, started just below its wrap."""
-
-    def __init__(self):
-        self.t = time.ticks_add(0, -30000)
-        self.ticks_diff = time.ticks_diff
-        self.ticks_add = time.ticks_add
-
-    def ticks_ms(self):
-        return self.t
 
 
 class SimLoad:
@@ -131,7 +120,7 @@ def main():
     trace_step = hdr["trace_step_s"]
     loads = [SimLoad(spec, hdr["ev_delay_s"]) for spec in hdr["loads"]]
     n = len(loads)
-    clock = Clock()
+    clock = FakeClock(30000)     # simulated ms ticks, 30 s before the wrap
     ctl = None
     if strategy == "panelcap":
         try:
@@ -217,7 +206,7 @@ def main():
             crun = 0
         # The strategy decides from this second's measurement.
         if strategy == "panelcap":
-            clock.t = clock.ticks_add(clock.t, 1000)
+            clock.advance(1000)
             meas.valid = valid
             meas.t_ms = clock.t
             meas.total_w = total
