@@ -27,8 +27,9 @@ def board_loop(fs, heap):
     """The process behind the pty: boots the board again whenever micropython exits
     (machine.reset(), Ctrl-D at the REPL), like a board's reset line."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is for micropython, not us
+    # tools/ last, for panelsim.machinecore, the part of machine shared with the simulator.
     env = dict(os.environ, MICROPYPATH=":".join([".", ".frozen", str(STANDIN),
-                                                 str(ROOT / "lib")]))
+                                                 str(ROOT / "lib"), str(ROOT / "tools")]))
     while True:
         # Whatever ended it (machine.reset(), Ctrl-D, a Ctrl-C that came before micropython
         # took over SIGINT), boot again. Stopping the stand-in kills this loop too.

@@ -1,15 +1,13 @@
 """The simulated `machine` layer: what the firmware's hw.build() sees on the unix port.
 Pins, signals, PWM and the watchdog behave like MicroPython's ESP32 port and are wired to
 the simulated panel: a contactor closes when its coil pin is at its active level, the EV
-reads the J1772 pilot's duty cycle, and the ADC block samples the panel's waveforms."""
+reads the J1772 pilot's duty cycle, and the ADC block samples the panel's waveforms. What it
+shares with the stand-in board's machine is in panelsim.machinecore."""
 
 import time
 
-PWRON_RESET = 1
-HARD_RESET = 2
-WDT_RESET = 3
-DEEPSLEEP_RESET = 4
-SOFT_RESET = 5
+from panelsim.machinecore import (PWRON_RESET, HARD_RESET, WDT_RESET,  # noqa: F401
+                                  DEEPSLEEP_RESET, SOFT_RESET, Pin as _Pin, Signal, ADC, idle)
 
 
 class WatchdogReset(Exception):
@@ -74,63 +72,14 @@ def _input_level(pin_id, default):
     return 0 if closed == bool(invert) else 1
 
 
-class Pin:
-    IN = 1
-    OUT = 3
-    OPEN_DRAIN = 7
-    PULL_UP = 2
-    PULL_DOWN = 1
+class Pin(_Pin):
+    def _drive(self, level):
+        _pin_changed(self.id, level)
 
-    def __init__(self, pin_id, mode=-1, pull=-1, value=None):
-        self.id = pin_id
-        self.mode = None
-        self.init(mode, pull, value)
-
-    def init(self, mode=-1, pull=-1, value=None):
-        # As on the ESP32: the level is set before the output driver is enabled.
-        if value is not None:
-            self._level = 1 if value else 0
-        elif not hasattr(self, "_level"):
-            self._level = 1 if pull == Pin.PULL_UP else 0
-        if mode != -1:
-            self.mode = mode
-        if self.mode == Pin.OUT:
-            _pin_changed(self.id, self._level)
-
-    def value(self, v=None):
-        if v is None:
-            if self.mode == Pin.IN:
-                return _input_level(self.id, self._level)
-            return self._level
-        self._level = 1 if v else 0
-        if self.mode == Pin.OUT:
-            _pin_changed(self.id, self._level)
-
-    def on(self):
-        self.value(1)
-
-    def off(self):
-        self.value(0)
-
-    def __call__(self, v=None):
-        return self.value(v)
-
-
-class Signal:
-    def __init__(self, pin, invert=False):
-        self._pin = pin
-        self._invert = invert
-
-    def value(self, v=None):
-        if v is None:
-            return self._pin.value() ^ self._invert
-        self._pin.value(bool(v) ^ self._invert)
-
-    def on(self):
-        self.value(1)
-
-    def off(self):
-        self.value(0)
+    def _read(self):
+        if self.mode == Pin.IN:
+            return _input_level(self.id, self._level)
+        return self._level
 
 
 def pilot_amps_offered(duty_u16):
@@ -190,14 +139,6 @@ class WDT:
             raise WatchdogReset("watchdog not fed for %d ms" % starved_ms)
 
 
-class ADC:
-    ATTN_0DB = 0
-    ATTN_11DB = 3
-
-    def __init__(self, pin, atten=ATTN_11DB):
-        self.pin = pin
-
-
 class AdcBlock:
     """Samples every channel of the board in one call, as the real scanner would, from the
     panel's currents at the simulated time of each sample."""
@@ -223,10 +164,6 @@ class AdcBlock:
         vt.sim_end(t0)
         if _sim.adc_read_us:
             vt.hold_us(rounds * self._nch * _sim.adc_read_us)    # the reads, one by one
-
-
-def idle():
-    pass
 
 
 def unique_id():

@@ -1,17 +1,16 @@
 """The stand-in board's `machine`: what the ESP32 port offers the firmware, on the unix
 port, in real time. Pins and PWM keep their levels in `levels` and `duty`; the ADC returns a
 mid-rail bias plus a 60 Hz sine per pin set by inject() (a clamp-meter bench in software);
-reset() ends the process and the stand-in's loop boots it again, as a board would."""
+reset() ends the process and the stand-in's loop boots it again, as a board would. What it
+shares with the simulator's machine is in tools/panelsim/machinecore.py."""
 
 import math
 import os
 import sys
 
-PWRON_RESET = 1
-HARD_RESET = 2
-WDT_RESET = 3
-DEEPSLEEP_RESET = 4
-SOFT_RESET = 5
+from panelsim.machinecore import (PWRON_RESET, HARD_RESET, WDT_RESET,  # noqa: F401
+                                  DEEPSLEEP_RESET, SOFT_RESET, Pin as _Pin, ADC as _ADC,
+                                  Signal, idle)
 
 levels = {}        # pin -> level of every output pin
 duty = {}          # pin -> PWM duty_u16
@@ -51,69 +50,13 @@ def unique_id():
     return b"standin"
 
 
-def idle():
-    pass
-
-
 def freq(hz=None):
     return 240000000
 
 
-class Pin:
-    IN = 1
-    OUT = 3
-    OPEN_DRAIN = 7
-    PULL_UP = 2
-    PULL_DOWN = 1
-
-    def __init__(self, pin_id, mode=-1, pull=-1, value=None):
-        self.id = pin_id
-        self.mode = None
-        self._level = 0
-        self.init(mode, pull, value)
-
-    def init(self, mode=-1, pull=-1, value=None):
-        if value is not None:
-            self._level = 1 if value else 0
-        elif pull == Pin.PULL_UP:
-            self._level = 1
-        if mode != -1:
-            self.mode = mode
-        if self.mode == Pin.OUT:
-            levels[self.id] = self._level
-
-    def value(self, v=None):
-        if v is None:
-            return self._level
-        self._level = 1 if v else 0
-        if self.mode == Pin.OUT:
-            levels[self.id] = self._level
-
-    def on(self):
-        self.value(1)
-
-    def off(self):
-        self.value(0)
-
-    def __call__(self, v=None):
-        return self.value(v)
-
-
-class Signal:
-    def __init__(self, pin, invert=False):
-        self._pin = pin
-        self._invert = invert
-
-    def value(self, v=None):
-        if v is None:
-            return self._pin.value() ^ self._invert
-        self._pin.value(bool(v) ^ self._invert)
-
-    def on(self):
-        self.value(1)
-
-    def off(self):
-        self.value(0)
+class Pin(_Pin):
+    def _drive(self, level):
+        levels[self.id] = level
 
 
 class PWM:
@@ -136,17 +79,11 @@ class PWM:
         self.duty_u16(65535)
 
 
-class ADC:
-    ATTN_0DB = 0
-    ATTN_11DB = 3
-
-    def __init__(self, pin, atten=ATTN_11DB):
-        self._id = pin.id
-
+class ADC(_ADC):
     def read_u16(self):
         n = _slot[0]
         _slot[0] = n + 1
-        peak = _amp.get(self._id, 0)
+        peak = _amp.get(self.pin.id, 0)
         v = 2048
         if peak:
             v += int(peak * math.sin(2 * math.pi * _HZ * n * _SLOT_US / 1e6))
