@@ -11,8 +11,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 # The firmware runs on the 32-bit port (the ESP32's word size); see tools/toolchain.py.
 from toolchain import (MICROPYTHON, MPY_CROSS, MPREMOTE, HOST_MPY_CROSS, HOST_MARCH,  # noqa: E402
                        WHEEL_MICROPYTHON, WORD_BITS)
-# .frozen first keeps the port's own asyncio; boards/ comes before tools/ so `import sim`
-# is the simulated board; tests/ last, for test-only modules such as gapprobe.
+# .frozen first keeps the port's own asyncio (`import simboard` is the simulated board);
+# tests/ last, for test-only modules such as gapprobe.
 MICROPYPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT / "boards"),
                         str(ROOT / "lib"), str(ROOT / "tools"), str(ROOT / "tests")])
 # Close to what an ESP32-WROOM build leaves free once Wi-Fi is up (see README).

@@ -11,7 +11,7 @@ import time
 
 import asyncio
 
-import sim as board
+import simboard as board
 from clock import Clock, WrappingClock
 import app as firmware_app
 from panelsim import machine as sim_machine

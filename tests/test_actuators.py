@@ -14,7 +14,7 @@ class FakePanel:
         self.contactors[i] = closed
     def set_pilot_amps(self, a): self.amps = a
 from panelsim.vtime import VirtualTime
-import sim as board
+import simboard as board
 panel = FakePanel()
 machine.attach(panel, VirtualTime(), board, None)     # time stands still: never installed
 """
@@ -75,16 +75,14 @@ def test_charger_behind_a_contactor_breaks_no_current():
     # paused and its CT reads it stopped (or the wait ran out), never under load.
     code = SETUP + """
 import hw, fedcharger, shed
-from clock import WrappingClock
-class T:
-    now = (1 << 30) - 3000
-clock = WrappingClock(lambda: T.now)
+from fakeclock import FakeClock
+clock = FakeClock(3000)
 h = hw.build(board, machine)
 load = shed.Load("ev", shed.KIND_MODULATED, 1, "L1L2", 7680)
 k2 = actuators.Contactor(h.outputs[1])
 ev = fedcharger.FedCharger(actuators.PilotCharger(h.pilot, 32), k2, clock, 6000, load)
 def step(amps, draw_w, ms=1000):
-    T.now = clock.ticks_add(T.now, ms)
+    clock.advance(ms)
     load.measured_w = draw_w
     ev.set_amps(amps)
     return "%s/%s" % (panel.contactors[1], panel.amps)

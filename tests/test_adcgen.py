@@ -12,7 +12,7 @@ NCH = 6
 SCRIPT = """
 import array
 buf = array.array("H", bytes(2 * {ROUNDS} * 6))     # first, while the heap is in one piece
-import sim
+import simboard
 from panelsim.profile import ConstantProfile
 from panelsim.panel import Panel
 from panelsim.adcgen import AdcGen
@@ -22,14 +22,14 @@ def merged(d, extra):
     d.update(extra)
     return d
 
-P = merged(sim.PANEL, {OVR!r})
-P["water_heater"] = merged(sim.PANEL["water_heater"], {WH!r})
-P["ev"] = merged(sim.PANEL["ev"], {EV!r})
+P = merged(simboard.PANEL, {OVR!r})
+P["water_heater"] = merged(simboard.PANEL["water_heater"], {WH!r})
+P["ev"] = merged(simboard.PANEL["ev"], {EV!r})
 
 class Board:
-    ADC_FULL_SCALE_MV = sim.ADC_FULL_SCALE_MV
-    ADC_SLOT_US = sim.ADC_SLOT_US
-    CHANNELS = tuple(merged(c, {CH!r}.get(c["name"], {{}})) for c in sim.CHANNELS)
+    ADC_FULL_SCALE_MV = simboard.ADC_FULL_SCALE_MV
+    ADC_SLOT_US = simboard.ADC_SLOT_US
+    CHANNELS = tuple(merged(c, {CH!r}.get(c["name"], {{}})) for c in simboard.CHANNELS)
 
 pn = Panel(P, ConstantProfile({WATTS}))
 {ACTIONS}
@@ -165,15 +165,15 @@ def test_viper_output_matches_a_straightforward_computation(mpy, tmp_path):
 
 TWIN = """
 import array, random
-import sim
+import simboard
 from panelsim.profile import ConstantProfile
 from panelsim.panel import Panel
 from panelsim import adcgen
 
 class Board5:               # five channels: an odd number of samples for odd rounds
-    ADC_FULL_SCALE_MV = sim.ADC_FULL_SCALE_MV
-    ADC_SLOT_US = sim.ADC_SLOT_US
-    CHANNELS = sim.CHANNELS[:5]
+    ADC_FULL_SCALE_MV = simboard.ADC_FULL_SCALE_MV
+    ADC_SLOT_US = simboard.ADC_SLOT_US
+    CHANNELS = simboard.CHANNELS[:5]
 
 random.seed(7)
 results = []
@@ -182,9 +182,9 @@ a = array.array("H", bytes(2 * (331 * 6 + 1)))      # once: the heap is 128 kB
 b = array.array("H", bytes(2 * (331 * 6 + 1)))
 for case in range(12):
     watts = (0, 2000, 10**7, -5000)[case % 4] if case < 4 else random.randint(-20000, 60000)
-    board = Board5 if case % 2 else sim
+    board = Board5 if case % 2 else simboard
     rounds = (1, 3, 329, 331)[case % 4]
-    p = dict(sim.PANEL)
+    p = dict(simboard.PANEL)
     p["base_pf"] = random.choice((1.0, 0.95, 0.6))
     p["noise_counts"] = random.choice((0, 1.5, 16))
     pn = Panel(p, ConstantProfile(watts))
@@ -243,12 +243,12 @@ def test_noise_and_quantisation_are_present_and_sized(mpy, tmp_path):
 
 def test_bias_drifts_slowly(mpy):
     out = mpy("""
-import sim
+import simboard
 from panelsim.profile import ConstantProfile
 from panelsim.panel import Panel
 from panelsim.adcgen import AdcGen
-pn = Panel(sim.PANEL, ConstantProfile(0))
-g = AdcGen(sim, pn, sim.PANEL)
+pn = Panel(simboard.PANEL, ConstantProfile(0))
+g = AdcGen(simboard, pn, simboard.PANEL)
 print(repr([g.bias_at(t * 60000) for t in range(0, 1440, 5)]))
 """).stdout
     b = np.array(ast.literal_eval(out.strip().splitlines()[-1]))
@@ -285,14 +285,14 @@ def test_230v_50hz_supply(mpy, tmp_path):
 
 ALLOC_SCRIPT = """
 import array, gc
-import sim
+import simboard
 from panelsim.profile import Profile
 from panelsim.panel import Panel
 from panelsim.adcgen import AdcGen
-pn = Panel(sim.PANEL, Profile("tools/data/profiles/default_day.csv"))
+pn = Panel(simboard.PANEL, Profile("tools/data/profiles/default_day.csv"))
 pn.set_contactor(0, True)
 pn.set_pilot_amps(32)
-g = AdcGen(sim, pn, sim.PANEL)
+g = AdcGen(simboard, pn, simboard.PANEL)
 buf = array.array("H", bytes(2 * 330 * 6))
 out = {"alloc": [], "state": []}
 

@@ -199,7 +199,7 @@ import asyncio
 from panelsim.vtime import VirtualTime
 from panelsim import machine
 from clock import WrappingClock
-import sim as board
+import simboard as board
 import app, config
 vt = VirtualTime(); vt.install()
 machine.attach(None, vt, board, None)
@@ -243,7 +243,7 @@ from panelsim.panel import Panel
 from panelsim.adcgen import AdcGen
 from panelsim import profile as profile_mod
 from clock import WrappingClock
-import sim as board
+import simboard as board
 import app, config, console
 params = dict(board.PANEL); wh = dict(params['water_heater']); wh['start_c'] = 50
 params['water_heater'] = wh              # the tank calls for heat

@@ -3,7 +3,7 @@
 from conftest import run_mpy
 
 CODE = """
-import sim as board
+import simboard as board
 from array import array
 from panelsim.panel import Panel
 from panelsim.profile import ConstantProfile

@@ -192,7 +192,7 @@ from panelsim.panel import Panel
 from panelsim.adcgen import AdcGen
 from panelsim.profile import ConstantProfile
 from clock import Clock, WrappingClock
-import sim as board
+import simboard as board
 import app as app_mod
 vt = VirtualTime(speed=1); vt.install()          # real time: the charger is a real client
 clock = WrappingClock(vt.now_ms)

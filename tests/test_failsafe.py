@@ -24,7 +24,7 @@ from panelsim.panel import Panel
 from panelsim.adcgen import AdcGen
 from panelsim.profile import ConstantProfile
 from clock import WrappingClock
-import sim as board
+import simboard as board
 import app as app_mod
 
 vt = VirtualTime(); vt.install()

@@ -19,7 +19,7 @@ T0_UNIX = 1795716000          # 2026-11-26T18:00:00Z: the simulated board's wall
 RUNNER = r"""
 import gc, json, sys, time
 import asyncio
-import sim as board
+import simboard as board
 from clock import Clock, WrappingClock
 import app as firmware_app
 from panelsim import machine as sim_machine

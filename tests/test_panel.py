@@ -2,14 +2,14 @@
 import ast
 
 PRELUDE = """
-import sim
+import simboard
 from panelsim.profile import Profile, ConstantProfile
 from panelsim.panel import Panel, BASE_L1, BASE_L2, WATER_HEATER, EV
 
 def params(wh=None, ev=None, **kw):
-    p = dict(sim.PANEL)
-    p["water_heater"] = dict(sim.PANEL["water_heater"])
-    p["ev"] = dict(sim.PANEL["ev"])
+    p = dict(simboard.PANEL)
+    p["water_heater"] = dict(simboard.PANEL["water_heater"])
+    p["ev"] = dict(simboard.PANEL["ev"])
     p["water_heater"].update(wh or {})
     p["ev"].update(ev or {})
     p.update(kw)

@@ -7,7 +7,7 @@ from panelsim.vtime import VirtualTime
 from panelsim import machine
 from clock import WrappingClock
 import supervisor as sv
-import sim as board
+import simboard as board
 vt = VirtualTime(); vt.install()
 clock = WrappingClock(vt.now_ms)
 machine.attach(None, vt, board, None)

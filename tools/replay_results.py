@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import layer_loads  # noqa: E402
-import sim  # noqa: E402  (tools/sim.py, CPython; not the board module of the same name)
+import sim  # noqa: E402  (tools/sim.py, the replay, on CPython)
 
 HOUSES = [
     ("ideal_house65_2018-02_1min.csv.gz", "IDEAL house 65 (Edinburgh), Feb 2018"),

@@ -9,7 +9,6 @@ import argparse
 import csv
 import datetime
 import functools
-import importlib.util
 import json
 import math
 import os
@@ -92,13 +91,6 @@ def _key_value(option, item):
     return key, text
 
 
-def _load_module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @functools.cache
 def _firmware():
     """The firmware's config and configuration-console modules and the simulated board,
@@ -109,15 +101,14 @@ def _firmware():
     try:
         import config
         import consolecfg
-        # boards/sim.py by its path: `sim` is also tools/sim.py, the replay
-        board = _load_module("panelcap_sim_board", ROOT / "boards" / "sim.py")
+        import simboard as board
     finally:
         sys.path[:] = saved
     return config, consolecfg, board
 
 
 def panel_overrides(items, hours):
-    """--panel KEY=VALUE items as (key, value) pairs, each checked against boards/sim.py's
+    """--panel KEY=VALUE items as (key, value) pairs, each checked against boards/simboard.py's
     PANEL: the key exists, the value has the default's type, numbers are finite and not
     negative (temperatures, *_c, may be), an hour (*_h) falls within the run (or is null:
     the EV never comes). The panel model checks the rest when the simulator builds it."""
@@ -129,7 +120,7 @@ def panel_overrides(items, hours):
         table = board.PANEL.get(section) if dot else board.PANEL
         name = name if dot else key
         if not isinstance(table, dict) or name not in table:
-            raise Refused("--panel: no setting %r in the simulated panel (boards/sim.py PANEL)"
+            raise Refused("--panel: no setting %r in the simulated panel (boards/simboard.py PANEL)"
                           % key)
         default = table[name]
         value = text if isinstance(default, str) else _value(text)
@@ -447,7 +438,7 @@ def main(argv=None):
                          "from (docs/mqtt.md); sets --speed 60 unless given")
     ap.add_argument("--panel", action="append", default=[], metavar="KEY=VALUE",
                     help="change the simulated panel, e.g. ev.arrive_h=18 (null: no EV) "
-                         "(boards/sim.py PANEL)")
+                         "(boards/simboard.py PANEL)")
     ap.add_argument("--cfg", action="append", default=[], metavar="KEY=VALUE",
                     help="override a firmware setting by the console's name, e.g. band_pct=10 "
                          "or loads.water_heater.min_off_s=120 (docs/installation.md)")

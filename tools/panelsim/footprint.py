@@ -14,7 +14,7 @@ def measure():
     before = gc.mem_alloc()
     # frozen holds the image of the board's frozen modules (umqtt): its flash, on this port
     from panelsim import frozen, run, profile, panel, adcgen, vtime
-    import sim as board
+    import simboard as board
     prof = profile.load(run.DEFAULT_PROFILE)
     model = panel.Panel(board.PANEL, prof)
     gen = adcgen.AdcGen(board, model)

@@ -5,7 +5,7 @@ micropython tools/panelsim/run.py [--profile FILE] [--day YYYY-MM-DD] [--limit-w
     [--panel KEY=VALUE]... [--cfg KEY=VALUE]... [--quiet] [--check]
 
 --day replays that date of the profile (default: its first day). --panel changes the
-simulated panel (boards/sim.py PANEL, `section.key`), --cfg a firmware setting by its
+simulated panel (boards/simboard.py PANEL, `section.key`), --cfg a firmware setting by its
 top-level name (firmware/config.py; `loads` and `ct` whole, as JSON): VALUE is JSON, else
 text. tools/run_sim.py checks every option first and takes the console's dotted names.
 --mqtt publishes telemetry to a broker and takes commands from it (docs/mqtt.md); socket
@@ -24,7 +24,7 @@ import sys
 from panelsim import frozen  # noqa: F401
 import asyncio
 
-import sim as board
+import simboard as board
 from panelsim import machine as sim_machine
 from panelsim.vtime import ESP32_CPU_FACTOR, VirtualTime
 from panelsim.panel import Panel
@@ -62,7 +62,7 @@ def parse_args(argv):
             i += 1
             continue
         if arg in ("--panel", "--cfg") and i + 1 < len(argv):
-            # --panel ev.arrive_h=99 changes the simulated panel (boards/sim.py PANEL);
+            # --panel ev.arrive_h=99 changes the simulated panel (boards/simboard.py PANEL);
             # --cfg band_pct=10 overrides a firmware setting (firmware/config.py)
             key, eq, value = argv[i + 1].partition("=")
             if not eq:
@@ -101,7 +101,7 @@ def _value(text):
 
 
 def panel_params(overrides):
-    """boards/sim.py's PANEL with `section.key` (or `key`) overrides applied, on copies."""
+    """boards/simboard.py's PANEL with `section.key` (or `key`) overrides applied, on copies."""
     params = dict(board.PANEL)
     for key, value in overrides:
         section, dot, name = key.partition(".")
