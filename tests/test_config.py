@@ -281,10 +281,9 @@ def test_nothing_remote_can_raise_the_limit_or_change_a_setting(tmp_path):
     out = run_mpy(SETUP % tmp_path + """
 from standin import machine
 import app
-from clock import WrappingClock
+from fakeclock import FakeClock
 machine.inject(36, 1970)
-T = [(1 << 30) - 5000]               # the ESP32's ticks, 5 s before the wrap
-clock = WrappingClock(lambda: T[0])
+clock = FakeClock(5000)              # the ESP32's ticks, 5 s before the wrap
 c = config.defaults(board)
 c['limit_w'] = 9600; c['mqtt_host'] = '127.0.0.1'; c['grid_subscription_w'] = 6000
 print('valid', config.validate(c, board))
@@ -301,8 +300,8 @@ setpoint = a.setpoint_w
 worst = [0]
 def check_limit(what):
     if a.grid is not None:
-        a.grid.update(T[0])          # what the grid task does on each pass
-    w = a.limits.effective_w(T[0])
+        a.grid.update(clock.t)       # what the grid task does on each pass
+    w = a.limits.effective_w(clock.t)
     worst[0] = max(worst[0], w)
     if w is None or w > setpoint or a.limits.setpoint_w != setpoint or a.setpoint_w != setpoint:
         print('RAISED', what, w, a.limits.setpoint_w, a.setpoint_w)
@@ -346,7 +345,7 @@ ev = send('grid/reserve', {'duration_s': 3600, 'extra_w': 3600})
 send('grid/answer', {'id': ev.get('request'), 'status': 'granted', 'fee_cents': 0})
 send('grid/time', {'unix_s': 1795716000 + 7 * 86400})
 for minute in range(120):
-    T[0] = clock.ticks_add(T[0], 60000)
+    clock.advance(60000)
     check_limit('minute %d' % minute)
 print('WORST', worst[0], setpoint, a.limits.sources())
 """, heap="512k", cwd=tmp_path).stdout.splitlines()      # grid.json, compliance.log: tmp_path

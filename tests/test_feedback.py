@@ -86,10 +86,8 @@ def test_welded_contactor_without_ct_is_found_by_its_auxiliary_contact():
 
 UNIT = """
 import feedback, shed
-from clock import WrappingClock
-class T:
-    now = (1 << 30) - 5000
-clock = WrappingClock(lambda: T.now)
+from fakeclock import FakeClock
+clock = FakeClock(5000)
 class Sampler:
     valid = True
     windows = 0
@@ -109,7 +107,7 @@ mon.add(load, coil, aux)
 def step(n, on, closed, w):
     coil.is_on = on; aux.closed = closed; load.measured_w = w
     for _ in range(n):
-        s.windows += 1; T.now = clock.ticks_add(T.now, 1000)
+        s.windows += 1; clock.advance(1000)
         mon.check(s)
     w = mon.watches[0]
     return w.alarm, w.no_draw
