@@ -12,11 +12,7 @@ import compliance_report  # noqa: E402
 PRELUDE = r"""
 import os, json
 import compliance
-fails = []
-def check(cond, what):
-    if not cond:
-        fails.append(what)
-        print('FAIL', what)
+from snippet import check, fails
 """
 
 

@@ -20,11 +20,7 @@ T0_UNIX = 1795716000          # the same instant
 PRELUDE = r"""
 import json, gc
 import grid, shed, commands
-fails = []
-def check(cond, what):
-    if not cond:
-        fails.append(what)
-        print('FAIL', what)
+from snippet import check, fails
 from fakeclock import FakeClock
 T0_UNIX = %d
 def iso(s):
