@@ -10,10 +10,8 @@ from conftest import run_mpy
 SETUP = """
 import json
 import evmqtt, feedback, shed
-from clock import WrappingClock
-class T:
-    now = (1 << 30) - 60000          # every timer crosses the ESP32's tick wrap
-clock = WrappingClock(lambda: T.now)
+from fakeclock import FakeClock
+clock = FakeClock(60000)             # every timer crosses the ESP32's tick wrap
 class Link:                          # what evmqtt uses of net.MqttLink
     connected = True
     connects = 1
@@ -46,7 +44,7 @@ for a in (16, 40, 5, 6, 0):
 print(ch.amps, link.sent)
 link.sent.clear()
 for _ in range(25):                  # unchanged for 25 s: the heartbeat every 10 s
-    T.now = clock.ticks_add(T.now, 1000)     # ticks as the board has them: wrapped
+    clock.advance(1000)                  # wraps as the board's ticks do
     ch.set_amps(0)
 print(len(link.sent), link.sent[0])
 ch.set_amps(12); ch.safe(); print(link.sent[-2:], ch.amps)
@@ -64,11 +62,11 @@ ch = evmqtt.MqttCharger(clock, 32, "evse/set/current", "openevse/amp", 30000, un
 ch.attach(link)
 link.cb(b"panelcap/cmd/status", b"")          # not the charger's: passed on
 link.cb(b"openevse/amp", b"15800")            # OpenEVSE reports milliamps
-print(others, ch.actual_ma, ch.reports, ch.confirmed(T.now))
+print(others, ch.actual_ma, ch.reports, ch.confirmed(clock.t))
 link.cb(b"openevse/amp", b"lots"); link.cb(b"openevse/amp", b"-5")
 print(ch.bad_reports, ch.actual_ma)
-T.now = clock.ticks_add(T.now, 30001)
-print(ch.confirmed(T.now))
+clock.advance(30001)
+print(ch.confirmed(clock.t))
 import asyncio
 async def once():
     t = asyncio.create_task(ch.run()); await asyncio.sleep_ms(10); t.cancel()
@@ -98,12 +96,12 @@ meas.windows = 0
 alive = [True]
 draw_a = [0]          # what the car draws: the charger's offer, up to its own 16 A
 def second(t):
-    T.now = clock.ticks_add(T.now, 1000)     # ticks as the board has them: wrapped
+    clock.advance(1000)                  # wraps as the board's ticks do
     if alive[0]:
         draw_a[0] = ch.amps if ch.amps < 16 else 16
         link.cb(b"evse/current", str(draw_a[0]).encode())
     wh_w = 4500 if wh.on else 0
-    meas.valid = True; meas.t_ms = T.now; meas.windows += 1
+    meas.valid = True; meas.t_ms = clock.t; meas.windows += 1
     meas.total_w = 500 + draw_a[0] * 240 + wh_w
     meas.leg_ma[0] = meas.leg_ma[1] = meas.total_w * 1000 // 240
     ev.measured_w = -1; wh.measured_w = wh_w      # the EV has no CT: its report counts
@@ -155,7 +153,7 @@ ch.attach(link)
 for a in (16, 32, 0):
     ch.set_amps(a)
 for _ in range(25):
-    T.now = clock.ticks_add(T.now, 1000)
+    clock.advance(1000)
     ch.set_amps(10)
 ch.safe()
 link.connects = 2
@@ -166,12 +164,12 @@ asyncio.run(once())                      # resent after a reconnect
 print('SENT', len(link.sent), any(retained))
 link.cb(b"evse/current", b"100")         # the limit itself: taken
 print('A', ch.actual_ma, ch.reports, ch.bad_reports)
-T.now = clock.ticks_add(T.now, 20000)
+clock.advance(20000)
 for bad in (b"100.1", b"150", b"1e3", b"-0.5", b"nan", b"inf"):
     link.cb(b"evse/current", bad)
 print('B', ch.actual_ma, ch.reports, ch.bad_reports)
-T.now = clock.ticks_add(T.now, 10001)    # 30 s after the last good report
-print('C', ch.confirmed(T.now))
+clock.advance(10001)    # 30 s after the last good report
+print('C', ch.confirmed(clock.t))
 mch = evmqtt.MqttCharger(clock, 32, "evse/set/current", "openevse/amp", 30000, unit_ma=True)
 mch.on_report(b"100000"); mch.on_report(b"100001")
 print('MA', mch.actual_ma, mch.reports, mch.bad_reports)
