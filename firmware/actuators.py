@@ -3,13 +3,13 @@
 from micropython import const
 
 _PAUSE_DUTY_U16 = const(65535)   # steady +12 V: the vehicle must not draw
-_J1772_MIN_A = const(6)
+J1772_MIN_A = const(6)          # below 6 A a J1772 charger must pause (chargers over MQTT too)
 
 
 def j1772_duty_u16(amps):
     """Pilot duty (of 65535) that offers `amps` under SAE J1772: 6..51 A: duty % = A / 0.6;
     51..80 A: duty % = A / 2.5 + 64. Whole amps; below 6 A means pause."""
-    if amps < _J1772_MIN_A:
+    if amps < J1772_MIN_A:
         return _PAUSE_DUTY_U16
     if amps <= 51:
         return (amps * 65535 + 30) // 60   # A / 0.6 percent of 65535, rounded
@@ -58,7 +58,7 @@ class PilotCharger:
         amps = int(amps)
         if amps > self.max_a:
             amps = self.max_a        # never above the charger's or the circuit's rating
-        if amps < _J1772_MIN_A:
+        if amps < J1772_MIN_A:
             amps = 0
         if amps != self.amps:
             self._pwm.duty_u16(j1772_duty_u16(amps))

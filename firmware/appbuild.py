@@ -26,6 +26,8 @@ def build(app, machine, cfg, drop_config):
         sys.modules.pop("config", None)   # needed only to build: 19 KB back (32-bit port)
     gc.collect()
     import hw
+    import limits
+    import loadkind
     import meter
     import sampler
     import shed
@@ -46,20 +48,20 @@ def build(app, machine, cfg, drop_config):
     app.contactors = []       # (load name, Contactor): op counts, wear
     app.chargers = []         # evmqtt.MqttCharger: attached to the link in tasks()
     app._watches = []         # (load, contactor, aux, charger) for the feedback monitor
-    app.limits = shed.Limits(setpoint_w=app.setpoint_w, volts=cfg["volts"],
-                             band_pct=cfg["band_pct"], rating_a=cfg["panel_rating_a"],
-                             system=cfg["system"])
+    app.limits = limits.Limits(setpoint_w=app.setpoint_w, volts=cfg["volts"],
+                               band_pct=cfg["band_pct"], rating_a=cfg["panel_rating_a"],
+                               system=cfg["system"])
     for spec in specs:
-        if spec["kind"] == "never":
+        if loadkind.kind(spec["kind"]) == loadkind.KIND_NEVER:
             # No actuator: listed so that its surprise start holds the target down.
             app.limits.add_uncontrolled(spec["rated_w"], spec["leg"])
-    app.bindings = [_bind(app, spec) for spec in specs if spec["kind"] != "never"]
+    app.bindings = [_bind(app, spec) for spec in specs
+                    if loadkind.kind(spec["kind"]) != loadkind.KIND_NEVER]
     app.controller = shed.Controller([b.load for b in app.bindings], app.limits, clock,
                                      stale_ms=cfg["stale_ms"], stagger_s=cfg["stagger_s"])
     app.control = control.ControlLoop(app.controller, app.sampler, app.bindings, clock,
                                       cfg["control_period_ms"])
     sys.modules.pop("shedsetup", None)    # builds shed's objects: needed only to build
-    sys.modules.pop("panelrule", None)    # the capacity rule: applied by then (shedsetup)
 
 
 def _channel_index(board, name):
@@ -72,18 +74,18 @@ def _channel_index(board, name):
 def _bind(app, spec):
     import actuators
     import control
+    import limits
+    import loadkind
     import shed
-    kind = {"onoff": shed.KIND_ONOFF, "modulated": shed.KIND_MODULATED,
-            "never": shed.KIND_NEVER}[spec["kind"]]
+    kind = loadkind.kind(spec["kind"])
     extra = {}
     for key in ("min_on_s", "min_off_s", "max_a", "min_a", "resume_pause_s"):
         if key in spec:
             extra[key] = spec[key]
-    import panelrule
     cfg = app.cfg
     # the volts across the load (120 V on one leg of a 120/240 V panel, 240 V on both): its
     # amps per leg, and so the per-leg limit, follow from it
-    volts = panelrule.leg_volts(spec["leg"], panelrule.legs(cfg["system"]), cfg["volts"])
+    volts = limits.leg_volts(spec["leg"], limits.legs(cfg["system"]), cfg["volts"])
     load = shed.Load(spec["name"], kind, spec["priority"], spec["leg"], spec["rated_w"],
                      volts=volts, **extra)
     driver = spec.get("driver")

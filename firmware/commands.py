@@ -10,13 +10,15 @@ import json
 
 from micropython import const
 
+from loadkind import takes_amps
+
 # LoadGate, its modes and Refused live in loadgate.py: the gates run every control pass once
 # the first command has made them (telemetry.LazyCommands); commands.X still works.
 from loadgate import MODE_AUTO, MODE_MAX_A, MODE_OFF, LoadGate, Refused  # noqa: F401
 
 _MAX_PAYLOAD = const(256)       # bytes; a longer payload is refused unparsed
 _MAX_DURATION_S = const(86400)
-_REMOTE_SOURCE = "remote"       # the shed.Limits source a remote limit lives in
+_REMOTE_SOURCE = "remote"       # the limits.Limits source a remote limit lives in
 _MAX_ID_LEN = const(32)
 _MAX_GRID_PAYLOAD = const(900)   # a schedule; with its topic it fits the link's 1 KiB packets
 _GRID = ("limits", "reserve", "answer", "emergency", "cancel", "time", "log")
@@ -172,7 +174,7 @@ def request_override(gate, mode, max_a, duration_s):
     load = gate.load
     clock = gate._clock
     now = clock.ticks_ms()
-    modulated = hasattr(gate.actuator, "set_amps")
+    modulated = takes_amps(gate.actuator)
     if mode == MODE_MAX_A:
         if not modulated:
             raise Refused("%s takes no current setpoint; use mode off or auto" % load.name)
@@ -204,7 +206,7 @@ def _topic_name(prefix, topic):
 
 
 class Commands:
-    """Takes remote commands (handle) and holds what they set. limits: the shed.Limits;
+    """Takes remote commands (handle) and holds what they set. limits: the limits.Limits;
     gates: {name: LoadGate}; setpoint_w: the installer's limit, above which no remote limit
     is accepted; request_status: called (no arguments) to publish state now; emit(dict):
     sends an event."""

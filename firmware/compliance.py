@@ -86,7 +86,7 @@ class Monitor:
         self.changes = 0
 
     def sample(self, mono_s, valid, total_w, limit_w, source, overload):
-        """limit_w: None without a limit; source: what sets it (a shed.Limits source)."""
+        """limit_w: None without a limit; source: what sets it (a limits.Limits source)."""
         if limit_w != self._limit_w:
             self._limit_w = limit_w
             self.changes += 1

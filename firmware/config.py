@@ -4,7 +4,9 @@ version with migrations, field-by-field fallback on load). Pure: no machine, no 
 
 import json
 
-import panelrule
+import limits
+import loadkind
+from loadkind import KIND_MODULATED, KIND_NEVER, KIND_ONOFF
 
 VERSION = 2                 # schema version written into every saved file
 FILE = "config.json"
@@ -12,12 +14,10 @@ FILE = "config.json"
 # Keys that set the panel limit (NEC 750.30(C)(3) asks for them to be protected): they change
 # only at the REPL with a confirmation, never remotely, and a bad one on flash means safe mode.
 PROTECTED = ("panel_rating_a", "limit_w", "system", "volts")
-# What a remote command (MQTT) may change; everything else needs the REPL.
-REMOTE_OK = ("band_pct", "mqtt_topic")
 
-LEGS = ("L1", "L2", "L1L2")
-SYSTEMS = panelrule.SYSTEMS
-KINDS = ("onoff", "modulated", "never")
+LEGS = limits.LEGS
+SYSTEMS = limits.SYSTEMS
+KINDS = loadkind.KIND_NAMES
 
 # One row per setting: key, type, low, high, unit, default, help. For "str" low..high is the
 # length; for "enum" low is the tuple of choices. Secrets are never printed back.
@@ -155,12 +155,12 @@ def check(row, value):
 
 
 def legs(cfg):
-    return panelrule.legs(cfg["system"])
+    return limits.legs(cfg["system"])
 
 
 def max_setpoint_w(cfg):
-    """The highest setpoint allowed (the rule: panelrule)."""
-    return panelrule.max_setpoint_w(cfg["panel_rating_a"], legs(cfg), cfg["volts"])
+    """The highest setpoint allowed (the rule: limits)."""
+    return limits.max_setpoint_w(cfg["panel_rating_a"], legs(cfg), cfg["volts"])
 
 
 def setpoint_w(cfg):
@@ -217,14 +217,15 @@ def _check_load(spec, where):
         errors.append("%s: name must be letters, digits and _, got %r" % (where, name))
     if not errors:
         has_out, has_drv = "output" in spec, "driver" in spec
-        if spec["kind"] == "never":
+        kind = loadkind.kind(spec["kind"])
+        if kind == KIND_NEVER:
             if has_out or has_drv:
                 errors.append("%s: a 'never' load has no output or driver" % where)
         elif has_out == has_drv:
             errors.append("%s: give exactly one of output (a contactor) or driver" % where)
-        elif spec["kind"] == "modulated" and not has_drv:
+        elif kind == KIND_MODULATED and not has_drv:
             errors.append("%s: a modulated load needs driver 'pilot' or 'mqtt'" % where)
-        elif spec["kind"] == "onoff" and not has_out:
+        elif kind == KIND_ONOFF and not has_out:
             errors.append("%s: an onoff load needs an output" % where)
         if "feed_output" in spec and not has_drv:
             errors.append("%s: feed_output is for a charger (a load with a driver)" % where)
@@ -259,7 +260,7 @@ def validate(cfg, board=None):
         return errors
     if cfg["limit_w"] > max_setpoint_w(cfg):
         errors.append("limit_w must be at most %d %% of the panel rating (%d W for %d A on %d x "
-                      "%d V), got %d" % (panelrule.SETPOINT_PCT, max_setpoint_w(cfg),
+                      "%d V), got %d" % (limits.SETPOINT_PCT, max_setpoint_w(cfg),
                                          cfg["panel_rating_a"], legs(cfg), cfg["volts"],
                                          cfg["limit_w"]))
     cts = cfg.get("ct")
@@ -305,7 +306,7 @@ def validate(cfg, board=None):
                     errors.append("%s: %s must be 0..%d on board %s, got %d" % (
                         where, key, len(board.OUTPUTS) - 1, board.NAME, spec[key]))
         try:
-            panelrule.leg_volts(spec["leg"], legs(cfg), cfg["volts"])
+            limits.leg_volts(spec["leg"], legs(cfg), cfg["volts"])
         except ValueError as e:
             errors.append("%s: %s" % (where, e))
         if spec.get("ct") and spec["ct"] not in cts:
@@ -516,25 +517,3 @@ def load_spec(spec):
     if not spec.get("ct"):
         spec.pop("ct", None)
     return spec
-
-
-def apply_remote(cfg, changes):
-    """Applies settings from a remote command: only REMOTE_OK keys, never the protected
-    panel limit. Returns error lines; changes nothing unless every key is accepted."""
-    errors = []
-    new = copy(cfg)
-    for key in changes:
-        if key in PROTECTED:
-            errors.append("%s is protected: change it at the REPL on the board" % key)
-        elif key not in REMOTE_OK:
-            errors.append("%s cannot be changed remotely" % key)
-        else:
-            try:
-                new[key] = check(_row(TOP, key), changes[key])
-            except ValueError as e:
-                errors.append(str(e))
-    if not errors:
-        errors = validate(new)
-    if not errors:
-        cfg.update(new)
-    return errors

@@ -5,6 +5,7 @@ import config
 import consoleapp
 from consoleapp import Mistake, guard
 from consolecfg import cfg
+from loadkind import KIND_NEVER, takes_amps
 
 
 def status_dict():
@@ -21,7 +22,7 @@ def status_dict():
 
 def control_binding_state(binding):
     a = binding.actuator
-    if hasattr(a, "amps"):
+    if takes_amps(a):
         return "%d A" % a.amps if a.amps else "paused"
     return "on" if a.is_on else "off"
 
@@ -108,8 +109,7 @@ def shed_test(name, seconds=5):
     if binding is None:
         raise Mistake("no load %r (%s)" % (name, ", ".join(b.load.name for b in app.bindings)))
     load = binding.load
-    import shed      # loaded with the controller: only the name is new here
-    if load.kind == shed.KIND_NEVER:
+    if load.kind == KIND_NEVER:
         raise Mistake("%s is a 'never' load: nothing to shed" % name)
     before = consoleapp.measure(1)
     if not before.valid:

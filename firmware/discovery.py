@@ -4,6 +4,7 @@ it after, so its code is in RAM only while it runs."""
 
 import json
 
+from loadkind import takes_amps
 from version import VERSION
 
 # One entity a line: component;object id;name;topic (s state, d diag);template body;device
@@ -42,7 +43,7 @@ def _entities(bindings):
         sel = "value_json.loads['%s']" % n
         for line in _lines(_LOAD):
             yield line % (n, n, sel)
-        if hasattr(b.actuator, "amps"):
+        if takes_amps(b.actuator):
             yield _SETPOINT % (n, n, sel)
     for line in _lines(_DIAGS):
         yield line

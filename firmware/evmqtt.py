@@ -8,7 +8,8 @@ import asyncio
 
 from micropython import const
 
-_MIN_A = const(6)                # J1772: below 6 A a charger must pause
+from actuators import J1772_MIN_A
+
 _MAX_REPORT_A = const(100)
 _WAKE_MS = const(1000)
 
@@ -81,7 +82,7 @@ class MqttCharger:
         amps = int(amps)
         if amps > self.max_a:
             amps = self.max_a        # never above the charger's or the circuit's rating
-        if amps < _MIN_A:
+        if amps < J1772_MIN_A:
             amps = 0
         self.amps = amps
         now = self._clock.ticks_ms()

@@ -3,7 +3,8 @@ Imported only when a load has a feed_output."""
 
 from micropython import const
 
-_MIN_A = const(6)                # J1772: below 6 A a charger must pause
+from actuators import J1772_MIN_A
+
 _IDLE_W = const(100)             # below this a charger's CT reads it as stopped
 
 
@@ -26,7 +27,7 @@ class FedCharger:
     def set_amps(self, amps):
         charger = self.charger
         contactor = self.contactor
-        if amps >= _MIN_A:
+        if amps >= J1772_MIN_A:
             self._open_at = None
             contactor.set(True)
             charger.set_amps(amps)

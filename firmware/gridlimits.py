@@ -1,4 +1,4 @@
-"""The grid's capacity signals kept as named shed.Limits sources (the strictest wins, nothing
+"""The grid's capacity signals kept as named limits.Limits sources (the strictest wins, nothing
 above the installer's setpoint): the dynamic import limit from a schedule, a subscribed
 capacity with the reservations granted on top, and emergency reductions; and kept on flash
 (grid.json) over a reboot. No machine, no network: grid.py's task carries what it sends.
@@ -50,7 +50,7 @@ def _first_after(items, t, nxt):
 
 
 class Grid:
-    """limits: the shed.Limits; clock: ticks_ms/ticks_diff/ticks_add; setpoint_w: the
+    """limits: the limits.Limits; clock: ticks_ms/ticks_diff/ticks_add; setpoint_w: the
     installer's limit; subscription_w: the subscribed capacity (0: none); fallback_w: the
     import limit when no interval covers now or the source is silent (0: none);
     silence_s: how long the schedule may go without being sent again (0: no check);

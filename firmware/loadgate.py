@@ -3,9 +3,9 @@ and the modes it takes. Apart from commands.py, which parses and validates comma
 part runs every control pass. Both are loaded when the first command arrives, and the gates
 made then (telemetry.LazyCommands); until then the actuators run unwrapped."""
 
-from micropython import const
+from loadkind import takes_amps
+from shed import AGE_CAP_MS
 
-_AGE_CAP_MS = const(0x10000000)  # as shed.py: older times are held at this age
 
 MODE_AUTO = "auto"
 MODE_OFF = "off"
@@ -44,7 +44,7 @@ class LoadGate:
 
     def _read_out(self):
         a = self.actuator
-        if hasattr(a, "amps"):
+        if takes_amps(a):
             return a.amps > 0
         return bool(getattr(a, "is_on", False))
 
@@ -65,7 +65,7 @@ class LoadGate:
         self._expire(now)
         a = self.actuator
         mode = self.mode
-        modulated = hasattr(a, "set_amps")
+        modulated = takes_amps(a)
         held = self._held_until is not None and clock.ticks_diff(now, self._held_until) < 0
         if not held:
             self._held_until = None
@@ -81,9 +81,9 @@ class LoadGate:
         else:
             a.apply(load)
         on = self._read_out()
-        if clock.ticks_diff(now, self._out_changed_ms) > _AGE_CAP_MS:
+        if clock.ticks_diff(now, self._out_changed_ms) > AGE_CAP_MS:
             # Long unchanged: pulled forward, as ticks wrap and the age would turn negative.
-            self._out_changed_ms = clock.ticks_add(now, -_AGE_CAP_MS)
+            self._out_changed_ms = clock.ticks_add(now, -AGE_CAP_MS)
         if on != self._out_on:
             self._out_on = on
             self._out_changed_ms = now

@@ -75,11 +75,6 @@ class Meter:
         import metercal
         return metercal.calibration(self, index)
 
-    def learn_noise(self, buf, rounds):
-        """Measure a window with every load off and subtract its CT noise from then on."""
-        import metercal
-        metercal.learn_noise(self, buf, rounds)
-
     # ---- per window ----
 
     def process(self, buf, rounds):

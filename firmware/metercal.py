@@ -268,12 +268,3 @@ def calibration(meter, index):
             "phase_deg": meter._phase[index],
             "noise_counts": (meter._noise6[index] / 64) ** 0.5,
             "floor_ma": meter._floor[index], "estimate_pf": meter._epf[index]}
-
-
-def learn_noise(meter, buf, rounds):
-    """Measure a window with every load off; its CT variance becomes the noise subtracted."""
-    meter.process(buf, rounds)
-    for c in range(meter._nch):
-        if c != meter._vch:
-            meter._noise6[c] = meter._res[c * rms.NR + rms.R_VAR]
-            meter._cal[c * rms.NK + rms.K_NOISE] = meter._noise6[c]

@@ -14,29 +14,14 @@
 #  4. Minimum on/off times, an EV resume pause and a cap on operations per hour stop
 #     chattering; only a sustained overload with nothing else left to shed overrides min_on.
 
-try:
-    from micropython import const
-except ImportError:          # CPython, for tools that only read the constants
-    def const(x):
-        return x
+from micropython import const
 
-KIND_ONOFF = const(0)        # behind a contactor
-KIND_MODULATED = const(1)    # takes a setpoint in whole amps (EV charger, ...)
-KIND_NEVER = const(2)        # never shed; listed so its size and leg are known
+from limits import NO_LIMIT
+from loadkind import KIND_MODULATED, KIND_NAMES, KIND_NEVER, KIND_ONOFF
 
-_NO_LIMIT = const(0x20000000)   # "no limit" in W or mA; 2**29 is still a small int on the ESP32
-_AGE_CAP_MS = const(0x10000000)  # older timestamps are pulled forward so ticks_diff never wraps
+AGE_CAP_MS = const(0x10000000)  # older timestamps are pulled forward so ticks_diff never wraps
 _HOUR_MS = const(3600000)
 _HOUSEKEEP_MS = const(60000)
-
-LEGS = ("L1", "L2", "L1L2")
-KIND_NAMES = ("onoff", "modulated", "never")
-
-
-def _int(name, value, lo, hi, unit):
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo or value > hi:
-        raise ValueError("error: %s must be an int in %d..%d %s, got %r" % (name, lo, hi, unit, value))
-    return value
 
 
 class Load:
@@ -58,142 +43,9 @@ class Load:
             return w if w < self.rated_w else self.rated_w
         return self.rated_w if self.on else 0
 
-    def ops_last_hour(self):
-        return self._ops_n
-
     def __repr__(self):
         return "Load(%s %s p%d %s %dW on=%s sp=%dA)" % (self.name, KIND_NAMES[self.kind], self.priority,
                                                    self.leg, self.rated_w, self.on, self.setpoint_a)
-
-
-class Limits:
-    """Installer setpoint plus other limit sources (schedule, grid); the strictest one wins."""
-
-    def __init__(self, setpoint_w=None, setpoint_a=None, volts=120, band_pct=5, rating_a=None,
-                 big_uncontrolled_w=0, big_uncontrolled_leg="L1L2", clock=None, system="split"):
-        # The checks and the fields: shedsetup.init_limits, imported to build and dropped by
-        # the app after, so this code is not in RAM while the controller runs.
-        import shedsetup
-        shedsetup.init_limits(self, setpoint_w, setpoint_a, volts, band_pct, rating_a,
-                              big_uncontrolled_w, big_uncontrolled_leg, clock, system)
-
-    def add_uncontrolled(self, rated_w, leg="L1L2"):
-        """List an uncontrolled load; the target drops so its surprise start stays under the rating."""
-        import shedsetup     # the rule is applied there, once, not on every effective()
-        shedsetup.add_uncontrolled(self, rated_w, leg)
-
-    def set(self, name, w=None, a=None, until_ms=None, from_ms=None):
-        """Add or replace a limit source: total watts and/or amps per leg, optionally from
-        one tick (a limit queued for an interval boundary) until another. A source named
-        "x>" with from_ms is x's next value: at from_ms it replaces x."""
-        if w is None and a is None:
-            raise ValueError("error: limit %r needs w or a" % (name,))
-        self._catch_up()
-        self._sources[name] = [None if w is None else _int("w", w, 0, 500000, "W"),
-                               None if a is None else _int("a", a, 0, 2000, "A") * 1000, until_ms,
-                               from_ms]
-        self.version += 1
-
-    def clear(self, name):
-        self._catch_up()
-        if self._sources.pop(name, None) is not None:
-            self.version += 1
-
-    def _catch_up(self):
-        # A queued "x>" whose start has passed is x's own since then, whether or not an
-        # update has looked: what is set or cleared now comes after it, never under it.
-        if self.clock is not None and self._sources:
-            self._expire(self.clock.ticks_ms())
-
-    def sources(self):
-        return list(self._sources)
-
-    def in_force_w(self):
-        """{source: W} of the sources limiting total watts now (queued ones left out)."""
-        out = {}
-        for name in self._sources:
-            src = self._sources[name]
-            if src[3] is None and src[0] is not None:
-                out[name] = src[0]
-        return out
-
-    def strictest(self):
-        """Name of the source that sets the total-watt limit: 'setpoint' unless one is lower."""
-        w = _NO_LIMIT if self.setpoint_w is None else self.setpoint_w
-        name = "setpoint"
-        for key in self._sources:
-            src = self._sources[key]
-            if src[3] is None and src[0] is not None and src[0] < w:
-                w = src[0]
-                name = key
-        return name
-
-    def _expire(self, now_ms):
-        clock = self.clock
-        nxt = None
-        for name in list(self._sources):
-            src = self._sources.get(name)
-            if src is None or clock is None:
-                continue     # gone: a queued "x>" took x's place and ended with it
-            start = src[3]
-            if start is not None:
-                if clock.ticks_diff(now_ms, start) < 0:
-                    if nxt is None or clock.ticks_diff(start, nxt) < 0:
-                        nxt = start      # the controller looks again when it starts
-                    continue
-                src[3] = None
-                self.version += 1
-                if name[-1] == ">":
-                    # "x>" is x's next value, queued for x's boundary: now it is x's own, so
-                    # the source in force is never reported under the queued name.
-                    del self._sources[name]
-                    name = name[:-1]
-                    self._sources[name] = src
-            until = src[2]
-            if until is None:
-                continue
-            if clock.ticks_diff(now_ms, until) >= 0:
-                del self._sources[name]
-                self.version += 1
-            elif nxt is None or clock.ticks_diff(until, nxt) < 0:
-                nxt = until
-        self.next_expiry_ms = nxt
-
-    def effective(self, now_ms=None):
-        """(total W, per-leg mA) in force now; _NO_LIMIT where nothing limits. Drops expired sources."""
-        if now_ms is None and self.clock is not None:
-            now_ms = self.clock.ticks_ms()
-        if now_ms is not None:
-            self._expire(now_ms)
-        w = _NO_LIMIT if self.setpoint_w is None else self.setpoint_w
-        ma = _NO_LIMIT if self.setpoint_a is None else self.setpoint_a * 1000
-        cap_w = self._cap_w
-        if cap_w < _NO_LIMIT:
-            # Held low enough that the biggest listed uncontrolled load starting by surprise
-            # still leaves the panel at or under its rating (panelrule.uncontrolled_caps).
-            cap_ma = self._cap_ma
-            if ma < _NO_LIMIT:
-                ma = min(ma, cap_ma)
-            if w < _NO_LIMIT:
-                w = min(w, cap_w)
-            if w >= _NO_LIMIT and ma >= _NO_LIMIT:
-                ma = cap_ma
-        for src in self._sources.values():
-            if src[3] is not None:
-                continue         # queued: not started yet
-            if src[0] is not None and src[0] < w:
-                w = src[0]
-            if src[1] is not None and src[1] < ma:
-                ma = src[1]
-        return w, ma
-
-    def effective_w(self, now_ms=None):
-        w = self.effective(now_ms)[0]
-        return None if w >= _NO_LIMIT else w
-
-    def effective_a(self, now_ms=None):
-        ma = self.effective(now_ms)[1]
-        return None if ma >= _NO_LIMIT else ma // 1000
 
 
 class Measurement:
@@ -245,12 +97,9 @@ class Controller:
                 self._window_until = until
         self._next_up_ms = now
 
-    # --- telemetry: limit_w, shed_w, restore_w (W), limit_ma, shed_ma, restore_ma (mA per
-    # leg) are None where nothing limits; projected_w, headroom_w, state. ---------------
-    def switch_ops(self):
-        return {l.name: l.switch_ops for l in self._ctl}
-
     # --- the update ------------------------------------------------------------------
+    # Telemetry it leaves: limit_w, shed_w, restore_w (W), limit_ma, shed_ma, restore_ma (mA
+    # per leg), None where nothing limits; projected_w, headroom_w, state.
     def update(self, meas):
         clock = self.clock
         now = clock.ticks_ms()
@@ -336,13 +185,13 @@ class Controller:
         band = self.limits.band_pct
         self._shed_w = w
         self._shed_ma = ma
-        self._restore_w = w if w >= _NO_LIMIT else w * (100 - band) // 100
-        self._restore_ma = ma if ma >= _NO_LIMIT else ma * (100 - band) // 100
-        self.limit_w = self.shed_w = None if w >= _NO_LIMIT else w
+        self._restore_w = w if w >= NO_LIMIT else w * (100 - band) // 100
+        self._restore_ma = ma if ma >= NO_LIMIT else ma * (100 - band) // 100
+        self.limit_w = self.shed_w = None if w >= NO_LIMIT else w
         self.limit_source = self.limits.strictest()     # what set limit_w, as of this step
-        self.restore_w = None if w >= _NO_LIMIT else self._restore_w
-        self.limit_ma = self.shed_ma = None if ma >= _NO_LIMIT else ma
-        self.restore_ma = None if ma >= _NO_LIMIT else self._restore_ma
+        self.restore_w = None if w >= NO_LIMIT else self._restore_w
+        self.limit_ma = self.shed_ma = None if ma >= NO_LIMIT else ma
+        self.restore_ma = None if ma >= NO_LIMIT else self._restore_ma
 
     def _estimate_all(self, now):
         """Set each load's _act_w (draw now) and _proj_w (draw once its command took effect)."""
@@ -749,16 +598,16 @@ class Controller:
         """Pull old timestamps forward so ticks_diff never wraps; forget ops older than an hour."""
         clock = self.clock
         self._housekeep_ms = now
-        floor = clock.ticks_add(now, -_AGE_CAP_MS)
+        floor = clock.ticks_add(now, -AGE_CAP_MS)
         for load in self._ctl:
             self._drop_old_ops(load, now)
-            if clock.ticks_diff(now, load.switched_ms) > _AGE_CAP_MS:
+            if clock.ticks_diff(now, load.switched_ms) > AGE_CAP_MS:
                 load.switched_ms = floor
-            if clock.ticks_diff(now, load._changed_ms) > _AGE_CAP_MS:
+            if clock.ticks_diff(now, load._changed_ms) > AGE_CAP_MS:
                 load._changed_ms = floor
-        if clock.ticks_diff(now, self._pending_until) > _AGE_CAP_MS:
+        if clock.ticks_diff(now, self._pending_until) > AGE_CAP_MS:
             self._pending_until = floor
-        if clock.ticks_diff(now, self._next_up_ms) > _AGE_CAP_MS:
+        if clock.ticks_diff(now, self._next_up_ms) > AGE_CAP_MS:
             self._next_up_ms = floor
         if self._window_until is not None and clock.ticks_diff(now, self._window_until) >= 0:
             self._window_until = None

@@ -1,14 +1,11 @@
-"""Building shed.py's objects: the checks on a Load's, the Limits' and the Controller's
-settings and their fields, with what each field means. Their constructors import this module;
-the app drops it once the controller is built, so this code is not in RAM while it runs."""
+"""Building the controller's objects: the checks on a Load's, the Limits' and the Controller's
+settings and their fields, with what each field means. Their constructors import this module; the app drops it
+once the controller is built, so this code is not in RAM while it runs."""
 
-from micropython import const
-
-import panelrule
-from shed import KIND_MODULATED, KIND_NEVER, KIND_ONOFF, LEGS, _int
-
-_NO_LIMIT = const(0x20000000)    # as shed.py: "no limit" in W or mA
-_AGE_CAP_MS = const(0x10000000)  # as shed.py: the oldest a timestamp is kept
+import limits
+from limits import LEGS, NO_LIMIT, check_int
+from loadkind import KIND_MODULATED, KIND_NEVER, KIND_ONOFF
+from shed import AGE_CAP_MS
 
 
 def init_load(load, name, kind, priority, leg, rated_w, volts, min_on_s, min_off_s, max_ops_per_h,
@@ -20,20 +17,20 @@ def init_load(load, name, kind, priority, leg, rated_w, volts, min_on_s, min_off
         raise ValueError("error: leg must be 'L1', 'L2' or 'L1L2', got %r" % (leg,))
     load.name = name
     load.kind = kind
-    load.priority = _int("priority", priority, 0, 1000, "")
+    load.priority = check_int("priority", priority, 0, 1000, "")
     load.leg = leg
-    load.rated_w = _int("rated_w", rated_w, 0, 100000, "W")
-    load.volts = _int("volts", volts, 50, 480, "V")
-    load.min_on_ms = _int("min_on_s", min_on_s, 0, 86400, "s") * 1000
-    load.min_off_ms = _int("min_off_s", min_off_s, 0, 86400, "s") * 1000
-    load.max_ops_per_h = _int("max_ops_per_h", max_ops_per_h, 2, 3600, "/h")
-    load.min_a = _int("min_a", min_a, 0, 80, "A")
-    load.max_a = _int("max_a", max_a, max(min_a, 1), 80, "A")
-    load.ramp_step_a = _int("ramp_step_a", ramp_step_a, 1, 80, "A")
-    load.resume_pause_ms = _int("resume_pause_s", resume_pause_s, 0, 86400, "s") * 1000
+    load.rated_w = check_int("rated_w", rated_w, 0, 100000, "W")
+    load.volts = check_int("volts", volts, 50, 480, "V")
+    load.min_on_ms = check_int("min_on_s", min_on_s, 0, 86400, "s") * 1000
+    load.min_off_ms = check_int("min_off_s", min_off_s, 0, 86400, "s") * 1000
+    load.max_ops_per_h = check_int("max_ops_per_h", max_ops_per_h, 2, 3600, "/h")
+    load.min_a = check_int("min_a", min_a, 0, 80, "A")
+    load.max_a = check_int("max_a", max_a, max(min_a, 1), 80, "A")
+    load.ramp_step_a = check_int("ramp_step_a", ramp_step_a, 1, 80, "A")
+    load.resume_pause_ms = check_int("resume_pause_s", resume_pause_s, 0, 86400, "s") * 1000
     if response_s is None:
         response_s = 5 if kind == KIND_MODULATED else 2
-    load.response_ms = _int("response_s", response_s, 0, 600, "s") * 1000
+    load.response_ms = check_int("response_s", response_s, 0, 600, "s") * 1000
     load.on_l1 = leg != "L2"
     load.on_l2 = leg != "L1"
     # Per-load constants the restore step reads on every update, worked out once here.
@@ -76,30 +73,35 @@ def init_load(load, name, kind, priority, leg, rated_w, volts, min_on_s, min_off
 
 def init_limits(lim, setpoint_w, setpoint_a, volts, band_pct, rating_a, big_uncontrolled_w,
                 big_uncontrolled_leg, clock, system):
-    """Limits.__init__'s checks and fields (its defaults are in shed.py)."""
-    lim.volts = _int("volts", volts, 50, 480, "V")
-    lim.legs = panelrule.legs(system)
-    lim.band_pct = _int("band_pct", band_pct, 1, 50, "%")
+    """Limits.__init__'s checks and fields (its defaults are in limits.py); the rule they
+    apply is limits.py's."""
+    lim.volts = check_int("volts", volts, 50, 480, "V")
+    lim.legs = limits.legs(system)
+    lim.band_pct = check_int("band_pct", band_pct, 1, 50, "%")
     lim.clock = clock
     if rating_a is not None:
-        _int("rating_a", rating_a, 1, 2000, "A")
-        top_a = panelrule.max_setpoint_a(rating_a)
-        top_w = panelrule.max_setpoint_w(rating_a, lim.legs, volts)
+        check_int("rating_a", rating_a, 1, 2000, "A")
+        top_a = limits.max_setpoint_a(rating_a)
+        top_w = limits.max_setpoint_w(rating_a, lim.legs, volts)
         if setpoint_w is None and setpoint_a is None:
             setpoint_a = top_a
         if setpoint_a is not None and setpoint_a > top_a:
             raise ValueError("error: setpoint_a must be at most %d%% of rating_a (%d A), got %r"
-                             % (panelrule.SETPOINT_PCT, top_a, setpoint_a))
+                             % (limits.SETPOINT_PCT, top_a, setpoint_a))
         if setpoint_w is not None and setpoint_w > top_w:
             raise ValueError("error: setpoint_w must be at most %d%% of the rating (%d W), got %r"
-                             % (panelrule.SETPOINT_PCT, top_w, setpoint_w))
+                             % (limits.SETPOINT_PCT, top_w, setpoint_w))
     elif setpoint_w is None and setpoint_a is None:
         raise ValueError("error: give setpoint_w, setpoint_a or rating_a")
     lim.rating_a = rating_a
-    lim.setpoint_w = None if setpoint_w is None else _int("setpoint_w", setpoint_w, 0, 500000, "W")
-    lim.setpoint_a = None if setpoint_a is None else _int("setpoint_a", setpoint_a, 0, 2000, "A")
+    if setpoint_w is not None:
+        check_int("setpoint_w", setpoint_w, 0, 500000, "W")
+    if setpoint_a is not None:
+        check_int("setpoint_a", setpoint_a, 0, 2000, "A")
+    lim.setpoint_w = setpoint_w
+    lim.setpoint_a = setpoint_a
     lim._uncontrolled = []    # (rated_w, leg) of loads no one can shed
-    lim._cap_w = lim._cap_ma = _NO_LIMIT   # the target they hold down: add_uncontrolled
+    lim._cap_w = lim._cap_ma = NO_LIMIT   # the target they hold down: add_uncontrolled
     lim._sources = {}         # name -> [w, ma, until_ms or None, from_ms or None]
     lim.version = 0           # bumped on every change; the controller caches on it
     lim.next_expiry_ms = None
@@ -112,13 +114,13 @@ def add_uncontrolled(lim, rated_w, leg):
     if leg not in LEGS:
         raise ValueError("error: leg must be 'L1', 'L2' or 'L1L2', got %r" % (leg,))
     try:
-        panelrule.leg_volts(leg, lim.legs, lim.volts)
+        limits.leg_volts(leg, lim.legs, lim.volts)
     except ValueError as e:
         raise ValueError("error: leg %r: %s" % (leg, e))
-    lim._uncontrolled.append((_int("rated_w", rated_w, 0, 500000, "W"), leg))
+    lim._uncontrolled.append((check_int("rated_w", rated_w, 0, 500000, "W"), leg))
     if lim.rating_a is not None:
-        lim._cap_w, lim._cap_ma = panelrule.uncontrolled_caps(lim.rating_a, lim.legs, lim.volts,
-                                                              lim._uncontrolled)
+        lim._cap_w, lim._cap_ma = limits.uncontrolled_caps(lim.rating_a, lim.legs, lim.volts,
+                                                           lim._uncontrolled)
     lim.version += 1
 
 
@@ -143,23 +145,23 @@ def init_controller(ctl, loads, limits, clock, stale_ms, settle_s, stagger_s):
     for load in loads:
         if load.kind == KIND_NEVER:
             limits.add_uncontrolled(load.rated_w, load.leg)
-    ctl.stale_ms = _int("stale_ms", stale_ms, 100, 600000, "ms")
+    ctl.stale_ms = check_int("stale_ms", stale_ms, 100, 600000, "ms")
     # Since when there has been room to raise a load; a raise waits until that room has
     # lasted settle_s, so a brief dip (a kettle's thermostat cycling) restores nothing.
     ctl._room_since_ms = None
-    ctl.settle_ms = _int("settle_s", settle_s, 0, 3600, "s") * 1000
-    ctl.stagger_ms = _int("stagger_s", stagger_s, 0, 3600, "s") * 1000
+    ctl.settle_ms = check_int("settle_s", settle_s, 0, 3600, "s") * 1000
+    ctl.stagger_ms = check_int("stagger_s", stagger_s, 0, 3600, "s") * 1000
     ctl._max_response_ms = max([l.response_ms for l in ctl._ctl] or [0])
     now = clock.ticks_ms()
     ctl.now_ms = now
-    long_ago = clock.ticks_add(now, -_AGE_CAP_MS)
+    long_ago = clock.ticks_add(now, -AGE_CAP_MS)
     for load in ctl._ctl:
         load.switched_ms = long_ago
         load._changed_ms = long_ago
-    # Thresholds (W for the total, mA per leg); _NO_LIMIT where none applies.
+    # Thresholds (W for the total, mA per leg); NO_LIMIT where none applies.
     ctl._lim_version = -1
-    ctl._shed_w = ctl._restore_w = _NO_LIMIT
-    ctl._shed_ma = ctl._restore_ma = _NO_LIMIT
+    ctl._shed_w = ctl._restore_w = NO_LIMIT
+    ctl._shed_ma = ctl._restore_ma = NO_LIMIT
     ctl.limit_w = ctl.shed_w = ctl.restore_w = None
     ctl.limit_source = None
     ctl.limit_ma = ctl.shed_ma = ctl.restore_ma = None

@@ -10,6 +10,7 @@ import sys
 
 from micropython import const
 
+from loadkind import takes_amps
 from version import VERSION
 
 _WAKE_MS = const(250)           # how often a received command is looked at
@@ -173,7 +174,7 @@ class Reporter:
             load = b.load
             a = b.actuator
             d = {"on": load.on, "power_w": load.measured_w if load.measured_w >= 0 else None}
-            if hasattr(a, "amps"):
+            if takes_amps(a):
                 d["setpoint_a"] = load.setpoint_a
                 d["output_a"] = a.amps
             else:

@@ -18,7 +18,9 @@ import sys
 
 from fakeclock import FakeClock
 
-from shed import Load, Limits, Controller, Measurement, KIND_ONOFF, KIND_MODULATED, KIND_NEVER
+from limits import Limits
+from loadkind import KIND_ONOFF, KIND_MODULATED, KIND_NEVER
+from shed import Load, Controller, Measurement
 
 STATES = ("failsafe", "recovering", "shedding", "overload", "holding", "restoring", "settling",
           "reclaiming", "ok")

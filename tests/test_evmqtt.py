@@ -10,6 +10,7 @@ from conftest import run_mpy
 SETUP = """
 import json
 import evmqtt, feedback, shed
+from limits import Limits
 from fakeclock import FakeClock
 clock = FakeClock(60000)             # every timer crosses the ESP32's tick wrap
 class Link:                          # what evmqtt uses of net.MqttLink
@@ -86,7 +87,7 @@ ch.attach(link)
 ev = shed.Load("ev", shed.KIND_MODULATED, 1, "L1L2", 7680, min_on_s=0, min_off_s=0,
                resume_pause_s=30)
 wh = shed.Load("wh", shed.KIND_ONOFF, 2, "L1L2", 4500, min_on_s=0, min_off_s=0)
-limits = shed.Limits(setpoint_w=12000, volts=120, band_pct=5)
+limits = Limits(setpoint_w=12000, volts=120, band_pct=5)
 ctl = shed.Controller([ev, wh], limits, clock, settle_s=2, stagger_s=2)
 logs = []
 mon = feedback.Monitor(ctl, clock, logs.append)

@@ -20,6 +20,7 @@ T0_UNIX = 1795716000          # the same instant
 PRELUDE = r"""
 import json, gc
 import grid, shed, commands
+from limits import Limits
 from snippet import check, fails
 from fakeclock import FakeClock
 T0_UNIX = %d
@@ -75,10 +76,10 @@ for bad in ('PT', 'P1H', 'PT1X', '1H', 0, -5, 'PT-1M', 604801, True):
 
 def test_boundaries_on_the_exact_tick_across_the_wrap():
     # The grid task runs only every 2 s here; the limit must still change on the boundary's
-    # tick (queued in shed.Limits), seen by the controller at its next 250 ms step.
+    # tick (queued in limits.Limits), seen by the controller at its next 250 ms step.
     mpy(r"""
 clock = FakeClock()
-limits = shed.Limits(setpoint_w=9600, clock=clock)
+limits = Limits(setpoint_w=9600, clock=clock)
 ev = shed.Load('ev', shed.KIND_MODULATED, 1, 'L1L2', 7680, max_a=32)
 ctl = shed.Controller([ev], limits, clock)
 g = grid.Grid(limits, clock, 9600, fallback_w=4000, path=None)
@@ -112,7 +113,7 @@ check(st['limit_from'] == 'fallback' and st['intervals'] == 0, 'ran out: %r' % s
 def test_relative_schedule_without_wall_clock_expiry_and_silence():
     mpy(r"""
 clock = FakeClock()
-limits = shed.Limits(setpoint_w=9600, clock=clock)
+limits = Limits(setpoint_w=9600, clock=clock)
 g = grid.Grid(limits, clock, 9600, fallback_w=3000, silence_s=30, path=None)
 check(not g.wall_known(), 'no wall clock')
 # An absolute start is refused clearly; the same schedule relative to now is taken.
@@ -155,7 +156,7 @@ def test_reboot_in_the_middle_of_an_interval(tmp_path):
 import os
 path = 'grid.json'
 clock = FakeClock()
-limits = shed.Limits(setpoint_w=9600, clock=clock)
+limits = Limits(setpoint_w=9600, clock=clock)
 g = grid.Grid(limits, clock, 9600, subscription_w=5000, fallback_w=4000, path=path)
 g.set_wall(T0_UNIX, clock.t)
 g.schedule(event(0, 'PT60S', [7.0, 5.0]), clock.t)
@@ -166,7 +167,7 @@ for _ in range(30):
 check(limits.effective_w(clock.t) == 5000, 'before: sub 5000 under 7000')
 # Power cut at +30 s; the board is back 5 s later with other ticks and an empty RAM.
 clock2 = FakeClock(t=123456)
-limits2 = shed.Limits(setpoint_w=9600, clock=clock2)
+limits2 = Limits(setpoint_w=9600, clock=clock2)
 g2 = grid.Grid(limits2, clock2, 9600, subscription_w=5000, fallback_w=4000, path=path)
 g2.update(clock2.t)
 check(limits2.effective_w(clock2.t) == 4000, 'no wall clock yet: fallback %r' % limits2.effective_w(clock2.t))
@@ -198,7 +199,7 @@ check(path in os.listdir(), 'a changed schedule is written')
 # A damaged file is ignored: the fallback applies.
 with open(path, 'w') as f:
     f.write('{"v": 1, "iv": [[1, 2')
-g3 = grid.Grid(shed.Limits(setpoint_w=9600, clock=clock2), clock2, 9600, fallback_w=4000, path=path)
+g3 = grid.Grid(Limits(setpoint_w=9600, clock=clock2), clock2, 9600, fallback_w=4000, path=path)
 g3.set_wall(T0_UNIX + 300, clock2.t)
 check(g3.intervals == [] and g3.state(clock2.t)['limit_from'] == 'fallback', 'damaged file')
 """, cwd=tmp_path)
@@ -253,7 +254,7 @@ REFUSALS = [
 def test_bad_overlapping_and_expired_schedules_are_refused_clearly():
     code = r"""
 clock = FakeClock()
-limits = shed.Limits(setpoint_w=9600, clock=clock)
+limits = Limits(setpoint_w=9600, clock=clock)
 g = grid.Grid(limits, clock, 9600, fallback_w=4000, path=None)
 g.set_wall(T0_UNIX, clock.t)
 events = []
@@ -290,7 +291,7 @@ check(limits.effective_w(clock.t) == 4000, 'cleared to the fallback')
 def test_limits_combine_strictest_and_never_above_the_setpoint():
     mpy(r"""
 clock = FakeClock()
-limits = shed.Limits(setpoint_w=9600, clock=clock)
+limits = Limits(setpoint_w=9600, clock=clock)
 g = grid.Grid(limits, clock, 9600, subscription_w=5000, path=None)
 g.set_wall(T0_UNIX, clock.t)
 events = []
@@ -318,7 +319,7 @@ check(limits.in_force_w() == {'grid': 12000, 'subscription': 9600, 'remote': 300
 def test_reservations_granted_fee_denied_and_unanswered():
     mpy(r"""
 clock = FakeClock()
-limits = shed.Limits(setpoint_w=9600, clock=clock)
+limits = Limits(setpoint_w=9600, clock=clock)
 g = grid.Grid(limits, clock, 9600, subscription_w=5000, path=None)
 events = []
 cmds = commands.Commands(limits, {}, clock, 9600, events.append, grid=lambda: g)
@@ -382,7 +383,7 @@ check(limits.effective_w(clock.t) == 7000, 'cancelled: %r' % limits.effective_w(
 def test_emergency_applied_within_one_control_period():
     mpy(r"""
 clock = FakeClock()
-limits = shed.Limits(setpoint_w=9600, clock=clock)
+limits = Limits(setpoint_w=9600, clock=clock)
 ev = shed.Load('ev', shed.KIND_MODULATED, 1, 'L1L2', 7680, max_a=32, response_s=5)
 ctl = shed.Controller([ev], limits, clock, settle_s=0, stagger_s=0)
 g = grid.Grid(limits, clock, 9600, subscription_w=8000, path=None)
@@ -423,7 +424,7 @@ def test_steady_grid_pass_allocates_nothing():
 import micropython
 import compliance
 clock = FakeClock()
-limits = shed.Limits(setpoint_w=9600, clock=clock)
+limits = Limits(setpoint_w=9600, clock=clock)
 g = grid.Grid(limits, clock, 9600, subscription_w=5000, fallback_w=4000, silence_s=3600, path=None)
 g.monitor = compliance.Monitor(compliance.Log(path='/dev/null'), g.stamp)
 g.set_wall(T0_UNIX, clock.t)
@@ -466,8 +467,8 @@ def test_grid_code_size_in_ram():
     # costs: paid only once grid signals are configured or received.
     out = run_mpy(r"""
 import gc, sys, shed, asyncio, json     # the app has these loaded already
-limits = shed.Limits(setpoint_w=9600)    # and its Limits, built (shedsetup dropped)
-sys.modules.pop('shedsetup')
+from limits import Limits
+limits = Limits(setpoint_w=9600)    # and its Limits, built
 sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else '')
 gc.collect()
 a = gc.mem_alloc()

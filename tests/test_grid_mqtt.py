@@ -343,6 +343,7 @@ def test_sntp_wall_clock_without_blocking():
     th.start()
     code = r"""
 import asyncio, time, grid, shed
+from limits import Limits
 from clock import Clock
 class Link:
     connected = True
@@ -350,7 +351,7 @@ class App:
     cfg = {'ntp_host': '127.0.0.1'}
     wall = staticmethod(lambda: None)
 clock = Clock()
-g = grid.Grid(shed.Limits(setpoint_w=9600, clock=clock), clock, 9600, path=None)
+g = grid.Grid(Limits(setpoint_w=9600, clock=clock), clock, 9600, path=None)
 task = grid.GridTask(App(), Link(), 'p', 1000)
 task.ntp_port = %d
 from gapprobe import GapProbe

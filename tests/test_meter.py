@@ -35,8 +35,6 @@ for w in spec['windows']:
     buf = array.array('H', bytes(2 * rounds * nch))
     with open(w['buf'], 'rb') as f:
         f.readinto(buf)
-    if w.get('learn'):
-        m.learn_noise(buf, rounds)
     ok = m.process(buf, rounds)
     out.append({'ok': ok, 'valid': m.valid, 'faults': m.faults, 'fch': m.fault_channel,
                 'estimated': m.estimated, 'cycles': m.cycles, 'vrms_mv': m.vrms_mv,
@@ -264,25 +262,27 @@ def test_idle_channels_read_zero(tmp_path):
 
 
 def test_noise_variance_is_subtracted(tmp_path):
-    # With a floor of 0 the noise shows (phantom amps); learned noise removes it, and a
-    # small real current then reads right instead of high.
+    # With a floor of 0 the noise shows (phantom amps); the noise calibrated (noise_counts,
+    # as the console sets it) removes it, and a small real current then reads right
+    # instead of high.
     rng = np.random.default_rng(6)
     idle = sample(Panel(), noise=6.0, rng=rng)
     small = Panel(ct_loads={5: ("L1", 0.1, 0.0)})
     ia, _ = small.expected()
     cal = [(c, {"floor_ma": 0}) for c in range(1, NCH)]
+    cal_noise = [(c, {"floor_ma": 0, "noise_counts": 6.0}) for c in range(1, NCH)]
     windows = [(sample(small, noise=6.0, rng=rng, t0=0.1 * k), None) for k in range(4)]
     raw = run_windows(tmp_path, [(idle, None)] + windows, cal=cal)
-    learned = run_windows(tmp_path, [(idle, {"learn": True})] + windows, cal=cal)
+    subtracted = run_windows(tmp_path, [(idle, None)] + windows, cal=cal_noise)
     # 6 counts of noise on CT5 (11.8 mA per count) is ~70 mA of phantom current
     assert raw[0]["irms_ma"][5] > 55
-    assert learned[0]["irms_ma"][5] < 20
+    assert subtracted[0]["irms_ma"][5] < 20
     # 100 mA under 70 mA of noise: one window's reading scatters by ~10 % (seeds 6-13 put
     # single windows at 85..112 mA), so the mean of four is held to 10 %, each to 20 %.
-    for r, l in zip(raw[1:], learned[1:]):
+    for r, l in zip(raw[1:], subtracted[1:]):
         assert r["irms_ma"][5] > 1.1 * ia[5] * 1000, r["irms_ma"]
         assert close(l["irms_ma"][5], ia[5] * 1000, 0.2), l["irms_ma"]
-    mean = sum(l["irms_ma"][5] for l in learned[1:]) / len(learned[1:])
+    mean = sum(l["irms_ma"][5] for l in subtracted[1:]) / len(subtracted[1:])
     assert close(mean, ia[5] * 1000, 0.1), mean
 
 

@@ -65,6 +65,7 @@ print('fails', len(fails))
 
 GATES = r"""
 import shed, commands
+from limits import Limits
 from fakeclock import FakeClock
 class Contactor:
     def __init__(self): self.is_on = False; self.ops = 0
@@ -81,7 +82,7 @@ class Pilot:
 clock = FakeClock()
 wh = shed.Load('water_heater', shed.KIND_ONOFF, 2, 'L1L2', 4500, min_on_s=60, min_off_s=60)
 ev = shed.Load('ev', shed.KIND_MODULATED, 1, 'L1L2', 7680, max_a=32, resume_pause_s=300)
-limits = shed.Limits(setpoint_w=9600, volts=120, rating_a=100, clock=clock)
+limits = Limits(setpoint_w=9600, volts=120, rating_a=100, clock=clock)
 gates = {'water_heater': commands.LoadGate(Contactor(), wh, clock),
          'ev': commands.LoadGate(Pilot(), ev, clock)}
 events = []

@@ -12,8 +12,9 @@ from conftest import HOST_MARCH, HOST_MPY_CROSS, MPY_CROSS, ROOT, run_mpy
 # optional response delay; the base is given per leg at 120 V.
 PRELUDE = r"""
 import gc
-from shed import (Load, Limits, Controller, Measurement, KIND_ONOFF, KIND_MODULATED,
-                  KIND_NEVER)
+from limits import Limits
+from loadkind import KIND_ONOFF, KIND_MODULATED, KIND_NEVER
+from shed import Load, Controller, Measurement
 
 from fakeclock import FakeClock
 
@@ -602,12 +603,16 @@ def _imports(name):
 
 def test_shed_is_pure_and_builds_for_the_esp32(tmp_path):
     src, imported = _imports("shed")
-    assert imported <= {"micropython", "shedsetup"}, imported   # its constructors' half
+    # its constructors' half, the limits it holds the panel under, the load kinds
+    assert imported <= {"micropython", "shedsetup", "limits", "loadkind"}, imported
     setup_src, setup_imported = _imports("shedsetup")
-    assert setup_imported <= {"micropython", "shed", "panelrule"}, setup_imported
-    rule_src, rule_imported = _imports("panelrule")
-    assert not rule_imported, rule_imported     # the capacity rule: pure ints, nothing else
-    for text in (src, setup_src, rule_src):
+    assert setup_imported <= {"shed", "limits", "loadkind"}, setup_imported
+    rule_src, rule_imported = _imports("limits")
+    # the capacity rule and the limit sources: pure ints, their constructor's checks apart
+    assert rule_imported <= {"micropython", "shedsetup"}, rule_imported
+    kind_src, kind_imported = _imports("loadkind")
+    assert kind_imported <= {"micropython"}, kind_imported
+    for text in (src, setup_src, rule_src, kind_src):
         assert "assert " not in text     # runtime checks raise; mpy-cross -O1 strips asserts
     out = tmp_path / "shed.mpy"
     subprocess.run([MPY_CROSS, "-march=xtensawin", "-o", str(out), str(ROOT / "firmware" / "shed.py")],

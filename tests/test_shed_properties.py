@@ -31,7 +31,7 @@ SEED = 17          # with derandomize off, the seed; the run is the same every t
 ONOFF, MODULATED, NEVER = 0, 1, 2
 STATES = ("failsafe", "recovering", "shedding", "overload", "holding", "restoring", "settling",
           "reclaiming", "ok")
-NO_LIMIT = 1 << 29        # shed.py's "no limit" in W or mA
+NO_LIMIT = 1 << 29        # limits.py's "no limit" in W or mA
 HOUR_MS = 3600000
 LONG_AGO = -(1 << 60)
 JUMP_MAX_MS = 1 << 27   # ~37 h without an update (housekeeping keeps ages under 2**28 + 60 s)
@@ -742,9 +742,9 @@ def test_violations_found_stay_fixed(driver, name):
     assert what is None, replayable(case, what)
 
 
-# --- every check can fail: bugs planted in a copy of shed.py ----------------------------------
+# --- every check can fail: bugs planted in a copy of shed.py or limits.py --------------------
 # (invariant, pattern, replacement, what the violation must say). The default run plants one;
-# PANELCAP_PLANTED=all plants each (about a minute). firmware/shed.py itself is never touched.
+# PANELCAP_PLANTED=all plants each (about a minute). The firmware's own files are never touched.
 
 PLANTED = {
     "relief": (r"(if p_w > self\._shed_w or p1 > [\w.]+) or p2 > [\w.]+:", r"\1:",
@@ -761,13 +761,18 @@ PLANTED = {
 }
 
 
+# The module each bug is planted in, where not shed.py: the limit sources live in limits.py.
+PLANTED_IN = {"limit": "limits.py"}
+
+
 def plant(tmp_path, name):
     import re
     pattern, repl, _ = PLANTED[name]
-    src = (ROOT / "firmware/shed.py").read_text()
+    module = PLANTED_IN.get(name, "shed.py")
+    src = (ROOT / "firmware" / module).read_text()
     bugged, n = re.subn(pattern, repl, src)
-    assert n == 1, "planted bug %r: its pattern matches %d times in firmware/shed.py now" % (name, n)
-    (tmp_path / "shed.py").write_text(bugged)
+    assert n == 1, "planted bug %r: its pattern matches %d times in firmware/%s now" % (name, n, module)
+    (tmp_path / module).write_text(bugged)
     return tmp_path
 
 

@@ -26,7 +26,9 @@ MICROPYPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT / "boards"),
 _SHED_BENCH = r"""
 import time
 import shed
-from shed import Load, Limits, Controller, Measurement, KIND_ONOFF, KIND_MODULATED, KIND_NEVER
+from limits import Limits
+from loadkind import KIND_ONOFF, KIND_MODULATED, KIND_NEVER
+from shed import Load, Controller, Measurement
 
 from fakeclock import FakeClock
 

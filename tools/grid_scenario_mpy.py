@@ -15,6 +15,7 @@ import compliance
 import grid
 import shed
 from fakeclock import FakeClock
+from limits import Limits
 
 
 def main():
@@ -25,7 +26,7 @@ def main():
     volts = opts["ev_volts"]
     ev = shed.Load("ev", shed.KIND_MODULATED, 1, "L1L2", opts["ev_max_a"] * volts, volts=volts,
                    max_a=opts["ev_max_a"], min_a=6, response_s=5, resume_pause_s=300)
-    limits = shed.Limits(setpoint_w=opts["setpoint_w"], clock=clock)
+    limits = Limits(setpoint_w=opts["setpoint_w"], clock=clock)
     ctl = shed.Controller([ev], limits, clock, settle_s=10)
     g = grid.Grid(limits, clock, opts["setpoint_w"], subscription_w=opts["subscription_w"],
                   path=None)

@@ -90,6 +90,7 @@ class SimLoad:
 
 def build_panelcap(hdr, loads, clock):
     import shed
+    from limits import Limits
     ctl_loads = []
     for i, ld in enumerate(loads):
         if ld.kind == "ev":
@@ -103,7 +104,7 @@ def build_panelcap(hdr, loads, clock):
                            min_on_s=hdr["min_on_s"], min_off_s=hdr["min_off_s"],
                            max_ops_per_h=hdr["max_ops_per_h"], response_s=1)
         ctl_loads.append(sl)
-    limits = shed.Limits(setpoint_w=hdr["limit_w"], band_pct=hdr["band_pct"])
+    limits = Limits(setpoint_w=hdr["limit_w"], band_pct=hdr["band_pct"])
     ctl = shed.Controller(ctl_loads, limits, clock, stale_ms=hdr["stale_s"] * 1000,
                           settle_s=hdr["settle_s"], stagger_s=hdr["stagger_s"])
     return ctl, ctl_loads, shed.Measurement()

@@ -136,7 +136,6 @@ def check_cfg(cfg):
         errors = [str(e)]
     config = None
     sys.modules.pop("config", None)
-    sys.modules.pop("panelrule", None)
     gc.collect()
     if errors:
         raise SystemExit("error: %s" % errors[0])

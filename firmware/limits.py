@@ -1,0 +1,202 @@
+"""The panel's limits, one home for their rules: the panel's shape (legs), its rating and the
+80 % setpoint, the cap a big uncontrolled load puts on the target, and the limit sources
+(schedule, grid, remote) of which the strictest wins (Limits)."""
+# Pure ints, no I/O. config.py (validation, the console's figures), the build, the controller
+# (shed.py), grid, commands and the console read it. The constructor's checks run in
+# shedsetup.py, dropped after the build: kept here they cost the plain run 3 KB of heap.
+# Panel shapes (config "system"): "split" 120/240 V, legs L1 L2; "single", e.g. 230 V, leg L1.
+# A three-phase 230/400 V shape would be a third system with three legs here, leg names
+# L3 and L1L2L3 in LEGS, and 400 V (not 2 x 230 V) across two legs in leg_volts():
+# docs/shed.md, "Panel shapes".
+
+try:
+    from micropython import const
+except ImportError:          # CPython, for tools that read config's checks
+    def const(x):
+        return x
+
+NO_LIMIT = const(0x20000000)   # "no limit" in W or mA; 2**29 is still a small int on the ESP32
+SETPOINT_PCT = 80   # NEC 220.70 / 750: the setpoint is a continuous load, at most 80 % of rating
+SYSTEMS = ("split", "single")
+_SYSTEM_LEGS = (2, 1)
+LEGS = ("L1", "L2", "L1L2")    # where a load or a CT sits: one leg, or both (a 240 V load)
+
+
+def check_int(name, value, lo, hi, unit):
+    """value if it is an int in lo..hi, else ValueError with one readable line."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo or value > hi:
+        raise ValueError("error: %s must be an int in %d..%d %s, got %r" % (name, lo, hi, unit, value))
+    return value
+
+
+def legs(system):
+    """How many legs (hot conductors) a panel of this system has."""
+    if system not in SYSTEMS:
+        raise ValueError("error: system must be one of %s, got %r" % (SYSTEMS, system))
+    return _SYSTEM_LEGS[SYSTEMS.index(system)]
+
+
+def rating_w(rating_a, n_legs, volts):
+    """The panel's rating in W: rating_a on every leg, volts line to neutral."""
+    return rating_a * n_legs * volts
+
+
+def max_setpoint_a(rating_a):
+    """The highest setpoint in amps per leg."""
+    return rating_a * SETPOINT_PCT // 100
+
+
+def max_setpoint_w(rating_a, n_legs, volts):
+    """The highest setpoint in W."""
+    return rating_w(rating_a, n_legs, volts) * SETPOINT_PCT // 100
+
+
+def leg_volts(leg, n_legs, volts):
+    """Volts across a load on `leg`: one leg to neutral, or L1L2's two legs in series (240 V on
+    a 120/240 V panel). ValueError if the panel has no such leg."""
+    if n_legs == 1 and leg != "L1":
+        raise ValueError("a single-phase system has only leg L1")
+    return volts * 2 if leg == "L1L2" else volts
+
+
+def uncontrolled_caps(rating_a, n_legs, volts, loads):
+    """(W, mA per leg): the highest target that still leaves the panel at or under 100 % of its
+    rating when the biggest of `loads` ((rated_w, leg) pairs, never shed) starts by surprise."""
+    big_w = 0
+    big_ma = 0
+    for rated_w, leg in loads:
+        ma = rated_w * 1000 // leg_volts(leg, n_legs, volts)
+        big_w = rated_w if rated_w > big_w else big_w
+        big_ma = ma if ma > big_ma else big_ma
+    return max(0, rating_w(rating_a, n_legs, volts) - big_w), max(0, rating_a * 1000 - big_ma)
+
+
+class Limits:
+    """Installer setpoint plus other limit sources (schedule, grid); the strictest one wins."""
+
+    def __init__(self, setpoint_w=None, setpoint_a=None, volts=120, band_pct=5, rating_a=None,
+                 big_uncontrolled_w=0, big_uncontrolled_leg="L1L2", clock=None, system="split"):
+        # The checks and the fields: shedsetup.init_limits, imported to build and dropped by
+        # the app after, so this code is not in RAM while the controller runs.
+        import shedsetup
+        shedsetup.init_limits(self, setpoint_w, setpoint_a, volts, band_pct, rating_a,
+                              big_uncontrolled_w, big_uncontrolled_leg, clock, system)
+
+    def add_uncontrolled(self, rated_w, leg="L1L2"):
+        """List an uncontrolled load; the target drops so its surprise start stays under the
+        rating (uncontrolled_caps, applied by shedsetup once, not on every effective())."""
+        import shedsetup
+        shedsetup.add_uncontrolled(self, rated_w, leg)
+
+    def set(self, name, w=None, a=None, until_ms=None, from_ms=None):
+        """Add or replace a limit source: total watts and/or amps per leg, optionally from
+        one tick (a limit queued for an interval boundary) until another. A source named
+        "x>" with from_ms is x's next value: at from_ms it replaces x."""
+        if w is None and a is None:
+            raise ValueError("error: limit %r needs w or a" % (name,))
+        self._catch_up()
+        self._sources[name] = [None if w is None else check_int("w", w, 0, 500000, "W"),
+                               None if a is None else check_int("a", a, 0, 2000, "A") * 1000, until_ms,
+                               from_ms]
+        self.version += 1
+
+    def clear(self, name):
+        self._catch_up()
+        if self._sources.pop(name, None) is not None:
+            self.version += 1
+
+    def _catch_up(self):
+        # A queued "x>" whose start has passed is x's own since then, whether or not an
+        # update has looked: what is set or cleared now comes after it, never under it.
+        if self.clock is not None and self._sources:
+            self._expire(self.clock.ticks_ms())
+
+    def sources(self):
+        return list(self._sources)
+
+    def in_force_w(self):
+        """{source: W} of the sources limiting total watts now (queued ones left out)."""
+        out = {}
+        for name in self._sources:
+            src = self._sources[name]
+            if src[3] is None and src[0] is not None:
+                out[name] = src[0]
+        return out
+
+    def strictest(self):
+        """Name of the source that sets the total-watt limit: 'setpoint' unless one is lower."""
+        w = NO_LIMIT if self.setpoint_w is None else self.setpoint_w
+        name = "setpoint"
+        for key in self._sources:
+            src = self._sources[key]
+            if src[3] is None and src[0] is not None and src[0] < w:
+                w = src[0]
+                name = key
+        return name
+
+    def _expire(self, now_ms):
+        clock = self.clock
+        nxt = None
+        for name in list(self._sources):
+            src = self._sources.get(name)
+            if src is None or clock is None:
+                continue     # gone: a queued "x>" took x's place and ended with it
+            start = src[3]
+            if start is not None:
+                if clock.ticks_diff(now_ms, start) < 0:
+                    if nxt is None or clock.ticks_diff(start, nxt) < 0:
+                        nxt = start      # the controller looks again when it starts
+                    continue
+                src[3] = None
+                self.version += 1
+                if name[-1] == ">":
+                    # "x>" is x's next value, queued for x's boundary: now it is x's own, so
+                    # the source in force is never reported under the queued name.
+                    del self._sources[name]
+                    name = name[:-1]
+                    self._sources[name] = src
+            until = src[2]
+            if until is None:
+                continue
+            if clock.ticks_diff(now_ms, until) >= 0:
+                del self._sources[name]
+                self.version += 1
+            elif nxt is None or clock.ticks_diff(until, nxt) < 0:
+                nxt = until
+        self.next_expiry_ms = nxt
+
+    def effective(self, now_ms=None):
+        """(total W, per-leg mA) in force now; NO_LIMIT where nothing limits. Drops expired sources."""
+        if now_ms is None and self.clock is not None:
+            now_ms = self.clock.ticks_ms()
+        if now_ms is not None:
+            self._expire(now_ms)
+        w = NO_LIMIT if self.setpoint_w is None else self.setpoint_w
+        ma = NO_LIMIT if self.setpoint_a is None else self.setpoint_a * 1000
+        cap_w = self._cap_w
+        if cap_w < NO_LIMIT:
+            # Held low enough that the biggest listed uncontrolled load starting by surprise
+            # still leaves the panel at or under its rating (uncontrolled_caps).
+            cap_ma = self._cap_ma
+            if ma < NO_LIMIT:
+                ma = min(ma, cap_ma)
+            if w < NO_LIMIT:
+                w = min(w, cap_w)
+            if w >= NO_LIMIT and ma >= NO_LIMIT:
+                ma = cap_ma
+        for src in self._sources.values():
+            if src[3] is not None:
+                continue         # queued: not started yet
+            if src[0] is not None and src[0] < w:
+                w = src[0]
+            if src[1] is not None and src[1] < ma:
+                ma = src[1]
+        return w, ma
+
+    def effective_w(self, now_ms=None):
+        w = self.effective(now_ms)[0]
+        return None if w >= NO_LIMIT else w
+
+    def effective_a(self, now_ms=None):
+        ma = self.effective(now_ms)[1]
+        return None if ma >= NO_LIMIT else ma // 1000
