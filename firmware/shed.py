@@ -494,9 +494,11 @@ class Controller:
                         if low.setpoint_a <= 0 or w <= 0:
                             continue
                         if clock.ticks_diff(now, low.switched_ms) < low.min_on_ms:
-                            # held at the least it runs at (_reclaim), never paused
-                            w -= (low._on_a if low._on_a < low.setpoint_a
-                                  else low.setpoint_a) * low.volts
+                            # Held at the least it runs at (_reclaim), never paused: already
+                            # there, a command frees nothing, whatever it draws.
+                            if low.setpoint_a <= low._on_a:
+                                continue
+                            w -= low._on_a * low.volts
                             if w <= 0:
                                 continue
                     fw += w
