@@ -600,6 +600,8 @@ def check_step(k, rec, specs, ls, ctl, pos, limit, band, stale_ms, lim):
         elif first is not None and not first[1]:
             return "load %d waits for room that lower loads could free, but nothing was " \
                    "reclaimed (state %s)" % (first[0], state)
+        elif state == "reclaiming":
+            return "state reclaiming, but no load was turned down"
 
     # The step is now history.
     for i in ctl:
