@@ -2,7 +2,7 @@
 
 from micropython import const
 
-_PAUSE_DUTY_U16 = const(65535)   # steady +12 V: the vehicle must not draw
+PAUSE_DUTY_U16 = const(65535)    # steady +12 V: the vehicle must not draw (hw too)
 J1772_MIN_A = const(6)          # below 6 A a J1772 charger must pause (chargers over MQTT too)
 
 
@@ -10,7 +10,7 @@ def j1772_duty_u16(amps):
     """Pilot duty (of 65535) that offers `amps` under SAE J1772: 6..51 A: duty % = A / 0.6;
     51..80 A: duty % = A / 2.5 + 64. Whole amps; below 6 A means pause."""
     if amps < J1772_MIN_A:
-        return _PAUSE_DUTY_U16
+        return PAUSE_DUTY_U16
     if amps <= 51:
         return (amps * 65535 + 30) // 60   # A / 0.6 percent of 65535, rounded
     if amps > 80:
@@ -68,5 +68,5 @@ class PilotCharger:
         self.set_amps(load.setpoint_a if load.on else 0)
 
     def safe(self):
-        self._pwm.duty_u16(_PAUSE_DUTY_U16)
+        self._pwm.duty_u16(PAUSE_DUTY_U16)
         self.amps = 0

@@ -5,7 +5,7 @@ module that touches `machine`; it is handed the module, so the simulator can han
 import micropython
 from micropython import const
 
-_PILOT_PAUSE_U16 = const(65535)   # steady +12 V, no PWM: the vehicle must not draw
+from actuators import PAUSE_DUTY_U16   # J1772's pause: one home, with the pilot's duty
 
 _RESET_NAMES = (
     ("PWRON_RESET", "power-on"),
@@ -67,7 +67,7 @@ class Hardware:
         for signal in self.outputs:
             signal.off()
         if self.pilot is not None:
-            self.pilot.duty_u16(_PILOT_PAUSE_U16)
+            self.pilot.duty_u16(PAUSE_DUTY_U16)
 
     def unique_id(self):
         """The chip's id (the MQTT client id is made from it); one zero byte on a port
@@ -113,7 +113,7 @@ def build(board, machine):
     if spec:
         # Steady +12 V (no PWM) tells the vehicle not to charge until the firmware says.
         pin = machine.Pin(spec["pin"], machine.Pin.OUT, value=1)
-        pilot = machine.PWM(pin, freq=spec["freq_hz"], duty_u16=_PILOT_PAUSE_U16)
+        pilot = machine.PWM(pin, freq=spec["freq_hz"], duty_u16=PAUSE_DUTY_U16)
     led = None
     spec = getattr(board, "STATUS_LED", None)
     if spec:
