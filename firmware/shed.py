@@ -385,6 +385,11 @@ class Controller:
         cw = 0
         c1 = 0
         c2 = 0
+        # While the loads are looked at, bound what the pass below could do: the least any
+        # load under its top could add (1 A of a running modulated load, else its first step)
+        # and the most the loads below the first of them could free for it.
+        least_inc_w = NO_LIMIT
+        could_free_w = 0
         for load in self._ctl:
             if not estimated:
                 # _estimate_all outside any response window: the measured draw, or else
@@ -394,24 +399,43 @@ class Controller:
                 load._act_w = act
                 load._proj_w = act
             if load.kind == KIND_ONOFF:
-                if load.on and load._proj_w < load.rated_w:
-                    d = load.rated_w - load._proj_w
-                    cw += d
-                    d = d * 1000 // load.volts
-                    if load.on_l1:
-                        c1 += d
-                    if load.on_l2:
-                        c2 += d
-            elif load.setpoint_a > load.min_a > 0 and load.measured_w >= 0 and \
-                    load.measured_w * 2 < load._floor_w and \
-                    clock.ticks_diff(now, load._changed_ms) >= load.response_ms:
-                self._command(load, now, True, load.min_a)
+                if load.on:
+                    if least_inc_w < NO_LIMIT:
+                        could_free_w += load.rated_w if load.rated_w > load._proj_w else load._proj_w
+                    if load._proj_w < load.rated_w:
+                        d = load.rated_w - load._proj_w
+                        cw += d
+                        d = d * 1000 // load.volts
+                        if load.on_l1:
+                            c1 += d
+                        if load.on_l2:
+                            c2 += d
+                elif load._on_w < least_inc_w:
+                    least_inc_w = load._on_w
+            else:
+                if load.setpoint_a > load.min_a > 0 and load.measured_w >= 0 and \
+                        load.measured_w * 2 < load._floor_w and \
+                        clock.ticks_diff(now, load._changed_ms) >= load.response_ms:
+                    self._command(load, now, True, load.min_a)
+                sp = load.setpoint_a
+                if sp > 0:
+                    if least_inc_w < NO_LIMIT and load._proj_w > 0:
+                        could_free_w += load._proj_w
+                    if sp < load.max_a and load.volts < least_inc_w:
+                        least_inc_w = load.volts
+                elif load._on_w < least_inc_w:
+                    least_inc_w = load._on_w
         # Room left under the restore thresholds (the commands above are in _p_*).
         room_w = self._restore_w - self._p_w - cw
         room1 = self._restore_ma - self._p1 - c1
         room2 = self._restore_ma - self._p2 - c2
         no_room = False
         ctl = self._ctl
+        if room_w + could_free_w < least_inc_w and self._room_since_ms is None:
+            # Nothing fits, even with all the room below freed (or all is on at its top): the
+            # pass below would end as "ok" with no room, so it is skipped (the empty tuple is
+            # a constant: nothing allocated). Waiting out a settle, it runs to restart it.
+            ctl = ()
         summed = False               # what the loads below could free: summed once, if needed
         fw = 0
         f1 = 0
@@ -444,10 +468,12 @@ class Controller:
                     sp = load._on_a
                     break
             else:
-                # Still answering its last command, or drawing well under its setpoint (so
-                # it would not use more): leave it.
+                # Still answering its last command (one given in this very step too, as
+                # parking an idle load is), or drawing well under its setpoint (so it would
+                # not use more): leave it.
                 v = load.volts
-                if clock.ticks_diff(now, load._changed_ms) < load.response_ms or \
+                if load._changed_ms == now or \
+                        clock.ticks_diff(now, load._changed_ms) < load.response_ms or \
                         0 <= load.measured_w < (sp - load.ramp_step_a) * v:
                     continue
                 inc_a = load.ramp_step_a

@@ -32,6 +32,12 @@ from shed import Load, Controller, Measurement
 
 from fakeclock import FakeClock
 
+try:
+    # The thread's CPU time: what the host lent other processes is not charged to the step.
+    from hostcpu import thread_us as us
+except ImportError:
+    us = time.ticks_us
+
 N = %(n)d
 
 def run(real):
@@ -48,7 +54,7 @@ def run(real):
     ev, wh, ac, pool, fridge = loads
     seed = 12345
     shed_n = 0
-    t0 = time.ticks_us()
+    t0 = us()
     for i in range(N):
         clock.t = time.ticks_add(clock.t, 1000)
         # Base: 500 W, a 3 kW kettle 3 min in every 1000 s, a 7 kW shower 10 min every 2 h,
@@ -75,7 +81,7 @@ def run(real):
         upd(m)
         if ctl.state == "shedding":
             shed_n += 1
-    dt = time.ticks_diff(time.ticks_us(), t0)
+    dt = time.ticks_diff(us(), t0)
     return dt, shed_n, sum(l.switch_ops for l in loads), ev.adjust_ops
 
 dt_idle, _, _, _ = run(False)
