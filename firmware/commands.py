@@ -21,7 +21,7 @@ _MAX_DURATION_S = const(86400)
 _REMOTE_SOURCE = "remote"       # the limits.Limits source a remote limit lives in
 _MAX_ID_LEN = const(32)
 _MAX_GRID_PAYLOAD = const(900)   # a schedule; with its topic it fits the link's 1 KiB packets
-_GRID = ("limits", "reserve", "answer", "emergency", "cancel", "time", "log")
+_GRID = ("limits", "reserve", "answer", "emergency", "cancel", "time", "log", "ack")
 
 
 def _int_field(obj, key, lo, hi, unit):

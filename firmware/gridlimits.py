@@ -23,6 +23,9 @@ _MAX_PENDING = const(4)
 _ANSWER_S = const(60)           # a reservation request unanswered this long is given up
 _MAX_RESERVATIONS = const(8)
 _KEEP_ANSWERS = const(4)
+_RETRY_S = const(10)            # a request or notice the grid has not acknowledged: sent again
+_TRIES = const(6)               # at most this many sends of a notice (a minute), then given up
+_MAX_NOTICES = const(8)         # notices awaiting an ack; one more gives the oldest up
 
 SRC_DYNAMIC = "grid"            # the schedule's import limit, or the fallback
 SRC_SUB = "subscription"        # subscription_w plus the reservations in force
@@ -75,7 +78,14 @@ class Grid:
         self.event_name = None
         self._heard = None                # mono s of the last schedule
         self.reservations = []            # [start, end, extra_w, fee_cents, id] (mono s)
-        self.pending = {}                 # id -> [start, end, extra_w, max_fee_cents, sent]
+        # id -> [start, end, extra_w, max_fee_cents, sent, request, resend] (mono s)
+        self.pending = {}
+        # The next request id's number: random at boot, so ids differ across reboots, then
+        # counted, so no two in a boot are the same (tests set it).
+        self.next_id = int.from_bytes(os.urandom(2), "little")
+        self.notices = []                 # [n, id, payload, resend, sends]: awaiting the grid's ack
+        self._n = 0                       # the last notice's number
+        self.notices_lost = 0             # notices given up unacknowledged
         self.answers = []                 # the last few answers, newest last
         self.outbox = []                  # (subtopic, payload) for the network side
         self.emergency_w = None
@@ -160,8 +170,10 @@ class Grid:
             return
         for iv in self.intervals:
             if iv[0] <= t < iv[1]:
-                self._dw = iv[2]
-                self._da = iv[3]
+                if iv[2] is not None or iv[3] is not None:
+                    # (one with only an export limit leaves the import at the fallback)
+                    self._dw = iv[2]
+                    self._da = iv[3]
                 self._de = iv[4]
                 self._what = "schedule"
                 return
@@ -213,13 +225,19 @@ class Grid:
                              % (max_fee_cents,))
         if len(self.pending) >= _MAX_PENDING:
             raise ValueError("%d requests already await an answer" % _MAX_PENDING)
-        rid = "r%04x" % (int.from_bytes(os.urandom(2), "little"))
-        self.pending[rid] = [s, s + dur, extra_w, max_fee_cents, m]
+        while True:
+            rid = "r%04x" % self.next_id
+            self.next_id = (self.next_id + 1) & 0xFFFF
+            if rid not in self.pending and not [r for r in self.reservations if r[4] == rid]:
+                break
         req = {"id": rid, "start": format_time(s + self._off), "duration_s": dur,
                "extra_w": extra_w, "subscription_w": self.subscription_w}
         if max_fee_cents:
             req["max_fee_cents"] = max_fee_cents
-        self.send("grid/request", json.dumps(req))
+        req = json.dumps(req)
+        # Sent again every _RETRY_S until answered (the answer is its ack), or given up.
+        self.pending[rid] = [s, s + dur, extra_w, max_fee_cents, m, req, m + _RETRY_S]
+        self.send("grid/request", req)
         return rid
 
     def accept(self, rid, now):
@@ -238,31 +256,40 @@ class Grid:
         status = obj.get("status")
         if status not in ("granted", "fee", "denied"):
             raise ValueError("status must be granted, fee or denied, got %r" % (status,))
-        req = self.pending.pop(rid, None) if isinstance(rid, str) else None
+        req = self.pending.get(rid) if isinstance(rid, str) else None
         if req is None:
             raise ValueError("no request %r awaits an answer" % (rid,))
         fee = obj.get("fee_cents", 0)
         if not isinstance(fee, int) or isinstance(fee, bool) or fee < 0:
             raise ValueError("fee_cents must be an int >= 0, got %r" % (fee,))
+        del self.pending[rid]        # checked whole: from here on it is taken
         rec = {"id": rid, "status": status, "start": self._show(req[0]),
                "duration_s": req[1] - req[0], "extra_w": req[2], "fee_cents": fee}
         if status == "granted":
+            why = None
             if fee > req[3]:
-                status = rec["status"] = "refused"   # more than we agreed to pay
-                rec["reason"] = "fee %d above the %d cents agreed" % (fee, req[3])
+                why = "fee %d above the %d cents agreed" % (fee, req[3])
             elif req[1] <= m:
-                status = rec["status"] = "late"
+                why = "the window ended before the grant"
+            elif len(self.reservations) >= _MAX_RESERVATIONS:
+                # Full: the new grant is refused; none held (paid for, maybe in force) is
+                # evicted to make room.
+                why = "table full: %d reservations held" % _MAX_RESERVATIONS
+            if why:
+                status = rec["status"] = "refused"
+                rec["reason"] = why
+                self.notify(rid, "refused", m, why)
             else:
                 self.reservations.append([req[0], req[1], req[2], fee, rid])
                 self.reservations.sort()
-                del self.reservations[:-_MAX_RESERVATIONS]
+                self.notify(rid, "granted", m)
                 self.save()
                 self.update(now)
         elif status == "fee":
             offers = obj.get("offers")
             if isinstance(offers, list):
                 rec["offers"] = offers[:6]
-        if isinstance(obj.get("reason"), str):
+        if "reason" not in rec and isinstance(obj.get("reason"), str):
             rec["reason"] = obj["reason"][:60]
         self.answers.append(rec)
         del self.answers[:-_KEEP_ANSWERS]
@@ -272,10 +299,35 @@ class Grid:
         for r in self.reservations:
             if r[4] == rid:
                 self.reservations.remove(r)
+                self.notify(rid, "cancelled", self.mono_s(now))
                 self.save()
                 self.update(now)
                 return
         raise ValueError("no reservation %r" % (rid,))
+
+    # --- telling the grid: every change of a reservation's state, acknowledged -------------
+    def notify(self, rid, state, m, reason=None):
+        """Sends a reservation's new state (granted, refused, cancelled, no answer, ended) on
+        grid/reservation as {"n", "id", "state"[, "reason"]}; sent again every _RETRY_S until
+        the grid acks n and id (cmd/grid/ack), at most _TRIES times. Never waits."""
+        self._n = (self._n + 1) & 0x3FFFFFFF
+        msg = {"n": self._n, "id": rid, "state": state}
+        if reason:
+            msg["reason"] = reason
+        msg = json.dumps(msg)
+        if len(self.notices) >= _MAX_NOTICES:
+            self.notices.pop(0)
+            self.notices_lost += 1
+        self.notices.append([self._n, rid, msg, m + _RETRY_S, 1])
+        self.send("grid/reservation", msg)
+
+    def ack(self, n, rid):
+        """The grid has a notice: it is not sent again."""
+        for x in self.notices:
+            if x[0] == n and x[1] == rid:
+                self.notices.remove(x)
+                return
+        raise ValueError("no notice %r for %r awaits an ack" % (n, rid))
 
     # --- emergency ----------------------------------------------------------------------
     def emergency(self, share_pct, duration_s, now):
@@ -312,17 +364,36 @@ class Grid:
         i = 0
         while i < len(rs):
             if rs[i][1] <= m:
-                rs.pop(i)
+                self.notify(rs.pop(i)[4], "ended", m)
             else:
                 i += 1
         if self.pending:
             for rid in list(self.pending):
-                if m - self.pending[rid][4] >= _ANSWER_S:
-                    req = self.pending.pop(rid)
+                req = self.pending[rid]
+                if m - req[4] >= _ANSWER_S:
+                    del self.pending[rid]
                     self.answers.append({"id": rid, "status": "no answer",
                                          "start": self._show(req[0]),
                                          "duration_s": req[1] - req[0], "extra_w": req[2]})
                     del self.answers[:-_KEEP_ANSWERS]
+                    # a grant that comes after this is refused: the grid can free the room
+                    self.notify(rid, "no answer", m)
+                elif m >= req[6]:
+                    req[6] = m + _RETRY_S
+                    self.send("grid/request", req[5])
+        nb = self.notices
+        i = 0
+        while i < len(nb):
+            x = nb[i]
+            if m >= x[3]:
+                if x[4] >= _TRIES:
+                    nb.pop(i)
+                    self.notices_lost += 1
+                    continue
+                x[3] = m + _RETRY_S
+                x[4] += 1
+                self.send("grid/reservation", x[2])
+            i += 1
         if self._emergency_until is not None and \
                 self._clock.ticks_diff(now, self._emergency_until) >= 0:
             self.emergency_w = self._emergency_until = None
@@ -394,8 +465,9 @@ class Grid:
                 h = data.get("heard")
                 self._heard = None if h is None else h - off
             for r in data["res"]:
-                if r[1] - off > m:
-                    self.reservations.append([r[0] - off, r[1] - off, r[2], r[3], r[4]])
+                # one that ended while the board was off is dropped by update(), which
+                # tells the grid so
+                self.reservations.append([r[0] - off, r[1] - off, r[2], r[3], r[4]])
             self.reservations.sort()
         except (KeyError, TypeError, IndexError):
             pass     # a damaged file: start without it (the fallback applies)
@@ -416,7 +488,10 @@ class Grid:
                                             obj.get("max_fee_cents", 0))}
         if sub == "answer":
             allow(obj, ("id", "status", "fee_cents", "offers", "reason"))
-            return {"status": self.answer(obj, now)}
+            st = self.answer(obj, now)
+            if st == "refused":        # the grant the site turned down, and why, in one line
+                return {"status": st, "reason": self.answers[-1]["reason"]}
+            return {"status": st}
         if sub == "emergency":
             allow(obj, ("id", "share_pct", "duration_s"))
             if "share_pct" not in obj:
@@ -425,6 +500,10 @@ class Grid:
         if sub == "cancel":
             allow(obj, ("id",))
             self.cancel(obj.get("id"), now)
+            return {}
+        if sub == "ack":
+            allow(obj, ("n", "id"))
+            self.ack(obj.get("n"), obj.get("id"))
             return {}
         if sub == "time":
             allow(obj, ("id", "unix_s"))
@@ -478,7 +557,8 @@ class Grid:
                 "event": self.event_name, "intervals": len(self.intervals),
                 "subscription_w": self.subscription_w or None,
                 "subscription_now_w": self._sub_at(m), "reservations": res,
-                "pending": len(self.pending), "emergency_w": self.emergency_w,
+                "pending": len(self.pending), "notices": len(self.notices),
+                "notices_lost": self.notices_lost, "emergency_w": self.emergency_w,
                 "emergency_s": left,
                 "answers": self.answers[-2:]}
 

@@ -321,6 +321,7 @@ def test_reservations_granted_fee_denied_and_unanswered():
 clock = FakeClock()
 limits = Limits(setpoint_w=9600, clock=clock)
 g = grid.Grid(limits, clock, 9600, subscription_w=5000, path=None)
+g.next_id = 0       # ids r0000, r0001, ...: 'r9999' below is never one of them
 events = []
 cmds = commands.Commands(limits, {}, clock, 9600, events.append, grid=lambda: g)
 check(not cmds.handle('pc', 'pc/cmd/grid/reserve', json.dumps(
@@ -380,6 +381,125 @@ check(limits.effective_w(clock.t) == 7000, 'cancelled: %r' % limits.effective_w(
 """)
 
 
+def test_every_reservation_state_is_told_to_the_grid_until_acked():
+    # granted, refused (fee, table full, late), cancelled, no answer, ended: each a notice on
+    # grid/reservation, sent again every 10 s until acked (at most 6 sends); the request
+    # itself until answered. A full table refuses the new grant and evicts nothing.
+    mpy(r"""
+clock = FakeClock()
+limits = Limits(setpoint_w=9600, clock=clock)
+g = grid.Grid(limits, clock, 9600, subscription_w=5000, path=None)
+g.next_id = 0x10
+g.set_wall(T0_UNIX, clock.t)
+events = []
+cmds = commands.Commands(limits, {}, clock, 9600, events.append, grid=lambda: g)
+box = []         # what the grid task would have sent (it empties the outbox each period)
+def sent(sub):
+    box.extend(g.outbox)
+    g.outbox.clear()
+    out = [json.loads(p) for s, p in box if s == sub]
+    box[:] = [x for x in box if x[0] != sub]
+    return out
+def at(s):
+    while g.mono_s(clock.t) < s:
+        clock.advance(1000)
+        g.update(clock.t)
+        box.extend(g.outbox)
+        g.outbox.clear()
+def ack(n, rid):
+    return cmds.handle('pc', 'pc/cmd/grid/ack', json.dumps({'n': n, 'id': rid}))
+# Granted: the notice, sent again every 10 s until acked.
+rid = g.reserve(iso(100), 600, 1000, clock.t)
+check(rid == 'r0010' and g.next_id == 0x11, 'ids counted from next_id: %r' % rid)
+check([r['id'] for r in sent('grid/request')] == [rid], 'request sent')
+check(g.answer({'id': rid, 'status': 'granted'}, clock.t) == 'granted', 'granted')
+check(sent('grid/reservation') == [{'n': 1, 'id': rid, 'state': 'granted'}], 'notice granted')
+at(9)
+check(sent('grid/reservation') == [], 'not again before 10 s')
+at(10)
+check(sent('grid/reservation') == [{'n': 1, 'id': rid, 'state': 'granted'}], 'again at 10 s')
+check(not ack(2, rid) and 'no notice 2' in events[-1]['error'], 'a wrong n is refused')
+check(not ack(1, 'r0000'), 'a wrong id is refused')
+check(g.state(clock.t)['notices'] == 1, 'still awaiting its ack')
+check(ack(1, rid) and events[-1] == {'cmd': 'grid/ack', 'ok': True, 'id': rid}, 'acked %r' % events[-1])
+at(40)
+check(sent('grid/reservation') == [] and g.state(clock.t)['notices'] == 0, 'acked: no more')
+# Cancelled.
+check(cmds.handle('pc', 'pc/cmd/grid/cancel', json.dumps({'id': rid})), 'cancel')
+check(sent('grid/reservation') == [{'n': 2, 'id': rid, 'state': 'cancelled'}], 'notice cancelled')
+ack(2, rid)
+# Refused by the site: a fee above what it agreed to pay; the event says why in one line.
+r2 = g.reserve(iso(100), 600, 1000, clock.t, max_fee_cents=20)
+check(cmds.handle('pc', 'pc/cmd/grid/answer', json.dumps(
+    {'id': r2, 'status': 'granted', 'fee_cents': 21})), 'answer taken')
+check(events[-1]['status'] == 'refused' and events[-1]['reason'] == 'fee 21 above the 20 cents agreed',
+      repr(events[-1]))
+check(sent('grid/reservation') == [{'n': 3, 'id': r2, 'state': 'refused',
+                                    'reason': 'fee 21 above the 20 cents agreed'}], 'notice refused')
+check(not g.reservations, 'not taken')
+ack(3, r2)
+# A malformed answer is refused whole: the request still awaits its answer.
+r3 = g.reserve(iso(100), 600, 1000, clock.t)
+check(not cmds.handle('pc', 'pc/cmd/grid/answer', json.dumps(
+    {'id': r3, 'status': 'granted', 'fee_cents': 'free'})), 'bad fee refused')
+check(r3 in g.pending and not g.reservations, 'a refused answer changed nothing')
+# No answer: the request is sent again every 10 s, then given up at 60 s, and the grid told.
+sent('grid/request')
+at(g.mono_s(clock.t) + 30)
+check([r['id'] for r in sent('grid/request')] == [r3] * 3, 'request resent every 10 s')
+at(g.mono_s(clock.t) + 30)
+check(r3 not in g.pending and g.answers[-1]['status'] == 'no answer', 'given up')
+nb = sent('grid/reservation')
+check(nb[-1]['id'] == r3 and nb[-1]['state'] == 'no answer', 'notice no answer %r' % nb)
+ack(nb[-1]['n'], r3)
+check(not cmds.handle('pc', 'pc/cmd/grid/answer', json.dumps({'id': r3, 'status': 'granted'})),
+      'a grant after that is refused')
+# Late: granted after its window ended.
+m = g.mono_s(clock.t)
+r4 = g.reserve(None, 60, 1000, clock.t)
+at(m + 59)
+check(r4 in g.pending, 'still pending')
+g.pending[r4][1] = m + 59      # (its window ends as the answer is on its way)
+check(g.answer({'id': r4, 'status': 'granted'}, clock.t) == 'refused', 'late')
+nb = sent('grid/reservation')
+check(nb[-1]['state'] == 'refused' and 'ended' in nb[-1]['reason'], 'late told %r' % nb[-1])
+ack(nb[-1]['n'], r4)
+# Eight held; the ninth grant is refused and the eight (the one in force too) stay.
+m = g.mono_s(clock.t)
+held = []
+nb = []
+for k in range(8):
+    r = g.reserve(None if k == 0 else iso(m + 100 * k), 3600, 500, clock.t)
+    g.answer({'id': r, 'status': 'granted'}, clock.t)
+    held.append(r)
+    box.extend(g.outbox)
+    g.outbox.clear()
+check(limits.effective_w(clock.t) == 5500, 'first in force: %r' % limits.effective_w(clock.t))
+r9 = g.reserve(None, 600, 500, clock.t)
+check(cmds.handle('pc', 'pc/cmd/grid/answer', json.dumps({'id': r9, 'status': 'granted'})), 'ans')
+check(events[-1]['status'] == 'refused' and events[-1]['reason'] == 'table full: 8 reservations held',
+      repr(events[-1]))
+check([r[4] for r in g.reservations] == held, 'none evicted: %r' % g.reservations)
+check(limits.effective_w(clock.t) == 5500, 'the one in force stays')
+nb += sent('grid/reservation')
+check([x['state'] for x in nb] == ['granted'] * 8 + ['refused'], 'told %r' % nb)
+check(nb[-1] == {'n': nb[-1]['n'], 'id': r9, 'state': 'refused',
+                 'reason': 'table full: 8 reservations held'}, repr(nb[-1]))
+# The notices awaiting an ack are bounded: 9 sent, 8 kept, the oldest given up.
+check(len(g.notices) == 8 and g.notices_lost == 1, 'bounded %d %d' % (len(g.notices), g.notices_lost))
+# Unacked notices are sent 6 times in all, then given up and counted.
+at(g.mono_s(clock.t) + 120)
+check(len(g.notices) == 0 and g.notices_lost == 9, 'given up: %d' % g.notices_lost)
+check(g.state(clock.t)['notices_lost'] == 9, 'counted in the state')
+# Ended: each reservation's end is told.
+sent('grid/reservation')
+at(m + 700 + 3600)
+nb = sent('grid/reservation')
+check(sorted(set(x['id'] for x in nb if x['state'] == 'ended')) == sorted(held), 'ended %r' % nb)
+check(not g.reservations and limits.effective_w(clock.t) == 5000, 'all ended')
+""")
+
+
 def test_emergency_applied_within_one_control_period():
     mpy(r"""
 clock = FakeClock()
@@ -430,6 +550,7 @@ g.monitor = compliance.Monitor(compliance.Log(path='/dev/null'), g.stamp)
 g.set_wall(T0_UNIX, clock.t)
 g.schedule(event(0, 'PT1H', [6.0, 5.0]), clock.t)
 g.answer({'id': g.reserve(iso(1800), 3600, 2000, clock.t), 'status': 'granted'}, clock.t)
+g.ack(g.notices[0][0], g.notices[0][1])     # the grid has the grant: nothing left to resend
 for _ in range(3):
     clock.advance(1000)
     g.update(clock.t)
