@@ -12,6 +12,9 @@
 # Every table entry a viper routine reads back is >= 0 (signed ones are stored with a bias):
 # on a 64-bit host viper's ptr32 loads zero-extend, on the ESP32 they do not, and biased
 # entries give the same arithmetic on both.
+# Over 500 lines because each kernel's bounds proof sits beside its code (the comments are
+# most of it): splitting them apart would separate a viper loop from the argument that its
+# int32 sums cannot wrap.
 #
 # Bounds (12-bit samples x in 0..4095, clamped on read; centring offset off in 0..4095):
 #   d = x - off, |d| <= 4095;  d*d <= 16_769_025 < 2**24

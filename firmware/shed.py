@@ -13,6 +13,10 @@
 #     load that does not fit may take room from lower-priority ones.
 #  4. Minimum on/off times, an EV resume pause and a cap on operations per hour stop
 #     chattering; only a sustained overload with nothing else left to shed overrides min_on.
+#
+# Over 500 lines because the shed pass, the restore step and the reclaim share the projected
+# power (_p_w, _p1, _p2) they change command by command: apart, each would read the others'
+# fields. Its set-up (checks, derived constants) is in shedsetup.py, the limits in limits.py.
 
 from micropython import const
 
