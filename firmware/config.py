@@ -359,8 +359,8 @@ def to_json(cfg):
 
 def save(cfg, path=FILE):
     """Writes `cfg` so that a power cut leaves either the old file or the new one: the text
-    goes to a temporary file first, which is then renamed over the old one (atomicfile.py,
-    loaded by the first save: flash is written only on an operator's command)."""
+    goes to a temporary file first, which is then renamed over the old one (atomicfile.py;
+    flash is written only on an operator's command)."""
     import atomicfile
     atomicfile.write(path, to_json(cfg))
 
@@ -473,10 +473,11 @@ def _parse_cts(cts, cfg, rejected):
 
 
 def load(path=FILE, board=None, log=print):
-    """Reads `path`; prints every rejected key and the reason for safe mode, if any."""
+    """Reads `path` (or the old file a cut save left set aside: atomicfile.read); prints
+    every rejected key and the reason for safe mode, if any."""
+    import atomicfile
     try:
-        with open(path) as f:
-            text = f.read()
+        text = atomicfile.read(path)
     except OSError:
         result = Loaded(defaults(board), [], "no configuration saved yet: set it at the REPL "
                         "(cfg.set ... cfg.save())")

@@ -161,9 +161,9 @@ class DemandWindow:
     def _load(self):
         if self.path is None:
             return
+        import atomicfile            # read() also finds the old file a cut save set aside
         try:
-            with open(self.path) as f:
-                s = json.load(f)
+            s = json.loads(atomicfile.read(self.path))
             start, energy, month, peak = s["start_s"], s["energy_ws"], s["month"], s["month_peak_w"]
             saved = s["saved_s"]
             for v in (start, energy, peak, saved):

@@ -98,9 +98,9 @@ class Grid:
         self._dw = self._da = self._de = None
         self._what = None
         if path:
+            import atomicfile    # read() also finds the old file a cut save set aside
             try:
-                with open(path) as f:
-                    self._stored = json.loads(f.read())
+                self._stored = json.loads(atomicfile.read(path))
             except (OSError, ValueError):
                 self._stored = None
         self.update(self._anchor)     # the subscription and the fallback hold from the start

@@ -28,9 +28,9 @@ class Wear:
             self._load()
 
     def _load(self):
+        import atomicfile            # read() also finds the old file a cut save set aside
         try:
-            with open(self.path) as f:
-                data = json.load(f)
+            data = json.loads(atomicfile.read(self.path))
         except OSError:
             return                   # first boot: nothing counted yet
         except ValueError as e:
