@@ -61,6 +61,10 @@ def build(app, machine, cfg, drop_config):
                                      stale_ms=cfg["stale_ms"], stagger_s=cfg["stagger_s"])
     app.control = control.ControlLoop(app.controller, app.sampler, app.bindings, clock,
                                       cfg["control_period_ms"])
+    # A known lower limit (a grid boundary) is planned with this long before it starts: the
+    # slowest load has followed its command by then, so the step lands with no excursion.
+    app.limits.lead_ms = max([b.load.response_ms for b in app.bindings] or [0]) + \
+        cfg["control_period_ms"]
     sys.modules.pop("shedsetup", None)    # builds shed's objects: needed only to build
 
 

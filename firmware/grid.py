@@ -19,8 +19,10 @@ def attach(app):
     cfg = app.cfg
     g = Grid(app.limits, app.clock, app.setpoint_w, cfg["grid_subscription_w"],
              cfg["grid_fallback_w"], cfg["grid_silence_s"], cfg["volts"])
+    # Judged against the limit in force, in W and in mA on each leg (the meter's array).
     g.monitor = compliance.Monitor(
-        compliance.Log(publish=lambda line: g.send("grid/log", line)), g.stamp)
+        compliance.Log(publish=lambda line: g.send("grid/log", line)), g.stamp, app.limits,
+        app.sampler.leg_ma)
     g.update(app.clock.ticks_ms())
     app.grid = g
     if getattr(app, "mqtt", None) is not None:

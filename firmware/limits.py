@@ -59,6 +59,11 @@ def leg_volts(leg, n_legs, volts):
     return volts * 2 if leg == "L1L2" else volts
 
 
+def _below(new, old):
+    """A value (W or mA, None: no limit) lower than the one it replaces."""
+    return new is not None and (old is None or new < old)
+
+
 def uncontrolled_caps(rating_a, n_legs, volts, loads):
     """(W, mA per leg): the highest target that still leaves the panel at or under 100 % of its
     rating when the biggest of `loads` ((rated_w, leg) pairs, never shed) starts by surprise."""
@@ -72,7 +77,18 @@ def uncontrolled_caps(rating_a, n_legs, volts, loads):
 
 
 class Limits:
-    """Installer setpoint plus other limit sources (schedule, grid); the strictest one wins."""
+    """Installer setpoint plus other limit sources (schedule, grid); the strictest one wins.
+
+    Two limits: the one *in force* (in_force(): the sources that have started; what the
+    compliance log judges against) and the one the controller *plans* with (effective()):
+    the same, except that a queued source (a known boundary: a reservation's end, a lower
+    schedule interval, a window's end) counts from lead_ms before its start, so loads slow
+    to respond are turned down in time and the step lands with no excursion. A lower limit
+    set at once (an emergency, a remote limit, a cancel) has no notice: `cuts` counts them,
+    so the compliance log can name such an overshoot unannounced."""
+
+    lead_ms = 0     # the app sets it: the slowest load's response_s plus one control period
+    cuts = 0        # limits lowered without notice (set() below the source's last value)
 
     def __init__(self, setpoint_w=None, setpoint_a=None, volts=120, band_pct=5, rating_a=None,
                  big_uncontrolled_w=0, big_uncontrolled_leg="L1L2", clock=None, system="split"):
@@ -95,9 +111,14 @@ class Limits:
         if w is None and a is None:
             raise ValueError("error: limit %r needs w or a" % (name,))
         self._catch_up()
-        self._sources[name] = [None if w is None else check_int("w", w, 0, 500000, "W"),
-                               None if a is None else check_int("a", a, 0, 2000, "A") * 1000, until_ms,
-                               from_ms]
+        new = [None if w is None else check_int("w", w, 0, 500000, "W"),
+               None if a is None else check_int("a", a, 0, 2000, "A") * 1000, until_ms, from_ms]
+        if from_ms is None:
+            old = self._sources.get(name)
+            if old is None or old[3] is not None or _below(new[0], old[0]) or \
+                    _below(new[1], old[1]):
+                self.cuts += 1      # in force at once, lower than before: no notice
+        self._sources[name] = new
         self.version += 1
 
     def clear(self, name):
@@ -143,9 +164,13 @@ class Limits:
                 continue     # gone: a queued "x>" took x's place and ended with it
             start = src[3]
             if start is not None:
-                if clock.ticks_diff(now_ms, start) < 0:
-                    if nxt is None or clock.ticks_diff(start, nxt) < 0:
-                        nxt = start      # the controller looks again when it starts
+                ahead = clock.ticks_diff(start, now_ms)
+                if ahead > 0:
+                    if ahead > self.lead_ms:
+                        # the controller looks again when it starts to plan with it
+                        ahead -= self.lead_ms
+                    if nxt is None or ahead < clock.ticks_diff(nxt, now_ms):
+                        nxt = clock.ticks_add(now_ms, ahead)
                     continue
                 src[3] = None
                 self.version += 1
@@ -166,11 +191,24 @@ class Limits:
         self.next_expiry_ms = nxt
 
     def effective(self, now_ms=None):
-        """(total W, per-leg mA) in force now; NO_LIMIT where nothing limits. Drops expired sources."""
+        """(total W, per-leg mA) to plan with now: in force, or queued to start within
+        lead_ms; NO_LIMIT where nothing limits. Drops expired sources."""
+        self._limit(now_ms, self.lead_ms)
+        return self.limit_w, self.limit_ma
+
+    def in_force(self, now_ms=None):
+        """The limit in force now, left in limit_w and limit_ma (NO_LIMIT where nothing
+        limits) and its sources' names in source_w and source_a ("setpoint" where none is
+        lower): attributes, so the compliance monitor's steady sample allocates nothing."""
+        self._limit(now_ms, 0)
+
+    def _limit(self, now_ms, lead):
         if now_ms is None and self.clock is not None:
             now_ms = self.clock.ticks_ms()
         if now_ms is not None:
             self._expire(now_ms)
+        else:
+            lead = 0
         w = NO_LIMIT if self.setpoint_w is None else self.setpoint_w
         ma = NO_LIMIT if self.setpoint_a is None else self.setpoint_a * 1000
         cap_w = self._cap_w
@@ -184,14 +222,21 @@ class Limits:
                 w = min(w, cap_w)
             if w >= NO_LIMIT and ma >= NO_LIMIT:
                 ma = cap_ma
-        for src in self._sources.values():
-            if src[3] is not None:
-                continue         # queued: not started yet
+        src_w = src_a = "setpoint"
+        for name in self._sources:
+            src = self._sources[name]
+            if src[3] is not None and (not lead or self.clock.ticks_diff(src[3], now_ms) > lead):
+                continue         # queued: not started yet (nor within the lead)
             if src[0] is not None and src[0] < w:
                 w = src[0]
+                src_w = name
             if src[1] is not None and src[1] < ma:
                 ma = src[1]
-        return w, ma
+                src_a = name
+        self.limit_w = w
+        self.limit_ma = ma
+        self.source_w = src_w
+        self.source_a = src_a
 
     def effective_w(self, now_ms=None):
         w = self.effective(now_ms)[0]

@@ -40,55 +40,115 @@ print('fails', len(fails))
     assert "fails 0" in out, out
 
 
-def test_monitor_logs_limit_changes_and_excursions(tmp_path):
+def test_monitor_logs_limits_excursions_causes_and_invalid_periods(tmp_path):
     out = run_mpy(PRELUDE + r"""
+from fakeclock import FakeClock
+from limits import Limits
+clock = FakeClock()
+lim = Limits(setpoint_w=9600, clock=clock)
+legs = [0, 0]                # the meter's leg mA, read in place
 log = compliance.Log('c.log')
 now = [1795716000]
-m = compliance.Monitor(log, lambda: now[0])
-# (limit, power, source, overload) per second
-script = [(5000, 3000, 'grid', False)] * 5 + [(5000, 5600, 'grid', False),
-          (5000, 6100, 'grid', False), (5000, 5200, 'grid', True)] + \
-         [(5000, 4000, 'grid', False)] * 3 + [(3000, 4000, 'emergency', False)] * 4 + \
-         [(3000, 2900, 'emergency', False)] * 2 + [(None, 8000, 'setpoint', False)] * 2
-for i, (lim, p, src, ov) in enumerate(script):
-    m.sample(i, True, p, lim, src, ov)
-    now[0] += 1
-# an invalid measurement ends an excursion too; an excursion in progress is not logged yet
-m.sample(30, True, 4000, 3000, 'emergency', False)
-m.sample(31, False, 4000, 3000, 'emergency', False)
+mono = [0]
+m = compliance.Monitor(log, lambda: now[0], lim, legs)
+def step(total, l1=0, l2=0, valid=True, overload=False, n=1):
+    for _ in range(n):
+        legs[0] = l1
+        legs[1] = l2
+        m.sample(mono[0], valid, total, None, None, overload)
+        clock.advance(1000)
+        now[0] += 1
+        mono[0] += 1
+step(3000, n=2)                            # the setpoint in force
+lim.set('grid', w=5000)                    # lowered at once: no notice
+step(6000)                                 # the period before it: judged against 9600
+step(6000, n=2)                            # over from the next: unannounced
+step(4000, n=2)
+step(5600, n=2)                            # a house step while a load runs near the limit
+step(4000)
+step(5200, overload=True)                  # nothing left to shed
+step(4000)
+lim.set('grid', w=5000, until_ms=clock.ticks_add(clock.t, 2000))
+lim.set('grid>', w=3000, from_ms=clock.ticks_add(clock.t, 2000))   # a known boundary
+step(4000, n=4)
+step(2900)
+lim.set('grid', a=20)                      # amps per leg: 20 A (the W limit back at 9600)
+step(2400, 10000, 10000, n=2)
+step(4300, 21000, 15000, n=3)              # over on L1 only
+step(2400, 10000, 10000)
+step(2400, 10000, 10000, valid=False, n=3) # invalid: nothing judged
+step(2400, 10000, 10000, n=2)
 entries = [json.loads(l) for l in log.read()]
 for e in entries:
     print(e)
-lim = [e for e in entries if e['k'] == 'limit']
+lim_e = [e for e in entries if e['k'] == 'limit']
 exc = [e for e in entries if e['k'] == 'excursion']
-check([(e['limit_w'], e['source']) for e in lim] ==
-      [(5000, 'grid'), (3000, 'emergency'), (None, 'setpoint'), (3000, 'emergency')], repr(lim))
-check(len(exc) == 3, '%d excursions' % len(exc))
-check(exc[0] == {'k': 'excursion', 't': 1795716005, 'dur_s': 3, 'peak_w': 6100, 'limit_w': 5000,
-                 'cause': 'grid/overload'}, repr(exc[0]))
-check(exc[1]['t'] == 1795716011 and exc[1]['dur_s'] == 4 and exc[1]['peak_w'] == 4000 and
-      exc[1]['cause'] == 'emergency', repr(exc[1]))
-check(exc[2]['dur_s'] == 1 and m.excursions == 3 and m.excursion_s == 8, repr(exc[2]))
-# Without a wall clock the stamp says uptime.
+bad = [e for e in entries if e['k'] == 'invalid']
+check([(e['limit_w'], e['source'], e.get('limit_ma'), e.get('source_a')) for e in lim_e] ==
+      [(9600, 'setpoint', None, None), (5000, 'grid', None, None), (3000, 'grid', None, None),
+       (9600, 'setpoint', 20000, 'grid')], repr(lim_e))
+check([(e['cause'], e['dur_s']) for e in exc] ==
+      [('grid/unannounced', 2), ('grid/response', 2), ('grid/overload', 1),
+       ('grid/known step', 1), ('grid/response', 3)], repr(exc))
+check(exc[0] == {'k': 'excursion', 't': 1795716003, 'dur_s': 2, 'peak_w': 6000, 'limit_w': 5000,
+                 'cause': 'grid/unannounced'}, repr(exc[0]))
+check(exc[4]['peak_ma'] == 21000 and exc[4]['limit_ma'] == 20000 and exc[4]['limit_w'] == 9600,
+      repr(exc[4]))
+check(bad == [{'k': 'invalid', 't': now[0] - 5, 'dur_s': 3}], repr(bad))
+check(m.excursions == 5 and m.excursion_s == 9 and m.invalid == 1 and m.invalid_s == 3, 'counts')
+# Without a wall clock the stamp says uptime; without limits the caller's W limit is judged.
 m2 = compliance.Monitor(compliance.Log('u.log'), lambda: 'u%d' % 42)
 m2.sample(42, True, 100, 50, 'grid', False)
-check(json.loads(list(m2.log.read())[0])['t'] == 'u42', 'uptime stamp')
+m2.sample(43, True, 100, 50, 'grid', False)
+m2.sample(44, True, 10, 50, 'grid', False)
+e2 = [json.loads(l) for l in m2.log.read()]
+check(e2[0]['t'] == 'u42' and e2[1]['cause'] == 'grid/response', repr(e2))
 print('fails', len(fails))
 """, cwd=tmp_path).stdout
     assert "fails 0" in out, out
     # The host tool's summary of that very file.
     s = compliance_report.summarise((tmp_path / "c.log").read_text().splitlines() +
                                     ["not json", '{"k": "other"}'])
-    assert s["bad_lines"] == 2 and s["entries"] == 7
-    assert s["limit_changes"] == 4 and s["limit_changes_by_source"] == {
-        "grid": 1, "emergency": 2, "setpoint": 1}
-    assert s["excursions"] == 3 and s["excursion_s"] == 8
-    assert s["longest"]["dur_s"] == 4 and s["worst"]["peak_w"] == 6100
-    assert s["by_cause"]["grid/overload"] == {"count": 1, "seconds": 3, "worst_over_w": 1100}
+    assert s["bad_lines"] == 2 and s["entries"] == 10
+    assert s["limit_changes"] == 4 and s["limit_changes_by_source"] == {"setpoint": 2, "grid": 2}
+    assert s["amp_limit_changes"] == 1 and s["amp_limit_changes_by_source"] == {"grid": 1}
+    assert s["excursions"] == 5 and s["excursion_s"] == 9
+    assert s["by_limit"] == {"W": {"count": 4, "seconds": 6, "worst_over": 1000},
+                             "A": {"count": 1, "seconds": 3, "worst_over": 1000}}
+    assert s["longest"]["dur_s"] == 3 and s["worst"]["peak_w"] == 6000
+    assert s["by_cause"]["grid/overload"] == {"count": 1, "seconds": 1, "worst_over_w": 200,
+                                              "worst_over_ma": 0}
+    assert s["invalid_periods"] == 1 and s["invalid_s"] == 3 and s["entries_lost"] == 0
     assert s["first"] == "2026-11-26 18:00:00Z"
     text = compliance_report.report(s)
-    assert "excursions above the limit in force: 3, 8 s" in text
-    assert "worst: 1100 W over" in text
+    assert "excursions above the limit in force: 5, 9 s" in text
+    assert "worst: 1000 W over" in text
+    assert "above the A per leg limit: 1, 3 s, worst 1.0 A over" in text
+    assert "invalid measurement: 1 periods, 3 s" in text
     rc = compliance_report.main([str(tmp_path / "c.log"), "--json", str(tmp_path / "s.json")])
-    assert rc == 0 and json.loads((tmp_path / "s.json").read_text())["excursions"] == 3
+    assert rc == 0 and json.loads((tmp_path / "s.json").read_text())["excursions"] == 5
     assert compliance_report.main([str(tmp_path / "missing.log")]) == 2
+
+
+def test_failed_flash_writes_are_reported(tmp_path):
+    # Log.failed was counted and never told: now the first failure of a run is published at
+    # once, and the file, once writable again, says how many entries it lost.
+    out = run_mpy(PRELUDE + r"""
+seen = []
+log = compliance.Log('gone/c.log', publish=seen.append)    # no such directory yet
+for i in range(3):
+    log.add({'k': 'limit', 't': i, 'limit_w': 1000 + i, 'source': 'grid'})
+check(log.failed == 3 and log.lost == 3, 'counted %d' % log.failed)
+check([json.loads(l)['k'] for l in seen] == ['write_failed', 'limit', 'limit', 'limit'], repr(seen))
+os.mkdir('gone')
+log.add({'k': 'limit', 't': 3, 'limit_w': 1003, 'source': 'grid'})
+lines = [json.loads(l) for l in log.read()]
+check(lines == [{'k': 'write_failed', 't': 3, 'lost': 3},
+                {'k': 'limit', 't': 3, 'limit_w': 1003, 'source': 'grid'}], repr(lines))
+check(log.lost == 0 and log.failed == 3, 'recovered')
+print('fails', len(fails))
+""", cwd=tmp_path).stdout
+    assert "fails 0" in out, out
+    s = compliance_report.summarise((tmp_path / "gone" / "c.log").read_text().splitlines())
+    assert s["entries_lost"] == 3
+    assert "flash writes failed: 3 entries lost" in compliance_report.report(s)

@@ -100,6 +100,9 @@ def plot(result, path):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True, sharey=True)
     w0, w1 = result["window_s"]
+    # The areas are minute averages, which hide the worst seconds: each minute's highest
+    # second is drawn over them, and the axis reaches the run's true peak.
+    top_kw = max(result[k]["peak_w"] for k in ("without", "with")) / 1000
     for ax, key, title in ((axes[0], "without", "subscription only"),
                            (axes[1], "with", "with a reservation (+%d W, granted at a fee)" %
                             result["extra_w"])):
@@ -116,21 +119,26 @@ def plot(result, path):
                         label="house")
         ax.fill_between(h, base, [b + e for b, e in zip(base, ev)], step="post",
                         color="#2a9d8f", lw=0, zorder=2, label="EV")
+        peak = [row[3] / 1000 for row in tr]
+        ax.step(h, peak, where="post", color="#1d3557", lw=0.6, zorder=3,
+                label="highest second")
         ax.step(h, lim, where="post", color="#d62828", lw=1.5, zorder=3, label="limit in force")
         ax.axhline(result["subscription_w"] / 1000, color="#264653", ls="--", lw=1, zorder=4,
                    label="subscription")
         if r["ev_done_s"] is not None:
             x = START_H + r["ev_done_s"] / 3600
             ax.axvline(x, color="k", lw=1)
-            ax.text(x + 0.1, 8.6, "EV done %s" % hhmm(r["ev_done_s"]), fontsize=9)
-        ax.set_title("%s: EV finished %s" % (title, hhmm(r["ev_done_s"])), fontsize=10)
+            ax.text(x + 0.1, top_kw * 0.8, "EV done %s" % hhmm(r["ev_done_s"]), fontsize=9)
+        ax.set_title("%s: EV finished %s; peak second %.1f kW" % (
+            title, hhmm(r["ev_done_s"]), r["peak_w"] / 1000), fontsize=10)
         ax.set_ylabel("kW")
-        ax.set_ylim(0, 10)
-        ax.legend(loc="upper right", fontsize=8, ncol=5)
+        ax.set_ylim(0, top_kw * 1.18)
+        ax.legend(loc="upper right", fontsize=8, ncol=6)
     ticks = list(range(START_H, START_H + HOURS + 1, 2))
     axes[1].set_xticks(ticks)
     axes[1].set_xticklabels(["%02d:00" % (t % 24) for t in ticks])
-    axes[1].set_xlabel("time of day (UTC); house: IDEAL house 65, 5 Feb 2018")
+    axes[1].set_xlabel("time of day (UTC); house: IDEAL house 65, 5 Feb 2018. Areas: minute "
+                       "averages; thin line: each minute's highest second")
     fig.suptitle("Capacity subscription with a reservation: the EV uses the reserved room "
                  "(panelcap firmware, unix port)", fontsize=11)
     fig.tight_layout()
@@ -150,9 +158,16 @@ def main(argv=None):
     for key in ("without", "with"):
         r = result[key]
         print("%-8s reservation: EV finished %-16s delivered %5d Wh, over the limit %4d s "
-              "(%d excursions logged, %d limit changes)" % (
+              "(%d excursions logged, %d limit changes), peak %d W" % (
                   key, hhmm(r["ev_done_s"]), r["ev_delivered_wh"], r["over_s"],
-                  r["excursions"], r["limit_changes"]))
+                  r["excursions"], r["limit_changes"], r["peak_w"]))
+        causes = {}
+        for line in r["log"]:
+            e = json.loads(line)
+            if e.get("k") == "excursion":
+                causes[e["cause"]] = causes.get(e["cause"], 0) + 1
+        print("         excursions by cause: %s" % ", ".join(
+            "%s %d" % kv for kv in sorted(causes.items())))
     print("answers: %s" % json.dumps(result["answers"]))
     summary = {k: {kk: v for kk, v in result[k].items() if kk not in ("trace", "log")}
                for k in ("without", "with")}

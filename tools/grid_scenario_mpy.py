@@ -5,7 +5,8 @@ Second by second: the house's base load (minute values), an EV behind the shed c
 (firmware/shed.py) whose limit comes from the grid signals (firmware/grid.py: subscription,
 a reservation if the options carry one, answered as the reference responder answered it),
 and the compliance monitor (firmware/compliance.py). Prints the metrics as one JSON line;
-writes one trace line per minute: "t_s base_w ev_w max_total_w limit_w".
+writes one trace line per minute: "t_s base_w ev_w max_total_w limit_w" (base and EV: the
+minute's averages; max_total_w: its highest second; limit_w: the one in force at its end).
 """
 import json
 import sys
@@ -27,12 +28,15 @@ def main():
     ev = shed.Load("ev", shed.KIND_MODULATED, 1, "L1L2", opts["ev_max_a"] * volts, volts=volts,
                    max_a=opts["ev_max_a"], min_a=6, response_s=5, resume_pause_s=300)
     limits = Limits(setpoint_w=opts["setpoint_w"], clock=clock)
+    # A known lower limit is planned with the EV's response plus one step ahead (the app
+    # sets the same from its loads); 0 turns that off, as before it existed.
+    limits.lead_ms = opts.get("lead_ms", 6000)
     ctl = shed.Controller([ev], limits, clock, settle_s=10)
     g = grid.Grid(limits, clock, opts["setpoint_w"], subscription_w=opts["subscription_w"],
                   path=None)
     g.set_wall(opts["start_unix"], clock.t)
     log = compliance.Log(opts["log"])
-    g.monitor = compliance.Monitor(log, g.stamp)
+    g.monitor = compliance.Monitor(log, g.stamp, limits)
     meas = shed.Measurement()
     delay = [0] * 5                         # the EV follows its setpoint 5 s later
     need_ws = opts["ev_need_wh"] * 3600
@@ -46,6 +50,7 @@ def main():
     acc_lim = 0
     n_s = len(base) * 60
     draw = 0
+    peak_w = 0
     for t in range(n_s):
         if res is not None and t == res["ask_at_s"]:
             # The REPL's grid.reserve(); then the responder's answers in turn (a fee
@@ -70,8 +75,11 @@ def main():
         if want and need_ws <= 0 and done_s is None:
             done_s = t
         total = b + draw
-        if ctl.limit_w is not None and total > ctl.limit_w:
+        limits.in_force()      # the limit in force (the controller's may be lower: planned)
+        if total > limits.limit_w:
             over_s += 1
+        if total > peak_w:
+            peak_w = total
         clock.advance(1000)
         g.update(clock.t)
         meas.valid = True
@@ -84,7 +92,8 @@ def main():
         acc_n += 1
         acc_ev += draw
         acc_base += b
-        acc_lim = ctl.limit_w or 0
+        limits.in_force()
+        acc_lim = limits.limit_w
         if total > acc_max:
             acc_max = total
         if acc_n == 60:
@@ -94,7 +103,7 @@ def main():
     trace.close()
     m = g.monitor
     print(json.dumps({"ev_done_s": done_s, "ev_delivered_wh": delivered_ws // 3600,
-                      "ev_unfinished_wh": need_ws // 3600, "over_s": over_s,
+                      "ev_unfinished_wh": need_ws // 3600, "over_s": over_s, "peak_w": peak_w,
                       "excursions": m.excursions, "excursion_s": m.excursion_s,
                       "limit_changes": m.changes, "answers": g.answers,
                       "reservations": [r[2:] for r in g.reservations]}))
