@@ -11,6 +11,9 @@ import time
 from conftest import MICROPYTHON, ROOT, mpy_env
 from mqtt_helpers import Broker, Client, JsonLinesProcess
 
+sys.path.insert(0, str(ROOT / "tools"))
+import grid_responder  # noqa: E402
+
 T0_UNIX = 1795716000          # 2026-11-26T18:00:00Z: the simulated board's wall clock at start
 
 # The firmware side, run under micropython. argv[1]: JSON options. One JSON line per
@@ -39,7 +42,7 @@ def real_ms():
     return time.time_ns() // 1000000
 
 opts = json.loads(sys.argv[1])
-vt = VirtualTime(speed=1)
+vt = VirtualTime(speed=opts.get('speed', 1))
 vt.install()
 clock = WrappingClock(vt.now_ms)
 params = dict(board.PANEL)
@@ -151,7 +154,8 @@ def _responder(tmp_path, port):
     table.write_text(json.dumps(TABLE))
     return subprocess.Popen([sys.executable, str(ROOT / "tools" / "grid_responder.py"),
                              "--broker", "127.0.0.1:%d" % port, "--table", str(table),
-                             "--seconds", "120"], stdout=subprocess.PIPE, text=True)
+                             "--seconds", "120", "--record", str(tmp_path / "grid.jsonl")],
+                            stdout=subprocess.DEVNULL)
 
 
 def test_schedule_emergency_reservations_and_compliance_over_mqtt(tmp_path):
@@ -243,6 +247,15 @@ def test_schedule_emergency_reservations_and_compliance_over_mqtt(tmp_path):
             st = sub.wait_json("site/state", lambda d: len(d["grid"]["reservations"]) == 2)
             assert [r["fee_cents"] for r in st["grid"]["reservations"]] == [0, 15]
             assert st["limit_w"] == 8000
+            # The reference grid recorded each step, and has the site's grants, acked.
+            seen = [json.loads(x) for x in (tmp_path / "grid.jsonl").read_text().splitlines()]
+            mine = [(h["by"], h["state"]) for h in seen if h["id"] == rid]
+            assert mine == [("site", "requested"), ("grid", "granted"),
+                            ("site", "granted")], seen
+            assert [h["state"] for h in seen if h["by"] == "grid"] == [
+                "granted", "fee", "granted", "denied"], seen
+            st = sub.wait_json("site/state", lambda d: d["grid"]["notices"] == 0)
+            assert st is not None and st["grid"]["notices_lost"] == 0
 
             # 4. The compliance log, replayed over MQTT and summarised on the host.
             out = subprocess.run([sys.executable, str(ROOT / "tools" / "compliance_report.py"),
@@ -268,6 +281,113 @@ def test_schedule_emergency_reservations_and_compliance_over_mqtt(tmp_path):
         print("firmware heap in use at the end (unix port, 64-bit, from source): %d bytes"
               % done["mem_alloc"])
         assert (tmp_path / "compliance.log").exists() and (tmp_path / "grid.json").exists()
+
+
+class FlawedGrid(grid_responder.Responder):
+    """The reference grid, with two ways a real grid goes wrong, by the request's extra_w:
+    1111 W is granted at a fee above what the site agreed (it refuses), 1234 W gets no
+    answer. The first ack of the first notice is dropped, so the site must send it again."""
+
+    dropped = 0
+
+    def decide(self, req, site=""):
+        if req.get("extra_w") == 1111:
+            return {"id": req["id"], "status": "granted", "fee_cents": 999}
+        if req.get("extra_w") == 1234:
+            return None
+        return super().decide(req, site)
+
+    def handle(self, topic, payload):
+        out = super().handle(topic, payload)
+        if topic.endswith("/grid/reservation") and not self.dropped:
+            self.dropped = 1
+            return []
+        return out
+
+
+def test_every_reservation_state_reaches_the_grid_and_is_acked(tmp_path):
+    """Over mosquitto: the reference grid's own code (tools/grid_responder.py, in this
+    process) sees and records each state change of the site's reservations, acks it, and
+    the site stops sending it; a full table refuses the 9th grant and says so."""
+    with Broker(tmp_path) as broker:
+        grid = FlawedGrid(TABLE)
+        client = grid_responder.connect(grid, "127.0.0.1", broker.port, "rsv", "test-grid")
+        sub = Client(broker.port, "watcher")
+        sub.subscribe("rsv/#")
+        # 4 simulated seconds per real one: the 60 s of an unanswered request take 15 s.
+        fw = Firmware(tmp_path, {"port": broker.port, "prefix": "rsv", "seconds": 240,
+                                 "subscription_w": 5000, "speed": 4})
+
+        def states(rid):
+            return [(h["by"], h["state"]) for h in grid.history if h["id"] == rid]
+
+        def until(pred, timeout=40):
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < timeout:
+                if pred():
+                    return True
+                time.sleep(0.05)
+            raise AssertionError("not seen: %s" % grid.history[-6:])
+
+        def reserve(body):
+            sub.publish("rsv/cmd/grid/reserve", json.dumps(body))
+            ev = sub.wait_json("rsv/event", lambda d: d["cmd"] == "grid/reserve")
+            assert ev["ok"], ev
+            return ev["request"]
+
+        try:
+            st = sub.wait_json("rsv/state", lambda d: d.get("grid") is not None and
+                               d["grid"]["wall_clock"], timeout=20)
+            assert st is not None, fw.lines[-10:]
+            short = reserve({"duration_s": 60, "extra_w": 1000})       # granted, then ended
+            until(lambda: ("site", "granted") in states(short))
+            over = reserve({"duration_s": 600, "extra_w": 1111})       # refused: the fee
+            silent = reserve({"duration_s": 600, "extra_w": 1234})     # no answer
+            kept = reserve({"duration_s": 600, "extra_w": 2000})       # granted, cancelled
+            until(lambda: ("site", "granted") in states(kept))
+            sub.publish("rsv/cmd/grid/cancel", json.dumps({"id": kept}))
+            until(lambda: ("site", "ended") in states(short) and
+                  ("site", "no answer") in states(silent), timeout=60)
+            assert states(short) == [("site", "requested"), ("grid", "granted"),
+                                     ("site", "granted"), ("site", "ended")]
+            assert states(over) == [("site", "requested"), ("grid", "granted"),
+                                    ("site", "refused")]
+            refused = [h for h in grid.history if h["id"] == over and h["by"] == "site"][-1]
+            assert refused["reason"] == "fee 999 above the 0 cents agreed", refused
+            assert states(silent) == [("site", "requested"), ("site", "no answer")]
+            assert states(kept) == [("site", "requested"), ("grid", "granted"),
+                                    ("site", "granted"), ("site", "cancelled")]
+            # Cancelled, refused, unanswered and ended: none of them still books room.
+            assert grid.granted == [], grid.granted
+            # The dropped ack (and the unanswered request) were sent again, and only recorded
+            # once; 60 s unanswered is 5 more sends of the request.
+            assert grid.repeats >= 6, grid.repeats
+            # A full table: 8 held, the 9th grant refused with its reason; none evicted.
+            held = []
+            for k in range(9):
+                rid = reserve({"duration_s": 900, "extra_w": 100 + k})
+                ans = sub.wait_json("rsv/event", lambda d: d["cmd"] == "grid/answer" and
+                                    d.get("id") == rid)
+                held.append(rid)
+                until(lambda: len([s for b, s in states(rid) if b == "site"]) == 2)
+            assert ans["status"] == "refused" and ans["reason"] == \
+                "table full: 8 reservations held", ans
+            assert [states(r)[-1] for r in held] == [("site", "granted")] * 8 + [
+                ("site", "refused")]
+            sub.take()       # states from before the table filled
+            st = sub.wait_json("rsv/state", lambda d: d["grid"]["notices"] == 0, timeout=20)
+            assert st is not None and st["grid"]["notices_lost"] == 0, st
+            assert st["grid"]["subscription_now_w"] == 5000 + sum(range(100, 108)), st
+            fw.kill()
+        finally:
+            if fw.proc.poll() is None:
+                fw.proc.kill()
+            client.close()
+            sub.close()
+        # Every change the site sent, in the reference grid's record, once each.
+        site_states = [h["state"] for h in grid.history if h["by"] == "site"]
+        print("grid saw %d state changes (%d sent again)" % (len(site_states), grid.repeats))
+        assert site_states.count("requested") == 13
 
 
 def test_reservation_from_the_repl(tmp_path):

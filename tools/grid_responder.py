@@ -4,9 +4,9 @@ from a feeder capacity and an hourly table of forecast feeder load and price.
     .venv/bin/python tools/grid_responder.py --broker 127.0.0.1:1883 [--table T.json]
         [--capacity-w W] [--seconds N] [--user U --password P]
 
-It subscribes to `<prefix>/grid/request` for every prefix of up to three levels (`--prefix`
-for one site) and answers each
-request on `<prefix>/cmd/grid/answer` (docs/grid.md):
+It subscribes to `<prefix>/grid/request` and `<prefix>/grid/reservation` for every prefix of
+up to three levels (`--prefix` for one site), answers each request on
+`<prefix>/cmd/grid/answer` (docs/grid.md):
 
 - denied: some hour of the window has less room than asked (capacity - forecast - already
   granted reservations);
@@ -14,6 +14,12 @@ request on `<prefix>/cmd/grid/answer` (docs/grid.md):
 - fee: room everywhere but at a price: the answer lists each hour's window, room and price
   (cents per kW per hour reserved) and the total fee; asking again with max_fee_cents at
   least that fee (the REPL's grid.accept) gets it granted.
+
+A request sent again with the same id gets the same answer (nothing booked twice). Each
+notice the site sends of a reservation's new state (granted, refused, cancelled, no answer,
+ended) is acknowledged on `<prefix>/cmd/grid/ack` {"n", "id"}; refused, cancelled, no answer
+and ended free the room the grant had booked. Every state change, from either side, is
+recorded (`history`; `--record FILE` appends them as JSON lines) and printed.
 
 The table (JSON): {"capacity_w": 24000, "hours": [[forecast_w, price], ... 24 rows, UTC]}.
 The MQTT client is tools/mqttclient.py: plain CPython sockets (MQTT 3.1.1, QoS 0).
@@ -60,7 +66,11 @@ class Responder:
                              % len(hours))
         self.capacity_w = int(table["capacity_w"])
         self.hours = [(int(f), int(p)) for f, p in hours]
-        self.granted = []          # (start, end, extra_w, site)
+        self.granted = []          # (start, end, extra_w, site, id)
+        self.answered = {}         # (site, id) -> the answer given: a request sent again gets it
+        self.history = []          # every state change seen, from either side, oldest first
+        self.repeats = 0           # requests and notices received again (the site's retries)
+        self.record_path = None
 
     def hours_of(self, start, end):
         """The window cut at hour boundaries: (start, end, forecast_w, price) per piece."""
@@ -104,8 +114,73 @@ class Responder:
                                                                 max(0, short[1]))}
         if fee > max_fee:
             return {"id": rid, "status": "fee", "fee_cents": fee, "offers": offers}
-        self.granted.append((start, end, extra, site))
+        self.granted.append((start, end, extra, site, rid))
         return {"id": rid, "status": "granted", "fee_cents": fee}
+
+    def record(self, site, rid, by, state, **more):
+        entry = dict(site=site, id=rid, by=by, state=state, **more)
+        self.history.append(entry)
+        if self.record_path:
+            with open(self.record_path, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+        print("%s %s %s: %s %s" % (site, rid, by, state, json.dumps(more) if more else ""),
+              flush=True)
+
+    def handle(self, topic, payload):
+        """One message from a site: returns the (topic, payload) pairs to publish."""
+        for kind in ("/grid/request", "/grid/reservation"):
+            if topic.endswith(kind):
+                site = topic[:-len(kind)]
+                break
+        else:
+            return []
+        try:
+            msg = json.loads(payload)
+            rid = msg["id"]
+        except (ValueError, KeyError, TypeError):
+            return []
+        if kind == "/grid/request":
+            if (site, rid) in self.answered:
+                self.repeats += 1      # the site asks again (our answer was lost): same answer
+                ans = self.answered[(site, rid)]
+            else:
+                self.record(site, rid, "site", "requested", request=msg)
+                # decide() may return None (a grid that does not answer: tests use that)
+                ans = self.answered[(site, rid)] = self.decide(msg, site)
+                if ans is not None:
+                    self.record(site, rid, "grid", ans["status"], **{
+                        k: v for k, v in ans.items() if k in ("fee_cents", "reason")})
+            return [] if ans is None else [(site + "/cmd/grid/answer", json.dumps(ans))]
+        state = msg.get("state")
+        seen = [h for h in self.history if h["site"] == site and h["id"] == rid and
+                h["by"] == "site" and h["state"] == state]
+        if seen:
+            self.repeats += 1          # sent again: our ack was lost or late
+        else:
+            self.record(site, rid, "site", state, n=msg.get("n"),
+                        **({"reason": msg["reason"]} if "reason" in msg else {}))
+            if state in ("refused", "cancelled", "no answer", "ended"):
+                # the site will not use it (or is done with it): the room is free again
+                self.granted = [g for g in self.granted if (g[3], g[4]) != (site, rid)]
+        return [(site + "/cmd/grid/ack", json.dumps({"n": msg.get("n"), "id": rid}))]
+
+
+def connect(responder, host, port, prefix="+", client_id="grid-responder", user=None,
+            password=None):
+    """An MQTT client that feeds responder every site's requests and notices, and publishes
+    what it answers (the tests run one in their own process this way)."""
+    box = {}
+
+    def on_message(topic, payload):
+        for t, p in responder.handle(topic, payload):
+            box["client"].publish(t, p)
+
+    box["client"] = client = Mqtt(host, port, client_id, user, password, on_message)
+    prefixes = ("+", "+/+", "+/+/+") if prefix == "+" else (prefix,)
+    for pre in prefixes:
+        for kind in ("/grid/request", "/grid/reservation"):
+            client.subscribe(pre + kind)
+    return client
 
 
 def broker_address(text):
@@ -120,6 +195,8 @@ def main(argv=None):
     ap.add_argument("--table", help="JSON file: capacity_w and 24 hourly [forecast_w, price]")
     ap.add_argument("--capacity-w", type=int, help="override the table's feeder capacity")
     ap.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
+    ap.add_argument("--record", help="append every reservation state change to this file "
+                    "(JSON lines)")
     ap.add_argument("--user")
     ap.add_argument("--password")
     args = ap.parse_args(argv)
@@ -130,28 +207,10 @@ def main(argv=None):
     if args.capacity_w:
         table = dict(table, capacity_w=args.capacity_w)
     responder = Responder(table)
+    responder.record_path = args.record
     host, port = broker_address(args.broker)
-    box = {}
-
-    def on_message(topic, payload):
-        if not topic.endswith("/grid/request"):
-            return
-        site = topic[:-len("/grid/request")]
-        try:
-            req = json.loads(payload)
-        except ValueError:
-            return
-        ans = responder.decide(req, site)
-        box["client"].publish(site + "/cmd/grid/answer", json.dumps(ans))
-        print("%s %s -> %s" % (site, json.dumps(req), json.dumps(ans)), flush=True)
-
-    box["client"] = client = Mqtt(host, port, "grid-responder", args.user, args.password,
-                                  on_message)
-    if args.prefix == "+":
-        for filt in ("+/grid/request", "+/+/grid/request", "+/+/+/grid/request"):
-            client.subscribe(filt)
-    else:
-        client.subscribe(args.prefix + "/grid/request")
+    client = connect(responder, host, port, args.prefix, "grid-responder", args.user,
+                     args.password)
     print("grid responder on %s:%d, feeder %d W" % (host, port, responder.capacity_w),
           flush=True)
     t0 = time.monotonic()
