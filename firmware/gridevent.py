@@ -14,15 +14,15 @@ EXPORT = "EXPORT_CAPACITY_LIMIT"
 _UNITS = {"KW": 1000, "W": 1, "A": 0}
 
 
-def allow(obj, keys):
-    """Refuses a field outside keys."""
+def allow(obj, keys, where=""):
+    """Refuses a field outside keys (where: what the message names first)."""
     for key in obj:
         if key not in keys:
-            raise ValueError("unknown field %s" % str(key)[:24])
+            raise ValueError("%sunknown field %s" % (where, str(key)[:24]))
 
 
 def _num(v, what):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:   # v != v: NaN
         raise ValueError("%s must be a number, got %r" % (what, v))
     return v
 
@@ -55,16 +55,20 @@ def intervals(obj, m, off):
     if not isinstance(descs, list):
         raise ValueError("payloadDescriptors must be a list")
     for d in descs:
-        if not isinstance(d, dict) or d.get("payloadType") not in units or \
+        # str first: a list where a name belongs must be refused, not raise TypeError in "in"
+        if not isinstance(d, dict) or not isinstance(d.get("payloadType"), str) or \
+                d["payloadType"] not in units or not isinstance(d.get("units", "KW"), str) or \
                 d.get("units", "KW") not in _UNITS:
             raise ValueError("payloadDescriptors: payloadType must be %s or %s with units "
                              "KW, W or A" % (IMPORT, EXPORT))
+        allow(d, ("objectType", "payloadType", "units"), "payloadDescriptors: ")
         units[d["payloadType"]] = _UNITS[d.get("units", "KW")]
     if units[EXPORT] == 0:
         raise ValueError("an export limit is given in KW or W")
     period = obj.get("intervalPeriod", {})
     if not isinstance(period, dict):
         raise ValueError("intervalPeriod must be an object")
+    allow(period, ("start", "duration"), "intervalPeriod: ")
     start = _when(period, "start", m, off)
     dur = parse_duration(period["duration"]) if "duration" in period else None
     out = []
@@ -73,9 +77,11 @@ def intervals(obj, m, off):
         iv = ivs[i]
         if not isinstance(iv, dict):
             raise ValueError("interval %d must be an object" % i)
+        allow(iv, ("id", "intervalPeriod", "payloads"), "interval %d: " % i)
         ip = iv.get("intervalPeriod", {})
         if not isinstance(ip, dict):
             raise ValueError("interval %d: intervalPeriod must be an object" % i)
+        allow(ip, ("start", "duration"), "interval %d: intervalPeriod: " % i)
         s = _when(ip, "start", prev_end, off) if "start" in ip else prev_end
         d = parse_duration(ip["duration"]) if "duration" in ip else dur
         if d is None:
@@ -95,13 +101,20 @@ def intervals(obj, m, off):
         for p in pls:
             typ = p.get("type") if isinstance(p, dict) else None
             vals = p.get("values") if typ else None
-            if typ not in units or not isinstance(vals, list) or len(vals) != 1:
+            if not isinstance(typ, str) or typ not in units or not isinstance(vals, list) or \
+                    len(vals) != 1:
                 raise ValueError("interval %d: a payload is {\"type\": %s or %s, \"values\": "
                                  "[one number]}" % (i, IMPORT, EXPORT))
+            allow(p, ("type", "values"), "interval %d: payload: " % i)
             v = _num(vals[0], "interval %d value" % i)
             scale = units[typ]
             if v < 0 or (scale and v * scale > 500000) or (not scale and v > 2000):
                 raise ValueError("interval %d: %s %r is out of range" % (i, typ, v))
+            if not scale and 0 < v < 1:
+                # Amps apply in whole amps rounded down (never above the grid's limit): under
+                # 1 A that would be 0 A, "shed everything", which the grid did not ask for.
+                raise ValueError("interval %d: %r A per leg: an amp limit is 0 or 1..2000 A "
+                                 "(fractions round down)" % (i, v))
             if typ == EXPORT:
                 exp_w = int(v * scale + 0.5)
             elif scale:

@@ -24,14 +24,16 @@ def parse_time(v):
         gs = v - _EPOCH_DAYS * 86400
     elif isinstance(v, str) and (len(v) == 20 and v[19] == "Z" or
                                  len(v) == 25 and v[19:] == "+00:00"):
-        if v[4] != "-" or v[7] != "-" or v[10] != "T" or v[13] != ":" or v[16] != ":":
-            raise ValueError("time must look like 2026-11-26T18:00:00Z, got %r" % v)
-        try:
-            y, mo, d = int(v[0:4]), int(v[5:7]), int(v[8:10])
-            h, mi, s = int(v[11:13]), int(v[14:16]), int(v[17:19])
-        except ValueError:
-            raise ValueError("time must look like 2026-11-26T18:00:00Z, got %r" % v)
-        if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 60):
+        for i in range(19):
+            # digits where digits belong (int() alone would take " 1" or "+1")
+            c = "dddd-dd-ddTdd:dd:dd"[i]
+            if (v[i] != c) if c != "d" else not "0" <= v[i] <= "9":
+                raise ValueError("time must look like 2026-11-26T18:00:00Z, got %r" % v)
+        y, mo, d = int(v[0:4]), int(v[5:7]), int(v[8:10])
+        h, mi, s = int(v[11:13]), int(v[14:16]), int(v[17:19])
+        # the day must exist in its month: 2026-02-30 is refused, not read as 2 March
+        if not (1 <= mo <= 12 and 1 <= d and h < 24 and mi < 60 and s < 60) or \
+                _days(y, mo, d) >= _days(y + mo // 12, mo % 12 + 1, 1):
             raise ValueError("time out of range: %r" % v)
         gs = (_days(y, mo, d) - _EPOCH_DAYS) * 86400 + h * 3600 + mi * 60 + s
     else:
@@ -75,18 +77,20 @@ def parse_duration(v):
     elif isinstance(v, str) and len(v) > 1 and v[0] == "P":
         n = 0
         num = ""
-        in_time = False
+        last = -1         # "DTHMS".find of the last designator: each at most once, in order
         for ch in v[1:]:
             if "0" <= ch <= "9":
                 num += ch
-            elif ch == "T" and not num and not in_time:
-                in_time = True
-            elif num and (ch == "D" and not in_time or in_time and ch in "HMS"):
-                n += int(num) * {"D": 86400, "H": 3600, "M": 60, "S": 1}[ch]
-                num = ""
-            else:
+                continue
+            k = "DTHMS".find(ch)
+            # T takes no number and comes before H, M, S; D, H, M, S each follow a number
+            if k <= last or (k == 1) == bool(num) or k > 1 and last < 1:
                 raise ValueError("duration must be like PT30M or PT1H or seconds, got %r" % v)
-        if num:
+            if k != 1:
+                n += int(num) * (86400, 0, 3600, 60, 1)[k]
+                num = ""
+            last = k
+        if num or last == 1:
             raise ValueError("duration must be like PT30M or PT1H or seconds, got %r" % v)
     else:
         raise ValueError("duration must be an int of seconds or like PT30M, got %r" % (v,))

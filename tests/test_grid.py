@@ -58,14 +58,23 @@ for s in (0, 59, 86399, 86400 * 59 + 3, 86400 * 365 * 4 + 7, (1 << 30) - 1):
 check(grid.format_time(grid.parse_time('2028-02-29T23:59:59Z')) == '2028-02-29T23:59:59Z', 'leap')
 check(grid.parse_duration('PT1H30M') == 5400 and grid.parse_duration('P1DT1S') == 86401, 'dur')
 check(grid.parse_duration('PT15M') == 900 and grid.parse_duration(60) == 60, 'dur2')
+check(grid.parse_time('2026-12-31T23:59:59Z') + 1 == grid.parse_time('2027-01-01T00:00:00Z'), 'year end')
+check(grid.parse_time('2028-02-29T00:00:00Z') + 86400 == grid.parse_time('2028-03-01T00:00:00Z'), 'leap day')
 for bad in ('2026-13-01T00:00:00Z', '2026-11-26 18:00:00Z', '2026-11-26T18:00:00', 'x',
-            '2023-12-31T23:59:59Z', 1.5, True, None):
+            '2023-12-31T23:59:59Z', 1.5, True, None,
+            # days that do not exist in their month, not read as the next month's
+            '2026-02-30T00:00:00Z', '2026-02-29T12:00:00Z', '2026-04-31T00:00:00Z',
+            '2026-11-00T00:00:00Z', '2026-00-10T00:00:00Z',
+            # a sign or a space where a digit belongs (int() alone takes them)
+            '2026-11-26T+1:00:00Z', '2026-11-26T 1:00:00Z', '2026-+1-26T01:00:00Z',
+            ['2026-11-26T18:00:00Z'], {'t': 1}):
     try:
         grid.parse_time(bad)
         check(False, 'accepted time %r' % (bad,))
     except ValueError as e:
         check('time' in str(e), str(e))
-for bad in ('PT', 'P1H', 'PT1X', '1H', 0, -5, 'PT-1M', 604801, True):
+for bad in ('PT', 'P1H', 'PT1X', '1H', 0, -5, 'PT-1M', 604801, True,
+            'P1DT', 'PT1H1H', 'PT1M1H', 'PDT1H', 'P1T1H', 'PT1HT1M', ['PT1H'], 'PT1.5H'):
     try:
         grid.parse_duration(bad)
         check(False, 'accepted duration %r' % (bad,))
@@ -148,6 +157,34 @@ st = g.state(clock.t)
 check(st['import_limit_a'] == 40 and st['export_limit_w'] == 1500 and st['import_limit_w'] is None,
       'amps and export %r' % st)
 check(limits.effective_a(clock.t) == 40 and limits.effective_w(clock.t) == 9600, 'amps apply')
+""")
+
+
+def test_export_only_interval_keeps_the_import_fallback_and_amps_round_down():
+    mpy(r"""
+clock = FakeClock()
+limits = Limits(setpoint_w=9600, clock=clock)
+g = grid.Grid(limits, clock, 9600, fallback_w=6500, path=None)
+g.set_wall(T0_UNIX, clock.t)
+obj = event(0, 'PT1M', [7.2, 5.0])
+obj['intervals'][1]['payloads'] = [{'type': 'EXPORT_CAPACITY_LIMIT', 'values': [3.0]}]
+obj['payloadDescriptors'].append({'payloadType': 'EXPORT_CAPACITY_LIMIT', 'units': 'KW'})
+g.schedule(obj, clock.t)
+def at(s):
+    while g.mono_s(clock.t) < s:
+        clock.advance(1000)
+        g.update(clock.t)
+    return limits.effective_w(clock.t)
+check(at(1) == 7200, 'interval 0: 7200 W')
+check(at(60) == 6500, 'export only: the import fallback holds, %r' % limits.effective_w(clock.t))
+st = g.state(clock.t)
+check(st['import_limit_w'] == 6500 and st['export_limit_w'] == 3000, 'state %r' % st)
+# Amps per leg apply in whole amps rounded down: never above the grid's limit.
+obj = event(None, 'PT1M', [7.9, 0, 1], unit='A')
+g.schedule(obj, clock.t)
+check(g.intervals[0][3] == 7 and g.intervals[1][3] == 0 and g.intervals[2][3] == 1,
+      'amps %r' % g.intervals)
+check(limits.effective_a(clock.t) == 7, 'applied 7 A: %r' % limits.effective_a(clock.t))
 """)
 
 
@@ -248,6 +285,44 @@ REFUSALS = [
      "payload longer than 900 bytes"),
     ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
       "intervals": [{"payloads": []}]}, "payloads must be a non-empty list"),
+    # Issue 19: each of these once passed, or raised TypeError instead of an event.
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "intervals": [{"payloads": [{"type": ["IMPORT_CAPACITY_LIMIT"], "values": [5]}]}]},
+     "a payload is"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "payloadDescriptors": [{"payloadType": ["IMPORT_CAPACITY_LIMIT"]}],
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]}]},
+     "payloadDescriptors: payloadType must be"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "payloadDescriptors": [{"payloadType": "IMPORT_CAPACITY_LIMIT", "units": {"A": 1}}],
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]}]},
+     "payloadDescriptors: payloadType must be"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}],
+                     "limit_w": 12000}]},
+     "interval 0: unknown field limit_w"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "intervals": [{"intervalPeriod": {"duration": "PT10M", "randomizeStart": "PT5M"},
+                     "payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]}]},
+     "interval 0: intervalPeriod: unknown field randomizeStart"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5],
+                                   "units": "W"}]}]},
+     "interval 0: payload: unknown field units"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M", "x": 1},
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]}]},
+     "intervalPeriod: unknown field x"),
+    ({"intervalPeriod": {"start": "2026-11-30T18:10:00Z", "duration": "PT30M"},
+      "intervals": [{"intervalPeriod": {"start": "2026-11-31T00:00:00Z"},
+                     "payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]}]},
+     "time out of range"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT30M"},
+      "payloadDescriptors": [{"payloadType": "IMPORT_CAPACITY_LIMIT", "units": "A"}],
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [0.5]}]}]},
+     "an amp limit is 0 or 1..2000 A"),
+    ({"intervalPeriod": {"start": "2026-11-26T18:10:00Z", "duration": "PT1H1H"},
+      "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]}]},
+     "duration must be like"),
 ]
 
 
