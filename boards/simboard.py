@@ -18,6 +18,7 @@ PANEL = {
     "noise_counts": 1.5,          # ADC noise, RMS counts
     "bias_counts": 2048,          # mid-rail bias
     "bias_drift_counts": 6,       # slow wander of the bias
+    "ct_faults": (),              # [start_s, dur_s, "CT1"]: a CT reads the rail (invalid data)
     # Resistive element behind contactor K1 (output 0), in a 190 L tank with a thermostat.
     # draws: (hour of day, litres of hot water); they repeat every day.
     "water_heater": {"output": 0, "ct": "CT3", "watts": 4500, "legs": "L1L2",

@@ -88,6 +88,7 @@ class Limits:
     so the compliance log can name such an overshoot unannounced."""
 
     lead_ms = 0     # the app sets it: the slowest load's response_s plus one control period
+    _near = 0       # queued sources within lead_ms of their start, as _expire last counted
     cuts = 0        # limits lowered without notice (set() below the source's last value)
 
     def __init__(self, setpoint_w=None, setpoint_a=None, volts=120, band_pct=5, rating_a=None,
@@ -158,6 +159,7 @@ class Limits:
     def _expire(self, now_ms):
         clock = self.clock
         nxt = None
+        near = 0             # queued sources within lead_ms of their start: planned with
         for name in list(self._sources):
             src = self._sources.get(name)
             if src is None or clock is None:
@@ -169,6 +171,8 @@ class Limits:
                     if ahead > self.lead_ms:
                         # the controller looks again when it starts to plan with it
                         ahead -= self.lead_ms
+                    else:
+                        near += 1
                     if nxt is None or ahead < clock.ticks_diff(nxt, now_ms):
                         nxt = clock.ticks_add(now_ms, ahead)
                     continue
@@ -189,6 +193,11 @@ class Limits:
             elif nxt is None or clock.ticks_diff(until, nxt) < 0:
                 nxt = until
         self.next_expiry_ms = nxt
+        if near != self._near:
+            # One more planned with (or one fewer): whoever looked first (the controller, the
+            # compliance monitor, telemetry), a cache kept by version sees it.
+            self._near = near
+            self.version += 1
 
     def effective(self, now_ms=None):
         """(total W, per-leg mA) to plan with now: in force, or queued to start within

@@ -152,3 +152,110 @@ print('fails', len(fails))
     s = compliance_report.summarise((tmp_path / "gone" / "c.log").read_text().splitlines())
     assert s["entries_lost"] == 3
     assert "flash writes failed: 3 entries lost" in compliance_report.report(s)
+
+
+# --- the report against the simulated truth (issue 19, item 5) ------------------------------
+# The firmware on the simulated panel (tools/panelsim/run.py, fast virtual time, a real
+# mosquitto), with a 5 kW subscription, an EV charging from the start, a schedule of amps per
+# leg (25 A, then 14 A), two CT faults (invalid measurement) and the house's busiest evening
+# hours. The CSV the simulator writes (one row per simulated second:
+# the measurement, the legs, the limit in force in W and A, valid) is the truth; the compliance
+# log the board wrote, summarised by tools/compliance_report.py, must say the same: limit
+# changes in W and in A, excursions above each (count and seconds), invalid periods.
+
+def _evening_profile(path):
+    """default_day.csv from 17:00, stamped from 00:00: the run starts at its busiest."""
+    lines = (ROOT / "tools" / "data" / "profiles" / "default_day.csv").read_text().splitlines()
+    rows = lines[1:]
+    rows = rows[17 * 60:] + rows[:17 * 60]
+    out = [lines[0]]
+    for i, row in enumerate(rows):
+        out.append("2018-02-05 %02d:%02d:00,%s" % (i // 60, i % 60, row.split(",")[1]))
+    path.write_text("\n".join(out) + "\n")
+
+
+def _runs(flags):
+    """Lengths of the runs of True."""
+    out, n = [], 0
+    for f in list(flags) + [False]:
+        if f:
+            n += 1
+        elif n:
+            out.append(n)
+            n = 0
+    return out
+
+
+def test_report_agrees_with_the_simulated_truth(tmp_path):
+    import csv
+    import subprocess
+    from mqtt_helpers import Broker, Client
+    import run_sim
+    profile = tmp_path / "evening.csv"
+    _evening_profile(profile)
+    schedule = {"payloadDescriptors": [{"payloadType": "IMPORT_CAPACITY_LIMIT", "units": "A"}],
+                "intervalPeriod": {"duration": "PT30M"},
+                "intervals": [{"id": i, "payloads": [{"type": "IMPORT_CAPACITY_LIMIT",
+                                                      "values": [a]}]}
+                              for i, a in enumerate((25, 14))]}
+    with Broker(tmp_path) as broker:
+        sub = Client(broker.port, "grid")
+        sub.subscribe("panelcap/state")
+        args = ["--hours", "1.5", "--mqtt", "127.0.0.1:%d" % broker.port, "--speed", "0",
+                "--profile", str(profile), "--cfg", "grid_subscription_w=5000",
+                "--panel", "ev.arrive_h=0",
+                "--panel", 'ct_faults=[[1500, 20, "L1"], [3900, 7, "L2"]]']
+        cmd, env = run_sim.firmware_command(args, log=lambda m: None)
+        with open(tmp_path / "sim.csv", "w") as out:
+            proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=out,
+                                    stderr=subprocess.PIPE, text=True)
+            try:
+                assert sub.wait_for(lambda m: m[0] == "panelcap/state", timeout=60)
+                sub.publish("panelcap/cmd/grid/limits", json.dumps(schedule))
+                _, err = proc.communicate(timeout=600)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+        states = [json.loads(m[1]) for m in sub.take() if m[0] == "panelcap/state"]
+        sub.close()
+    assert proc.returncode == 0, err[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "sim.csv")))
+    # The truth from the grid's first sample on (before it, the installer's setpoint alone).
+    first = next(i for i, r in enumerate(rows) if r["limit_w"] == "5000")
+    rows = rows[first:]
+    big = 1 << 40
+    valid = [r["valid"] == "1" for r in rows]
+    lim_w = [int(r["limit_w"]) or big for r in rows]
+    lim_ma = [round(float(r["limit_a"]) * 1000) or big for r in rows]
+    leg_ma = [max(round(float(r["l1_a"]) * 1000), round(float(r["l2_a"]) * 1000)) for r in rows]
+    over_w = [v and int(r["measured_w"]) > lw for v, r, lw in zip(valid, rows, lim_w)]
+    over_a = [v and ma > lm for v, ma, lm in zip(valid, leg_ma, lim_ma)]
+    over = [a or b for a, b in zip(over_w, over_a)]
+    changes = [(lim_w[0], lim_ma[0])]
+    for w, a in zip(lim_w, lim_ma):
+        if (w, a) != changes[-1]:
+            changes.append((w, a))
+    truth = {"limit_changes": len(changes),
+             "amp_limit_changes": len([c for c in changes if c[1] < big]),
+             "excursions": len(_runs(over)), "excursion_s": sum(over),
+             "W": (len(_runs(over_w)), sum(over_w)), "A": (len(_runs(over_a)), sum(over_a)),
+             "invalid_periods": len(_runs([not v for v in valid])),
+             "invalid_s": sum(not v for v in valid)}
+    s = compliance_report.summarise((tmp_path / "compliance.log").read_text().splitlines())
+    print(compliance_report.report(s))
+    got = {"limit_changes": s["limit_changes"], "amp_limit_changes": s["amp_limit_changes"],
+           "excursions": s["excursions"], "excursion_s": s["excursion_s"],
+           "W": (s["by_limit"]["W"]["count"], s["by_limit"]["W"]["seconds"]),
+           "A": (s["by_limit"]["A"]["count"], s["by_limit"]["A"]["seconds"]),
+           "invalid_periods": s["invalid_periods"], "invalid_s": s["invalid_s"]}
+    print("truth", truth)
+    assert got == truth
+    # Every kind happened: it is a comparison, not two zeros.
+    assert truth["W"][0] >= 1 and truth["A"][0] >= 2 and truth["invalid_periods"] == 2
+    assert truth["amp_limit_changes"] == 2 and s["bad_lines"] == 0
+    # The simulated wall clock ran with simulated time: the board's unix_s never went back,
+    # and the log's stamps span the run's simulated time.
+    unix = [st["grid"]["unix_s"] for st in states if st.get("grid")]
+    assert unix and all(b >= a for a, b in zip(unix, unix[1:])), unix
+    stamps = [json.loads(line)["t"] for line in (tmp_path / "compliance.log").read_text().splitlines()]
+    assert stamps == sorted(stamps) and stamps[-1] - stamps[0] > 3600, stamps

@@ -128,12 +128,15 @@ def run(kind, lead_ms):
             worst = max(worst, total - limits.limit_w)
         clock.advance(1000)
         g.update(clock.t)
+        # The compliance sample first, as the app's grid task may run before the control
+        # task in a period: what it reads of the limits must not hide the lead's start
+        # from the controller.
+        g.watch(clock.t, True, total, ctl.limit_w, ctl.state == 'overload')
         meas.valid = True
         meas.t_ms = clock.t
         meas.total_w = total
         ev.measured_w = draw
         ctl.update(meas)
-        g.watch(clock.t, True, total, ctl.limit_w, ctl.state == 'overload')
         delay[t % 5] = ev.setpoint_a * 240
     limits.in_force()
     exc = [json.loads(l) for l in log.read() if '"excursion"' in l]

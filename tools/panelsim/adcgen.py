@@ -160,6 +160,17 @@ class AdcGen:
         # Three uniform bytes summed and doubled: RMS 2 * 128 = 256 units per count of noise.
         self.noise_scale = int(noise * (1 << _OUT_SHIFT) / 256 + 0.5)
         self.table = sine_table()
+        # CT faults: [start_s, dur_s, channel name], each reading the low rail (an open
+        # burden: the firmware's meter sees no bias) from start_s for dur_s seconds of the
+        # run, so the measurement is invalid then (the compliance log's "invalid" periods).
+        names = [ch["name"] for ch in board.CHANNELS]
+        self.faults = []
+        for f in params.get("ct_faults", ()):
+            if not (isinstance(f, (list, tuple)) and len(f) == 3 and f[2] in names
+                    and f[0] >= 0 and f[1] > 0):
+                raise ValueError("ct_faults: each must be [start_s, dur_s, channel of %s], "
+                                 "got %r" % (names, f))
+            self.faults.append((int(f[0]), int(f[0] + f[1]), names.index(f[2])))
         self.params = array("I", (0 for _ in range(_HDR + _PER_CH * self.nch)))
         self.params[0] = self.nch
         self.params[2] = self.slot_us * self.hz * (1 << _PHASE_BITS) // 1000000
@@ -313,3 +324,7 @@ class AdcGen:
         self.setup(t0_us, t0_s)
         self.params[1] = rounds
         _fill_viper(buf, self.table, self.params, n)
+        for start, end, c in self.faults:
+            if start <= t0_s + t0_us // 1000000 < end:
+                for i in range(c, n, self.nch):
+                    buf[i] = 0

@@ -19,6 +19,7 @@ The firmware (firmware/app.py) runs unchanged; only the board and machine are si
 
 import gc
 import sys
+import time
 
 # First: mounts the board's frozen umqtt before anything can import it from elsewhere.
 from panelsim import frozen  # noqa: F401
@@ -30,11 +31,15 @@ from panelsim.vtime import ESP32_CPU_FACTOR, VirtualTime
 from panelsim.panel import Panel
 from panelsim.adcgen import AdcGen
 from panelsim import profile as profile_mod
+from limits import NO_LIMIT
 
 DEFAULT_PROFILE = "tools/data/profiles/default_day.csv"
 BOOT_MS = 60_000      # the worst scheduler hold is reported apart for the first minute
 COLUMNS = ("t_s", "base_w", "water_heater_w", "ev_w", "panel_w", "measured_w", "limit_w",
-           "ev_setpoint_a", "water_heater_on", "valid", "l1_a", "l2_a", "ev_energy_wh")
+           "ev_setpoint_a", "water_heater_on", "valid", "l1_a", "l2_a", "ev_energy_wh",
+           "limit_a")
+# limit_w, limit_a: the limit in force (0: none), W and A per leg; the controller plans
+# lower ahead of a known step (limits.Limits.effective), and that is not the limit.
 
 
 def parse_args(argv):
@@ -175,12 +180,15 @@ class Recorder:
                 elif b.load.name == "water_heater":
                     wh = b
             s = app.sampler
-            out.write("%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.1f,%.1f,%d\n" % (
+            lim = app.limits
+            lim.in_force()
+            out.write("%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.3f,%.3f,%d,%.1f\n" % (
                 now // 1000, panel.base_w, panel.wh_w, panel.ev_w, panel.total_w,
-                s.total_w, app.controller.limit_w or 0,
+                s.total_w, lim.limit_w if lim.limit_w < NO_LIMIT else 0,
                 ev.actuator.amps if ev else 0, 1 if wh and wh.actuator.is_on else 0,
                 1 if s.valid else 0, s.leg_ma[0] / 1000, s.leg_ma[1] / 1000,
-                panel.ev_energy_j // 3600))
+                panel.ev_energy_j // 3600,
+                lim.limit_ma / 1000 if lim.limit_ma < NO_LIMIT else 0))
             if self.progress and now >= next_hour:
                 gc.collect()      # hourly: the heap in use after collection must not grow
                 sys.stderr.write("sim: hour %d/%d, heap in use %d B, free %d B\n" % (
@@ -229,6 +237,7 @@ def _main(argv):
         sys.exit(2)
     vt = VirtualTime(speed=opts["speed"])
     vt.install()
+    sim_wall = wall_clock(vt, int(time.time()))
     if opts["cpu_factor"] > 0:
         vt.charge_cpu(opts["cpu_factor"])
     clock = WrappingClock(vt.now_ms)
@@ -279,6 +288,10 @@ def _main(argv):
             out.write(",".join(COLUMNS) + "\n")
             header = False
         app.net_clock = RealClock()   # socket deadlines are about real sockets
+        # The wall clock runs with simulated time from the host's time at the start: read
+        # from the host's clock, it fell back ~3,500 s at every hourly re-read of a run
+        # faster than real time, and log stamps repeated. Across a reboot it runs on.
+        app.wall = sim_wall
         app_ref[0] = app
         recorder = Recorder(vt, panel, app_ref, end_ms, out, not opts["quiet"], reboot_at_ms)
         try:
@@ -305,6 +318,12 @@ def _main(argv):
                          "us a read)\n" % (
                              vt.worst_hold_ms, recorder.boot_hold_ms or 0,
                              vt.hold_percentile(999), opts["cpu_factor"], opts["adc_read_us"]))
+
+
+def wall_clock(vt, start_unix):
+    """The simulated board's wall clock (app.wall): unix seconds that advance with
+    simulated time from start_unix, whatever the pace of the run."""
+    return lambda: start_unix + vt.elapsed_ms() // 1000
 
 
 class _Reboot(Exception):
