@@ -18,7 +18,10 @@ def allow(obj, keys, where=""):
     """Refuses a field outside keys (where: what the message names first)."""
     for key in obj:
         if key not in keys:
-            raise ValueError("%sunknown field %s" % (where, str(key)[:24]))
+            k = key[:24]
+            if k != repr(k)[1:-1]:     # a newline or such in the name: shown escaped
+                k = repr(k)
+            raise ValueError("%sunknown field %s" % (where, k))
 
 
 def _num(v, what):

@@ -1,0 +1,214 @@
+"""Generated grid messages (issue 19 item 3): none may crash, stall or, refused, change anything.
+
+hypothesis (pinned in requirements.txt) draws messages in CPython: schedules, reservations,
+answers, acks, cancels, emergencies and times, built from valid pieces mixed with the wrong
+ones (a list where a name belongs, unknown fields, days that do not exist, sub-amp limits,
+NaN, huge numbers, broken JSON); one micropython process (tests/grid_fuzz_driver.py, the
+32-bit port) applies each case to a fresh Grid through commands.handle and reports what
+broke. Seeded and derandomized, database=None: the same cases every run. A driver that
+does not answer a case within 60 s has stalled.
+
+PANELCAP_GRID_CASES=N for a longer search (default 1,000).
+"""
+import json
+import math
+import os
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import MICROPYPATH, MICROPYTHON, ROOT  # noqa: E402
+
+DRIVER = Path(__file__).resolve().parent / "grid_fuzz_driver.py"
+CASES = int(os.environ.get("PANELCAP_GRID_CASES", "1000"))
+SEED = 19
+
+# --- the generator --------------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(1 << 40), 1 << 40) |
+    st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=6)
+
+
+def mixed(*good):
+    """One of the listed values (right and wrong ones) mostly, else anything."""
+    pick = st.sampled_from(good)
+    return st.one_of(pick, pick, pick, JSON)
+
+
+TIMES = mixed("2026-11-26T18:05:00Z", "2026-11-26T18:00:00+00:00", "2026-11-27T00:00:00Z",
+              "2026-02-30T00:00:00Z", "2026-11-31T10:00:00Z", "2026-11-26T+1:00:00Z",
+              "2026-11-26T17:00:00Z", "2026-12-26T18:00:00Z", 1795716300, 1795716000 - 3600,
+              "2026-11-26 18:05:00Z", "2026-11-26T24:00:00Z")
+DURATIONS = mixed("PT5M", "PT1H", "PT30S", "P1D", "P8D", "PT", "PT1H1H", "P1DT", "PT-1M",
+                  60, 0, -1, 604801, 1.5, "PT1.5H")
+TYPES = mixed("IMPORT_CAPACITY_LIMIT", "EXPORT_CAPACITY_LIMIT", ["IMPORT_CAPACITY_LIMIT"],
+              "PRICE")
+UNITS = mixed("KW", "W", "A", ["A"], "MW")
+VALUES = st.one_of(st.sampled_from([5, 7.2, 0, 0.5, 0.999, 1, 40, 2000, 2001, -1, 500, 501,
+                                    True, "5", None, math.nan, math.inf, 1e300, 10 ** 20]),
+                   st.floats(-10, 3000), JSON)
+EXTRA = st.dictionaries(st.sampled_from(["x", "limit_w", "randomizeStart", "units", "id",
+                                         "targets", "priority"]), JSON, max_size=1)
+
+
+def maybe(d, key, strat):
+    return st.one_of(st.just(d), strat.map(lambda v: dict(d, **{key: v})))
+
+
+@st.composite
+def payload_obj(draw):
+    p = {"type": draw(TYPES), "values": draw(st.one_of(VALUES.map(lambda v: [v]),
+                                                       st.lists(VALUES, max_size=2), JSON))}
+    if draw(st.booleans()) and draw(st.integers(0, 4)) == 0:
+        p.update(draw(EXTRA))
+    return p
+
+
+@st.composite
+def interval(draw):
+    iv = {"payloads": draw(st.lists(payload_obj(), max_size=3))}
+    if draw(st.integers(0, 3)) == 0:
+        ip = {}
+        if draw(st.booleans()):
+            ip["start"] = draw(TIMES)
+        if draw(st.booleans()):
+            ip["duration"] = draw(DURATIONS)
+        if draw(st.integers(0, 4)) == 0:
+            ip.update(draw(EXTRA))
+        iv["intervalPeriod"] = draw(st.one_of(st.just(ip), JSON)) \
+            if draw(st.integers(0, 5)) == 0 else ip
+    if draw(st.integers(0, 5)) == 0:
+        iv.update(draw(EXTRA))
+    return iv
+
+
+@st.composite
+def schedule(draw):
+    ev = {"intervals": draw(st.one_of(st.lists(interval(), max_size=5), JSON)
+                            if draw(st.integers(0, 8)) == 0 else st.lists(interval(), max_size=5))}
+    period = {}
+    if draw(st.integers(0, 2)):
+        period["start"] = draw(TIMES)
+    if draw(st.integers(0, 3)):
+        period["duration"] = draw(DURATIONS)
+    ev["intervalPeriod"] = period
+    if draw(st.booleans()):
+        ev["payloadDescriptors"] = draw(st.lists(
+            st.fixed_dictionaries({"payloadType": TYPES, "units": UNITS}), max_size=2))
+    if draw(st.integers(0, 3)) == 0:
+        ev.update(draw(EXTRA))
+    if draw(st.booleans()):
+        ev["eventName"] = draw(mixed("doe-1", "x" * 50))
+    return ev
+
+
+IDS = mixed("r0000", "r0001", "r0002", "r0003", "r9999")
+OTHERS = {
+    "reserve": st.fixed_dictionaries({}, optional={
+        "start": TIMES, "duration_s": DURATIONS, "extra_w": mixed(1, 1000, 4600, 4601, 0),
+        "max_fee_cents": mixed(0, 30, 1000001), "accept": IDS, "id": mixed("ev-1", 7)}),
+    "answer": st.fixed_dictionaries({"id": IDS, "status": mixed("granted", "fee", "denied",
+                                                                "refused"),
+                                     "fee_cents": mixed(0, 29, 30, 31, -1)},
+                                    optional={"offers": JSON, "reason": JSON}),
+    "ack": st.fixed_dictionaries({}, optional={"n": mixed(1, 2, 3, 0), "id": IDS}),
+    "cancel": st.fixed_dictionaries({}, optional={"id": IDS}),
+    "emergency": st.fixed_dictionaries({}, optional={"share_pct": mixed(0, 50, 100, 101, None),
+                                                     "duration_s": mixed(1, 60, 86401)}),
+    "time": st.fixed_dictionaries({}, optional={"unix_s": mixed(1795716000, 1704067199, 5)}),
+    "log": st.fixed_dictionaries({}, optional={"id": JSON}),
+}
+
+
+@st.composite
+def message(draw):
+    sub = draw(st.sampled_from(["limits"] * 3 + ["answer", "reserve"] + sorted(OTHERS) +
+                               ["nosuch"]))
+    obj = draw(schedule() if sub == "limits" else OTHERS.get(sub, JSON))
+    if draw(st.integers(0, 6)) == 0:
+        obj = draw(JSON)                     # anything at all, in place of the object
+    text = json.dumps(obj)                   # NaN and Infinity as Python writes them
+    cut = draw(st.integers(0, 12))
+    if cut == 0:
+        text = text[:draw(st.integers(0, len(text)))]       # broken JSON
+    elif cut == 1:
+        text = draw(st.text(max_size=40))
+    ms = draw(st.sampled_from([0, 0, 0, 1000, 10000, 61000]))
+    return [sub, text, ms]
+
+
+CASE = st.fixed_dictionaries({"msgs": st.lists(message(), min_size=1, max_size=4)})
+
+
+# --- the driver ------------------------------------------------------------------------------
+
+class Driver:
+    def __init__(self):
+        env = dict(os.environ, MICROPYPATH=MICROPYPATH)
+        self.proc = subprocess.Popen([MICROPYTHON, "-X", "heapsize=512k", str(DRIVER)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+    def replay(self, case):
+        self.proc.stdin.write(json.dumps(case) + "\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            raise AssertionError("grid_fuzz_driver.py died or stalled on %s: %s"
+                                 % (json.dumps(case)[:2000], self.proc.stderr.read()[-2000:]))
+        return json.loads(line)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def search(driver, max_examples):
+    """Runs max_examples generated cases; returns (cases, messages, accepted, refused)."""
+    tally = [0, 0, 0, 0]
+
+    @seed(SEED)
+    @settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck), print_blob=False,
+              phases=[Phase.explicit, Phase.generate, Phase.shrink])
+    @given(CASE)
+    def prop(case):
+        out = driver.replay(case)
+        tally[0] += 1
+        tally[1] += len(case["msgs"])
+        tally[2] += out["ok"]
+        tally[3] += out["refused"]
+        assert not out["bad"], "%s\nreplay: %s" % (out["bad"], json.dumps(case))
+
+    prop()
+    return tally
+
+
+def test_generated_grid_messages_never_crash_stall_or_change_state_when_refused(capsys):
+    driver = Driver()
+    try:
+        cases, msgs, ok, refused = search(driver, CASES)
+    finally:
+        driver.close()
+    with capsys.disabled():
+        print("\ngrid fuzz: %d cases, %d messages (%d accepted, %d refused), derandomized "
+              "(hypothesis seed %d)" % (cases, msgs, ok, refused, SEED))
+    assert cases >= CASES
+    # The generator reaches both sides: refusals, and messages taken.
+    assert ok >= cases // 20 and refused >= cases // 2, (ok, refused)
