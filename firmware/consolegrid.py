@@ -41,9 +41,10 @@ class GridConsole:
                   g._show(g.mono_s(now)) if st["wall_clock"] else "unknown", st["import_limit_w"],
                   st["import_limit_a"], st["limit_from"], st["intervals"],
                   st["next_change_s"], st["export_limit_w"]))
-        print("subscription %s W, now %s W; emergency %s W for %d s; %d awaiting an answer" % (
-            st["subscription_w"], st["subscription_now_w"], st["emergency_w"],
-            st["emergency_s"], st["pending"]))
+        print("subscription %s W, now %s W; emergency %s W for %d s; %d awaiting an answer; "
+              "%d notices awaiting the grid's ack (%d given up)" % (
+                  st["subscription_w"], st["subscription_now_w"], st["emergency_w"],
+                  st["emergency_s"], st["pending"], st["notices"], st["notices_lost"]))
         for r in g.reservations:
             print("  reservation %s: %s .. %s +%d W, fee %d cents" % (
                 r[4], g._show(r[0]), g._show(r[1]), r[2], r[3]))
@@ -107,7 +108,8 @@ class GridConsole:
                      asyncio.create_task(app.reporter.run()),
                      asyncio.create_task(app.grid_task.run())]
             t0 = app.clock.ticks_ms()
-            while rid in g.pending and \
+            # the answer, then the grid's ack of what the site made of it (grid.notices)
+            while (rid in g.pending or g.notices) and \
                     app.clock.ticks_diff(app.clock.ticks_ms(), t0) < wait_s * 1000:
                 await asyncio.sleep_ms(100)
             await asyncio.sleep_ms(300)     # the event goes out too

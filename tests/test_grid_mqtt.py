@@ -411,6 +411,11 @@ def test_reservation_from_the_repl(tmp_path):
         assert "'status': 'granted'" in out.stdout, out.stdout
         assert "reservation r" in out.stdout and "+1500 W" in out.stdout
         assert "subscription 5000 W, now 6500 W" in out.stdout
+        # The grid heard that the site took the grant, and acked it before the REPL let go.
+        seen = [json.loads(x) for x in (tmp_path / "grid.jsonl").read_text().splitlines()]
+        assert [(h["by"], h["state"]) for h in seen] == [
+            ("site", "requested"), ("grid", "granted"), ("site", "granted")], seen
+        assert "0 notices awaiting the grid's ack" in out.stdout, out.stdout
 
 
 def test_repl_mistakes_print_one_line(tmp_path):
