@@ -160,8 +160,20 @@ class Limits:
         clock = self.clock
         nxt = None
         near = 0             # queued sources within lead_ms of their start: planned with
-        for name in list(self._sources):
-            src = self._sources.get(name)
+        srcs = self._sources
+        names = srcs
+        if clock is not None:
+            for name in srcs:
+                src = srcs[name]
+                if (src[3] is not None and clock.ticks_diff(now_ms, src[3]) >= 0) or \
+                        (src[2] is not None and clock.ticks_diff(now_ms, src[2]) >= 0):
+                    # Something starts or ends: walk a copy of the names, the table changes.
+                    # Otherwise nothing is allocated (the compliance monitor reads the limit
+                    # in force every control period).
+                    names = list(srcs)
+                    break
+        for name in names:
+            src = srcs.get(name)
             if src is None or clock is None:
                 continue     # gone: a queued "x>" took x's place and ended with it
             start = src[3]
