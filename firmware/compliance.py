@@ -105,6 +105,7 @@ class Monitor:
         "/overload" the controller had nothing left to shed (the house alone was over);
         "/response" none of those: the house stepped up while controlled loads ran near the
         limit, they were turned down at once and it lasted their response time (an EV's 5 s).
+        (Built without limits, a Monitor cannot tell a known drop from a cut: "/step".)
     {"k": "invalid", "t", "dur_s"}: a period of invalid measurement (nothing can be judged)."""
 
     def __init__(self, log, when, limits=None, legs=None):
