@@ -235,6 +235,12 @@ def _check_load(spec, where):
     return errors
 
 
+def _say(key):
+    """A key as a log line shows it: a plain name as it is, anything else by its repr (a
+    key read from a file may hold a newline, which would make one refusal two lines)."""
+    return key if isinstance(key, str) and key and _is_name(key) else repr(key)
+
+
 def _is_name(text):
     for c in text:
         if not (c.isalpha() or c.isdigit() or c == "_"):
@@ -269,26 +275,27 @@ def validate(cfg, board=None):
         cts = {}
     for name, ct in cts.items():
         if not isinstance(ct, dict):
-            errors.append("ct.%s must be a table of CT settings, got %r" % (name, ct))
+            errors.append("ct.%s must be a table of CT settings, got %r" % (_say(name), ct))
             continue
         for row in CT:
             if row[0] not in ct:
-                errors.append("ct.%s: %s is missing" % (name, row[0]))
+                errors.append("ct.%s: %s is missing" % (_say(name), row[0]))
                 continue
             try:
                 check(row, ct[row[0]])
             except ValueError as e:
-                errors.append("ct.%s: %s" % (name, e))
+                errors.append("ct.%s: %s" % (_say(name), e))
         for key in ct:
             if _row(CT, key) is None:
-                errors.append("ct.%s: unknown CT setting %r" % (name, key))
+                errors.append("ct.%s: unknown CT setting %r" % (_say(name), key))
     loads = cfg.get("loads")
     if not isinstance(loads, (list, tuple)):
         return errors + ["loads must be a list of loads, got %r" % (loads,)]
     names, outputs = [], []
     for i, spec in enumerate(loads):
         where = "loads[%d]" % i
-        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str) and \
+                _is_name(spec["name"]):
             where = "loads.%s" % spec["name"]
         errs = _check_load(spec, where)
         errors += errs
@@ -324,7 +331,7 @@ def validate(cfg, board=None):
                     ch["name"], board.NAME))
         for name in cts:
             if name not in [ch["name"] for ch in board.CHANNELS if ch["kind"] == "ct"]:
-                errors.append("ct.%s: board %s has no such CT channel" % (name, board.NAME))
+                errors.append("ct.%s: board %s has no such CT channel" % (_say(name), board.NAME))
     return errors
 
 
@@ -377,6 +384,9 @@ class Loaded:
         self.migrated_from = migrated_from
 
 
+NOT_TEXT = "config file is corrupt (not UTF-8 text)"
+
+
 def parse(text, board=None):
     """A Loaded from the text of a config file."""
     base = defaults(board)
@@ -404,7 +414,7 @@ def parse(text, board=None):
             continue
         row = _row(TOP, key)
         if row is None:
-            rejected.append("%s: unknown setting, ignored" % key)
+            rejected.append("%s: unknown setting, ignored" % _say(key))
             continue
         try:
             cfg[key] = check(row, data[key])
@@ -454,22 +464,23 @@ def _parse_cts(cts, cfg, rejected):
         target = cfg["ct"].get(name)
         if target is None:
             if cfg["ct"]:
-                rejected.append("ct.%s: no such CT channel, ignored" % name)
+                rejected.append("ct.%s: no such CT channel, ignored" % _say(name))
                 continue
             target = cfg["ct"][name] = {"rating_a": 100, "leg": "L1", "gain": 1.0,
                                         "phase_deg": 0.0}
         if not isinstance(ct, dict):
-            rejected.append("ct.%s must be a table of CT settings; using the defaults" % name)
+            rejected.append("ct.%s must be a table of CT settings; using the defaults"
+                            % _say(name))
             continue
         for key in ct:
             row = _row(CT, key)
             if row is None:
-                rejected.append("ct.%s.%s: unknown CT setting, ignored" % (name, key))
+                rejected.append("ct.%s.%s: unknown CT setting, ignored" % (_say(name), _say(key)))
                 continue
             try:
                 target[key] = check(row, ct[key])
             except ValueError as e:
-                rejected.append("ct.%s: %s; using %r" % (name, e, target.get(key)))
+                rejected.append("ct.%s: %s; using %r" % (_say(name), e, target.get(key)))
 
 
 def load(path=FILE, board=None, log=print):
@@ -481,6 +492,8 @@ def load(path=FILE, board=None, log=print):
     except OSError:
         result = Loaded(defaults(board), [], "no configuration saved yet: set it at the REPL "
                         "(cfg.set ... cfg.save())")
+    except UnicodeError:
+        result = Loaded(defaults(board), [], NOT_TEXT)
     else:
         result = parse(text, board)
     if result.migrated_from is not None:

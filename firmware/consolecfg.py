@@ -264,6 +264,9 @@ class Cfg:
         """Takes a config file copied to the board (make config-push): validates it, refuses
         protected changes (those need cfg.set and cfg.confirm at the REPL), then saves."""
         self.sync()
+        if not isinstance(path, str):
+            raise Mistake("path must be the name of the copied file, like 'new.json', got %r; "
+                          "nothing changed" % (path,))
         loaded = _read(path, self._app.board)
         if loaded.safe_reason:
             raise Mistake("push of %s refused: %s; %s and the running configuration are "
@@ -286,6 +289,8 @@ def _read(path, board):
     except OSError as e:
         raise Mistake("%s: %s; nothing changed" % (
             path, "no such file" if e.args[0] == 2 else "cannot read it (%s)" % e))
+    except UnicodeError:
+        return config.Loaded(config.defaults(board), [], config.NOT_TEXT)
     loaded = config.parse(text, board)
     for line in loaded.rejected:
         print("%s: rejected %s" % (path, line))

@@ -55,15 +55,23 @@ def _num(text):
 
 
 def _time(text):
+    """Epoch seconds from a time cell; ValueError for anything else (NaN and infinities too,
+    and epoch seconds outside the years 1..9999 that ISO times can name)."""
     s = text.strip()
     try:
-        return float(s)
+        v = float(s)
     except ValueError:
-        pass
-    dt = datetime.datetime.fromisoformat(s)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=datetime.timezone.utc)
-    return dt.timestamp()
+        dt = datetime.datetime.fromisoformat(s)
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=datetime.timezone.utc)
+        return dt.timestamp()
+    if not -_MAX_EPOCH_S <= v <= _MAX_EPOCH_S:      # also False for NaN
+        raise ValueError
+    return v
+
+
+_MAX_EPOCH_S = 253402300800.0        # 10000-01-01: beyond it a "time" is not one
+MAX_SPAN_DAYS = 800                 # the replay steps every second: a longer file is a mistake
 
 
 def read_table(path, time_col, columns):
@@ -134,6 +142,13 @@ def read_csv(path, time_col, total_col, load_cols):
         lineno = table[-1][0] if table else 1
         raise InputError(f"{path}:{lineno}: need at least two data rows, got {len(table)}")
     t0 = table[0][1]
+    lineno, last = table[-1][0], table[-1][1]
+    if round(last - t0) < 1:
+        raise InputError(f"{path}:{lineno}: the rows span less than a second; the replay "
+                         f"steps once a second")
+    if last - t0 > MAX_SPAN_DAYS * 86400:
+        raise InputError(f"{path}:{lineno}: the rows span {(last - t0) / 86400:.0f} days; "
+                         f"the replay takes at most {MAX_SPAN_DAYS}")
     rows = [(ts - t0, vals[0], [max(0.0, v or 0.0) for v in vals[1:]])
             for _, ts, _, vals in table]
     return rows, t0
