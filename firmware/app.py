@@ -10,12 +10,13 @@ from clock import wall_unix
 from version import VERSION
 
 WEAR_FILE = "wear.json"
+DEMAND_FILE = "demand.json"      # the demand window's energy and the month's peak
 _GC_EVERY_BYTES = 8192     # see App.run
 
 
 class App:
     def __init__(self, board, machine, clock, cfg=None, log=print, safe_reason=None,
-                 wear_path=None, drop_config=False):
+                 wear_path=None, drop_config=False, demand_path=None):
         """cfg: a complete config (config.load) or a few overrides of the defaults
         (simulator). safe_reason set: the controller never runs, outputs stay safe.
         drop_config: the config module is dropped once read (the board's boot)."""
@@ -27,6 +28,7 @@ class App:
         self.monitor = None        # built by tasks(), like the wear counter: after the config
                                    # module is gone, so neither adds to the peak at build
         self.wear_path = wear_path
+        self.demand_path = demand_path
         self.wear = None
         self.supervisor = None
         self.grid = None             # grid.Grid, built on first use (get_grid)
@@ -48,6 +50,13 @@ class App:
             import grid
             grid.attach(self)
         return self.grid
+
+    def wall_now(self):
+        """Unix seconds: the RTC's, else the grid's SNTP-set clock; None when neither knows."""
+        t = self.wall()
+        if t is None and self.grid is not None:
+            t = self.grid.unix_s(self.clock.ticks_ms())
+        return t
 
     def grid_entry(self):
         import supervisor as supervisor_mod
@@ -96,6 +105,9 @@ class App:
             self.wear = wear.Wear(self.contactors, self.clock, self.wear_path, log=self.log)
         if self.wear.path:
             entries.append(supervisor_mod.Supervised("wear", lambda: self.wear, 0,
+                                                     critical=False))
+        if self.demand is not None and self.demand.path:
+            entries.append(supervisor_mod.Supervised("demand", lambda: self.demand, 0,
                                                      critical=False))
         if cfg["mqtt_host"]:
             # Optional reporting and remote commands: non-critical tasks, never gate the watchdog.
@@ -148,7 +160,7 @@ class App:
 last = None
 
 
-def build(board, machine, clock, cfg=None, log=print, wear_path=None):
+def build(board, machine, clock, cfg=None, log=print, wear_path=None, demand_path=None):
     """Loads the config (cfg None: config.json on flash; else overrides of the defaults)
     and builds the App; then drops the config module, needed only to build (19 KB of code on
     the 32-bit port)."""
@@ -160,12 +172,13 @@ def build(board, machine, clock, cfg=None, log=print, wear_path=None):
         loaded = config = None
         gc.collect()         # the parse left garbage; the sampler wants one large block
     app = App(board, machine, clock, cfg, log=log, safe_reason=safe_reason, wear_path=wear_path,
-              drop_config=True)
+              drop_config=True, demand_path=demand_path)
     gc.collect()
     return app
 
 
-def run(board=None, machine=None, clock=None, cfg=None, wear_path=WEAR_FILE):
+def run(board=None, machine=None, clock=None, cfg=None, wear_path=WEAR_FILE,
+        demand_path=DEMAND_FILE):
     """Entry point (main.py calls this on the board)."""
     if board is None:
         import board
@@ -176,7 +189,7 @@ def run(board=None, machine=None, clock=None, cfg=None, wear_path=WEAR_FILE):
         clock = Clock()
     app = None
     try:
-        app = build(board, machine, clock, cfg, wear_path=wear_path)
+        app = build(board, machine, clock, cfg, wear_path=wear_path, demand_path=demand_path)
         global last
         last = app           # the console (imported after the run, to spare RAM) finds it
         asyncio.run(app.run())

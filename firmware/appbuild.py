@@ -65,6 +65,12 @@ def build(app, machine, cfg, drop_config):
     # slowest load has followed its command by then, so the step lands with no excursion.
     app.limits.lead_ms = max([b.load.response_ms for b in app.bindings] or [0]) + \
         cfg["control_period_ms"]
+    app.demand = None
+    if cfg["demand_window_min"]:
+        import demand
+        app.demand = app.control.demand = demand.DemandWindow(
+            app.limits, clock, app.wall_now, cfg["demand_window_min"], cfg["demand_budget_w"],
+            cfg["demand_follow_peak"] == "on", app.demand_path, app.log)
     sys.modules.pop("shedsetup", None)    # builds shed's objects: needed only to build
 
 

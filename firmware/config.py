@@ -70,6 +70,13 @@ TOP = (
      "the grid must send its schedule again within this; else the fallback applies; 0: no check"),
     ("ntp_host", "str", 0, 64, "", "pool.ntp.org",
      "SNTP server for the wall clock grid schedules need (an IP address avoids a DNS wait)"),
+    # Demand-window budget (demand.py; docs/shed.md). Window 0: demand.py is not imported.
+    ("demand_window_min", "int", 0, 60, "min", 0,
+     "capacity-tariff window, clock-aligned: 15 or 60; 0: off"),
+    ("demand_budget_w", "int", 0, 200000, "W", 0,
+     "each window's average import is held at or under this (it only ever tightens)"),
+    ("demand_follow_peak", "enum", ("off", "on"), None, "", "off",
+     "on: plan to this month's highest window when above the budget (billed anyway)"),
 )
 
 # Per current transformer, keyed by the board's channel name ("ct.L1.gain").
@@ -269,6 +276,12 @@ def validate(cfg, board=None):
                       "%d V), got %d" % (limits.SETPOINT_PCT, max_setpoint_w(cfg),
                                          cfg["panel_rating_a"], legs(cfg), cfg["volts"],
                                          cfg["limit_w"]))
+    if cfg["demand_window_min"] not in (0, 15, 60):
+        errors.append("demand_window_min must be 0 (off), 15 or 60 min, got %d"
+                      % cfg["demand_window_min"])
+    elif cfg["demand_window_min"] and cfg["demand_budget_w"] < 100:
+        errors.append("demand_budget_w must be at least 100 W with a demand window, got %d"
+                      % cfg["demand_budget_w"])
     cts = cfg.get("ct")
     if not isinstance(cts, dict):
         errors.append("ct must be a table of CT settings, got %r" % (cts,))

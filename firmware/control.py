@@ -28,6 +28,7 @@ class ControlLoop:
         self.period_ms = period_ms
         self.steps = 0
         self.heartbeat_ms = None
+        self.demand = None     # demand.DemandWindow: stepped before the controller, if set
 
     def step(self):
         sampler = self._sampler
@@ -43,6 +44,8 @@ class ControlLoop:
                 b.load.measured_w = -1
         if self.monitor is not None:
             self.monitor.check(sampler)   # before the update: it must see a stuck load
+        if self.demand is not None and fresh:
+            self.demand.step(sampler.total_w)     # its limit is in force at this update
         self.controller.update(sampler)
         for b in self.bindings:
             b.actuator.apply(b.load)

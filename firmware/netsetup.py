@@ -80,7 +80,10 @@ def setup_tasks(app, net_clock=None, network=None, log=None):
                                              60000, critical=False))
     entries.append(supervisor_mod.Supervised("report", supervisor_mod.task(reporter),
                                              cfg["telemetry_period_ms"] + 60000, critical=False))
-    if cfg.get("grid_subscription_w") or cfg.get("grid_fallback_w"):
-        app.get_grid()           # grid signals configured: grid.py and its task from the start
+    if cfg.get("grid_subscription_w") or cfg.get("grid_fallback_w") or \
+            (cfg.get("demand_window_min") and app.wall() is None):
+        # Grid signals configured, or a demand window with no RTC time: grid.py and its task
+        # from the start (the task keeps the wall clock by SNTP).
+        app.get_grid()
         entries.append(app.grid_entry())
     return entries

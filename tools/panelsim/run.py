@@ -237,7 +237,8 @@ def _main(argv):
         sys.exit(2)
     vt = VirtualTime(speed=opts["speed"])
     vt.install()
-    sim_wall = wall_clock(vt, int(time.time()))
+    wall_start = int(time.time())
+    sim_wall = wall_clock(vt, wall_start)
     if opts["cpu_factor"] > 0:
         vt.charge_cpu(opts["cpu_factor"])
     clock = WrappingClock(vt.now_ms)
@@ -271,6 +272,9 @@ def _main(argv):
     cause = sim_machine.PWRON_RESET
     reboot_at_ms = opts["reboot_at_s"] * 1000
     log = (lambda msg: None) if opts["quiet"] else (lambda msg: sys.stderr.write(msg + "\n"))
+    # Where simulated time sits on the wall clock: clock-aligned windows (grid schedules,
+    # the demand window) start at wall times, not at t_s multiples.
+    log("sim: wall clock at t_s 0: unix %d" % wall_start)
     app = None
     while True:
         sim_machine.attach(panel, vt, board, gen, reset_cause=cause,
