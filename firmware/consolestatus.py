@@ -51,6 +51,12 @@ def status():
     s = consoleapp.measure(1)
     print("panel %d W, L1 %.1f A, L2 %.1f A, measurement %s" % (
         s.total_w, s.leg_ma[0] / 1000, s.leg_ma[1] / 1000, "valid" if s.valid else "INVALID"))
+    d = getattr(app, "demand", None)
+    if d is not None:
+        print("demand window %d min, budget %d W: %s" % (d.window_s // 60, d.budget_now_w(),
+              "%d Wh so far, %d W allowed now, this month's peak %d W" % (
+                  d.window_energy_wh(), d.allowed_w, d.month_peak_w)
+              if d.status == "ok" else d.status + ": the plain limit applies"))
     ops = app.wear.totals() if app.wear is not None else {}
     for name, contactor in app.contactors:
         ops.setdefault(name, contactor.ops)

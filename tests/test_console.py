@@ -323,3 +323,22 @@ s.banner()
     assert banners[0].endswith("setpoint 19200 W (panel 100 A)"), banners
     assert banners[1].endswith("setpoint 19200 W (panel 100 A; defaults, not configured: "
                                "not for the label)"), banners
+
+
+def test_status_shows_the_demand_window(tmp_path):
+    out = run(tmp_path, """
+a.cfg['demand_window_min'] = 15
+import demand
+a.demand = demand.DemandWindow(a.limits, a.clock, lambda: None, 15, 4000)
+status()
+t = [1775001600 + 60]
+a.demand.wall = lambda: t[0]
+for w in (3000, 3000):
+    a.demand.step(w)
+    t[0] += 1
+status()
+""")
+    lines = [l for l in out if l.startswith("demand window")]
+    assert lines[0] == "demand window 15 min, budget 4000 W: no time: the plain limit applies", out
+    assert lines[1].startswith("demand window 15 min, budget 4000 W: 0 Wh so far, ") and \
+        "W allowed now, this month's peak 0 W" in lines[1], out
