@@ -442,7 +442,6 @@ class Grid:
         body = json.dumps([ivs, res, self.event_name])
         if body == self._saved:
             return   # the same schedule sent again: no flash write (its "heard" stays older)
-        self._saved = body
         data = {"v": 1, "name": self.event_name,
                 "heard": None if self._heard is None else self._heard + off,
                 "iv": ivs, "res": res}
@@ -450,7 +449,8 @@ class Grid:
         try:
             atomicfile.write(self.path, lambda f: json.dump(data, f))
         except OSError:
-            pass     # a full or read-only flash: the schedule still applies until a reboot
+            return   # a full or read-only flash: the schedule still applies until a reboot
+        self._saved = body   # only once written: the same schedule again retries a failed write
 
     def _restore(self, data, m):
         off = self._off

@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import MICROPYTHON, ROOT, mpy_env
+from conftest import MICROPYTHON, ROOT, mpy_env, run_mpy
 
 DRIVER = ROOT / "tests" / "powercut_driver.py"
 SEED = 17
@@ -151,3 +151,32 @@ def test_the_cut_finds_a_save_written_in_place(subject, tmp_path):
     (tmp_path / "atomicfile.py").write_text(PLANTED_IN_PLACE)
     cuts = drive(subject, 20, plant_dir=tmp_path)
     assert [c for c in cuts if c["seen"].startswith("BROKEN")], "the planted write went unnoticed"
+
+
+def test_a_grid_save_that_failed_is_written_by_the_next(tmp_path):
+    # gridlimits.Grid.save skips a schedule it has already written. It noted the schedule as
+    # written before the write, so after a failed one (flash full) the same schedule sent
+    # again was never written, and a reboot lost it.
+    out = run_mpy("""
+import os
+import atomicfile, gridlimits
+from limits import Limits
+from fakeclock import FakeClock
+os.chdir('%s')
+clock = FakeClock()
+g = gridlimits.Grid(Limits(setpoint_w=19200), clock, 19200, path='grid.json')
+g.set_wall(1795716000, clock.t)
+g.intervals = [[10, 3600, 5000, None, None]]
+g.event_name = 'e'
+g._heard = 0
+write = atomicfile.write
+def full(path, data):
+    raise OSError(28)
+atomicfile.write = full
+g.save()
+print('after the failed write', 'grid.json' in os.listdir())
+atomicfile.write = write
+g.save()                      # the same schedule, sent again
+print('after the next', 'grid.json' in os.listdir())
+""" % tmp_path).stdout.splitlines()
+    assert out == ["after the failed write False", "after the next True"], out
