@@ -101,7 +101,8 @@ async def session():
         if c.limit_w != last:
             last = c.limit_w
             print(json.dumps({'limit': last, 'real_ms': real_ms(), 'steps': app.control.steps,
-                              'source': app.limits.strictest()}))
+                              'source': app.limits.strictest(),
+                              'lead_ms': app.limits.lead_ms}))
         if vt.elapsed_ms() >= t_next:
             t_next += 1000
             t += 1
@@ -163,7 +164,7 @@ def test_schedule_emergency_reservations_and_compliance_over_mqtt(tmp_path):
         responder = _responder(tmp_path, broker.port)
         sub = Client(broker.port, "watcher")
         sub.subscribe("site/#")
-        fw = Firmware(tmp_path, {"port": broker.port, "prefix": "site", "seconds": 50,
+        fw = Firmware(tmp_path, {"port": broker.port, "prefix": "site", "seconds": 80,
                                  "subscription_w": 6000})
         try:
             state = sub.wait_json("site/state", lambda d: d.get("grid") is not None and
@@ -174,13 +175,14 @@ def test_schedule_emergency_reservations_and_compliance_over_mqtt(tmp_path):
             assert state["limit_w"] == 6000 and state["limit_source"] == "subscription"
             assert g["limit_from"] == "fallback" and g["import_limit_w"] is None
 
-            # 1. A schedule with absolute starts, on the board's wall clock (2 s ahead).
+            # 1. A schedule with absolute starts, on the board's wall clock, far enough ahead
+            # that the controller's lead on a known lower step (Limits.lead_ms) fits before it.
             now_s = g["unix_s"]
-            start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s + 3))
+            start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s + 10))
             sched = {"programID": "doe", "eventName": "t1",
                      "payloadDescriptors": [{"payloadType": "IMPORT_CAPACITY_LIMIT",
                                              "units": "KW"}],
-                     "intervalPeriod": {"start": start, "duration": "PT3S"},
+                     "intervalPeriod": {"start": start, "duration": "PT8S"},
                      "intervals": [
                          {"id": 0, "payloads": [{"type": "IMPORT_CAPACITY_LIMIT",
                                                  "values": [5.0]}]},
@@ -199,10 +201,16 @@ def test_schedule_emergency_reservations_and_compliance_over_mqtt(tmp_path):
             l5 = fw.wait(lambda d: d.get("limit") == 5000)
             l4 = fw.wait(lambda d: d.get("limit") == 4000)
             back = fw.wait(lambda d: d.get("limit") == 6000 and d["real_ms"] > l4["real_ms"])
-            # Each interval lasts 3 s (the simulated clock runs at real speed).
-            assert 2500 <= l4["real_ms"] - l5["real_ms"] <= 3500, (l5, l4)
-            assert 2500 <= back["real_ms"] - l4["real_ms"] <= 3500, (l4, back)
-            assert l5["source"] == "grid" and back["source"] == "subscription"
+            # Each interval lasts 8 s (the simulated clock runs at real speed), longer than the
+            # lead: the controller takes each lower one lead_ms early, the rise back on its
+            # boundary.
+            lead = l5["lead_ms"]
+            assert 0 < lead <= 7000, l5
+            assert 7500 <= l4["real_ms"] - l5["real_ms"] <= 8500, (l5, l4)
+            assert 7500 + lead <= back["real_ms"] - l4["real_ms"] <= 8500 + lead, (l4, back)
+            # (l5's source is read when the controller takes 5000 lead_ms early: strictest()
+            # still names the subscription in force then; by l4 the grid's 5000 is in force)
+            assert l4["source"] == "grid" and back["source"] == "subscription"
             st = sub.wait_json("site/state", lambda d: d["grid"]["export_limit_w"] == 2000)
             assert st is not None and st["limit_w"] == 4000
 
