@@ -212,3 +212,45 @@ def test_layer_loads_bad_input_is_one_line_exit_2(tmp_path):
         f"layer_loads.py: error: {p}:3: bad number '12x' in column 'Aggregate'")
     proc = layer(p, tmp_path / "out.csv", "--total", "House")
     assert proc.returncode == 2 and ":1: no column 'House' (--total)" in proc.stderr
+
+
+def test_demand_window_budget_holds_every_window_a_controllable_load_could_have(tmp_path):
+    """--window-min/--budget-kw: panelcap runs the firmware's demand.py on three days of REFIT
+    house 20 with the EV and water heater layered on; its whole quarter-hours stay in a 4 kW
+    budget, which the baselines break, and the JSON carries the window figures."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import layer_loads
+    layered = tmp_path / "layered.csv.gz"
+    layer_loads.layer(str(ROOT / "tools" / "data" / "households" /
+                          "refit_house20_2014-12_1min.csv.gz"), str(layered))
+    with gzip.open(layered, "rt") as f:
+        lines = f.readlines()[:1 + 3 * 1440]
+    three = tmp_path / "three.csv"
+    three.write_text("".join(lines))
+    out = tmp_path / "w.json"
+    proc = sim(three, "--total", "Aggregate", "--ev", "EV", "--water-heater", "WaterHeater",
+               "--limit-a", 30, "--volts", 240, "--window-min", 15, "--budget-kw", 4,
+               "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads(out.read_text())
+    pc, raw = m["panelcap"], m["no_control"]
+    assert pc["over_budget_windows_controllable"] == 0, pc
+    assert pc["peak_window_kw"] <= 4.0, pc
+    assert raw["over_budget_windows_controllable"] > 10 and raw["peak_window_kw"] > 8, raw
+    assert pc["loads"]["EV"]["delivered_wh"] == raw["loads"]["EV"]["delivered_wh"], pc
+    assert "peak window kW" in proc.stdout
+    plain, _ = run_json(tmp_path, hand_case(tmp_path))
+    assert "peak_window_kw" not in plain["panelcap"]
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--window-min", 15], "--window-min and --budget-kw go together"),
+    (["--budget-kw", 4], "--window-min and --budget-kw go together"),
+    (["--window-min", 30, "--budget-kw", 4], "invalid choice: 30"),
+    (["--window-min", 15, "--budget-kw", 0], "--budget-kw must be in 0.1..200, got 0.0"),
+])
+def test_demand_window_options_refused_in_one_line(tmp_path, args, expect):
+    proc = sim(hand_case(tmp_path), "--total", "House", "--ev", "EV", "--limit-a", 30, *args)
+    last = proc.stderr.strip().splitlines()[-1]          # argparse's usage may come first
+    assert proc.returncode == 2 and last.startswith("sim.py: error: ") and expect in last, \
+        proc.stderr

@@ -16,6 +16,7 @@ from fakeclock import FakeClock
 
 _WS_PER_WH = 3600
 _OWED_EPS_WS = 3600      # a load is "behind" while it owes more than 1 Wh
+_Y2K = 946684800         # demand windows are aligned to the wall clock (a multiple of 15 min)
 
 
 class SimLoad:
@@ -107,7 +108,44 @@ def build_panelcap(hdr, loads, clock):
     limits = Limits(setpoint_w=hdr["limit_w"], band_pct=hdr["band_pct"])
     ctl = shed.Controller(ctl_loads, limits, clock, stale_ms=hdr["stale_s"] * 1000,
                           settle_s=hdr["settle_s"], stagger_s=hdr["stagger_s"])
-    return ctl, ctl_loads, shed.Measurement()
+    return ctl, ctl_loads, shed.Measurement(), limits
+
+
+class Windows:
+    """Whole clock-aligned demand windows of a run: their mean import, and which went over
+    the budget; 'controllable' when the controllable loads drew at least the excess (denied,
+    the window would have stayed in budget), else the base alone is to blame."""
+
+    def __init__(self, window_s, budget_w, t0_unix):
+        self.window_s = window_s
+        self.budget_w = budget_w
+        self.t0 = t0_unix - _Y2K
+        self.key = None
+        self.n = self.ws = self.ctl_ws = 0
+        self.peak_w = 0
+        self.over = self.over_ctl = 0
+
+    def add(self, t, total_w, ctl_w):
+        k = (self.t0 + t) // self.window_s
+        if k != self.key:
+            self.close()
+            self.key = k
+        self.n += 1
+        self.ws += total_w if total_w > 0 else 0
+        self.ctl_ws += ctl_w
+
+    def close(self):
+        w = self.window_s
+        if self.key is not None and self.n == w:
+            avg = self.ws // w
+            if avg > self.peak_w:
+                self.peak_w = avg
+            if avg > self.budget_w:
+                self.over += 1
+                if self.ctl_ws >= self.ws - self.budget_w * w:
+                    self.over_ctl += 1
+        self.key = None
+        self.n = self.ws = self.ctl_ws = 0
 
 
 def main():
@@ -123,9 +161,18 @@ def main():
     n = len(loads)
     clock = FakeClock(30000)     # simulated ms ticks, 30 s before the wrap
     ctl = None
+    window_min = hdr.get("window_min")
+    windows = Windows(window_min * 60, hdr["budget_w"], hdr["t0_unix"]) if window_min else None
+    wall = [hdr.get("t0_unix", 0)]     # the demand window's wall clock: unix s at step t
+    demand = None
     if strategy == "panelcap":
         try:
-            ctl, ctl_loads, meas = build_panelcap(hdr, loads, clock)
+            ctl, ctl_loads, meas, limits = build_panelcap(hdr, loads, clock)
+            if window_min:
+                # The firmware's own demand-window source on the same limits (demand.py).
+                import demand as demand_mod
+                demand = demand_mod.DemandWindow(limits, clock, lambda: wall[0], window_min,
+                                                 hdr["budget_w"], log=lambda m: None)
         except ValueError as e:
             # shed.py's own checks on the controller's settings: an option's mistake, one
             # line ("error: band_pct must be an int in 1..50 %, got 99"), exit 2
@@ -205,9 +252,14 @@ def main():
         else:
             run = 0
             crun = 0
+        if windows is not None:
+            windows.add(t, total, total - b_now)
         # The strategy decides from this second's measurement.
         if strategy == "panelcap":
             clock.advance(1000)
+            if demand is not None and valid:
+                wall[0] = hdr["t0_unix"] + t
+                demand.step(total)
             meas.valid = valid
             meas.t_ms = clock.t
             meas.total_w = total
@@ -285,6 +337,11 @@ def main():
     }
     if ctl is not None:
         res["failsafe_count"] = ctl.failsafe_count
+    if windows is not None:
+        windows.close()
+        res["peak_window_kw"] = round(windows.peak_w / 1000, 2)
+        res["over_budget_windows"] = windows.over
+        res["over_budget_windows_controllable"] = windows.over_ctl
     print(json.dumps(res))
 
 

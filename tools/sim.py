@@ -266,6 +266,8 @@ def format_table(results, load_names, strategies):
     head = ["strategy", "over s", "ctl on s", "base only s", "over Wh", "longest s", "longest ctl s"]
     for ln in load_names:
         head += [f"{ln} del/asked kWh", f"{ln} late", f"{ln} ops"]
+    if "peak_window_kw" in results[strategies[0]]:
+        head += ["peak window kW", "windows over budget (controllable)"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for s in strategies:
@@ -276,6 +278,9 @@ def format_table(results, load_names, strategies):
             lr = r["loads"][ln]
             cells += [f"{lr['delivered_wh'] / 1000:.1f} / {lr['asked_wh'] / 1000:.1f}",
                       _dur(lr["late_s"]), lr["switch_ops"]]
+        if "peak_window_kw" in r:
+            cells += [r["peak_window_kw"], f"{r['over_budget_windows']} "
+                      f"({r['over_budget_windows_controllable']})"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -387,6 +392,10 @@ def parse_args(argv):
     ap.add_argument("--max-ops-per-h", type=int, default=12)
     ap.add_argument("--ramp-step-a", type=int, default=2)
     ap.add_argument("--resume-pause-s", type=int, default=300)
+    ap.add_argument("--window-min", type=int, choices=(15, 60),
+                    help="demand window, clock-aligned minutes; with --budget-kw: panelcap holds "
+                         "each window's mean import to the budget (firmware/demand.py)")
+    ap.add_argument("--budget-kw", type=float, help="demand-window budget, kW")
     ap.add_argument("--gap-rows", type=int, default=10,
                     help="this many exact-zero totals in a row are missing data (default 10)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -412,6 +421,10 @@ def main(argv=None):
                           ("--trace-step-s", args.trace_step_s), ("--gap-rows", args.gap_rows)):
         if value < 1:
             ap.exit(2, f"sim.py: error: {option} must be at least 1, got {value}\n")
+    if (args.window_min is None) != (args.budget_kw is None):
+        ap.exit(2, "sim.py: error: --window-min and --budget-kw go together\n")
+    if args.budget_kw is not None and not 0.1 <= args.budget_kw <= 200:
+        ap.exit(2, f"sim.py: error: --budget-kw must be in 0.1..200, got {args.budget_kw}\n")
     t_start = time.monotonic()
     cols = [c for _, c in args.loads]
     try:
@@ -438,6 +451,9 @@ def main(argv=None):
            "min_off_s": args.min_off_s, "max_ops_per_h": args.max_ops_per_h,
            "ramp_step_a": args.ramp_step_a, "resume_pause_s": args.resume_pause_s,
            "trace_step_s": args.trace_step_s}
+    if args.window_min:
+        hdr.update(window_min=args.window_min, budget_w=round(args.budget_kw * 1000),
+                   t0_unix=int(t0))
     want_trace = bool(args.plot or args.out_csv)
     with tempfile.TemporaryDirectory(prefix="panelcap-sim-") as tmp:
         rows_path = os.path.join(tmp, "rows.txt")
