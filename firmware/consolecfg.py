@@ -253,7 +253,9 @@ class Cfg:
         path = consoleapp.path
         loaded = _read(path, self._app.board)
         if loaded.safe_reason:
-            raise Mistake("%s: %s; keeping the working copy" % (path, loaded.safe_reason))
+            raise Mistake("%s: %s%s; keeping the working copy" % (
+                path, loaded.safe_reason, _more(loaded)))
+        _say_rejected(path, loaded)
         self.work = config.copy(loaded.cfg)
         self.saved = config.copy(loaded.cfg)
         self._pending = None
@@ -269,20 +271,22 @@ class Cfg:
                           "nothing changed" % (path,))
         loaded = _read(path, self._app.board)
         if loaded.safe_reason:
-            raise Mistake("push of %s refused: %s; %s and the running configuration are "
-                          "unchanged" % (path, loaded.safe_reason, consoleapp.path))
+            raise Mistake("push of %s refused: %s%s; %s and the running configuration are "
+                          "unchanged" % (path, loaded.safe_reason, _more(loaded),
+                                         consoleapp.path))
         for key in config.PROTECTED:
             if loaded.cfg[key] != self.saved[key]:
                 raise Mistake("%s would change %r -> %r: protected, set it at the REPL with "
                               "cfg.set() and cfg.confirm(); nothing changed" % (
                                   key, self.saved[key], loaded.cfg[key]))
+        _say_rejected(path, loaded)
         self.work = config.copy(loaded.cfg)
         self.save()
 
 
 def _read(path, board):
-    """A config file parsed, its rejected keys printed. Not config.load(): that one speaks for
-    the boot ("no configuration saved yet", "SAFE MODE"), this one for a file named here."""
+    """A config file parsed. Not config.load(): that one speaks for the boot ("no
+    configuration saved yet", "SAFE MODE"), this one for a file named here."""
     try:
         with open(path) as f:
             text = f.read()
@@ -291,10 +295,19 @@ def _read(path, board):
             path, "no such file" if e.args[0] == 2 else "cannot read it (%s)" % e))
     except UnicodeError:
         return config.Loaded(config.defaults(board), [], config.NOT_TEXT)
-    loaded = config.parse(text, board)
+    return config.parse(text, board)
+
+
+def _say_rejected(path, loaded):
+    # The keys of a file taken that fell back to their defaults, one line each. A file
+    # refused is one line (the first problem, and how many there are: _more).
     for line in loaded.rejected:
         print("%s: rejected %s" % (path, line))
-    return loaded
+
+
+def _more(loaded):
+    n = len(loaded.rejected)
+    return " (%d problems in all)" % n if n > 1 else ""
 
 
 cfg = Cfg()

@@ -178,6 +178,8 @@ CALL = st.one_of(
     st.fixed_dictionaries({"m": st.just("revert"), "a": st.tuples()}),
     st.fixed_dictionaries({"m": st.just("push"), "a": st.tuples(st.one_of(
         VALUE, st.just("pushed.json"), st.just("/nonexistent/x.json")))}),
+    st.fixed_dictionaries({"m": st.just("push"), "a": st.just(["pushed.json"]),
+                           "file": st.deferred(lambda: config_files())}),
 )
 
 
@@ -410,6 +412,19 @@ def test_found_a_pushed_file_that_is_not_text_is_one_line(driver):
     assert len(got["out"]) == 1 and got["out"][0].startswith("error: push of pushed.json "
                                                               "refused: config file is corrupt "
                                                               "(not UTF-8 text)"), got
+    assert not got["changed"]
+
+
+def test_found_a_push_refused_is_one_line(driver):
+    # A pushed file refused printed each of its rejected keys first, then the refusal.
+    data = json.loads(json.dumps(_good_config()))
+    data["panel_rating_a"] = None
+    data["band_pct"] = "wide"
+    got = driver.run("cfg", m="push", a=["pushed.json"], file=json.dumps(data).encode())
+    assert len(got["out"]) == 1, got["out"]
+    assert got["out"][0].startswith("error: push of pushed.json refused: config file is corrupt "
+                                    "or incomplete (panel_rating_a): "), got["out"]
+    assert "(2 problems in all)" in got["out"][0]
     assert not got["changed"]
 
 
