@@ -5,7 +5,8 @@ each stdout line what came of it: {"ok": bool (taken), "out": [the lines it prin
 emitted], "changed": bool (any state differs from before), "error": null or the traceback
 of anything that escaped}.
 
-    cfg     a call of the REPL console: {"m": "set", "a": [...], "k": {...}}
+    cfg     a call of the REPL console: {"m": "set", "a": [...], "k": {...}} (cfg.set), or
+            {"m": "cal.current", ...} (cal.current)
     config  a config file's bytes at boot: {"b": ...}; config.load reads it from flash
     mqtt    one MQTT command: {"t": topic bytes, "b": payload bytes}
 """
@@ -19,6 +20,7 @@ import esp32_dinrail as board
 import app
 import config
 import consoleapp
+import consolecal
 import consolecfg
 from fakeclock import FakeClock
 from loadgate import MODE_AUTO
@@ -50,6 +52,7 @@ def capture(*args, **kw):
 # The console prints through its modules' globals: the lines it says are captured.
 consolecfg.print = capture
 consoleapp.print = capture
+consolecal.print = capture
 
 machine.inject(36, 1970)
 clock = FakeClock()
@@ -79,7 +82,8 @@ cmds = lazy._cmds                      # the commands.Commands it made: the stat
 
 def cfg_state():
     return (config.to_json(cfg.work), config.to_json(cfg.saved), repr(cfg._pending),
-            open(CONFIG).read(), config.to_json(the_app.cfg))
+            open(CONFIG).read(), config.to_json(the_app.cfg),
+            repr([the_app.meter.calibration(i) for i in range(len(board.CHANNELS))]))
 
 
 def mqtt_state():
@@ -108,7 +112,9 @@ def run_cfg(case):
     said.clear()
     args = decode(case["a"])
     kwargs = decode(case.get("k", {}))
-    getattr(cfg, case["m"])(*args, **kwargs)
+    m = case["m"]
+    getattr(consolecal.cal if m.startswith("cal.") else cfg, m[4:] if m.startswith("cal.")
+            else m)(*args, **kwargs)
     refused = bool(said) and said[-1].startswith("error: ")
     return not refused, list(said), cfg_state() != before
 

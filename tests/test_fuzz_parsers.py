@@ -180,6 +180,10 @@ CALL = st.one_of(
         VALUE, st.just("pushed.json"), st.just("/nonexistent/x.json")))}),
     st.fixed_dictionaries({"m": st.just("push"), "a": st.just(["pushed.json"]),
                            "file": st.deferred(lambda: config_files())}),
+    st.fixed_dictionaries({"m": st.just("cal.current"), "a": st.tuples(
+        st.one_of(st.sampled_from(["L1", "L2", "CT3", "CT4", "CT5", "V1"]), VALUE),
+        st.one_of(NEAR, VALUE))}),
+    st.fixed_dictionaries({"m": st.just("cal.voltage"), "a": st.tuples(st.one_of(NEAR, VALUE))}),
 )
 
 
@@ -192,7 +196,8 @@ def test_console_arguments(driver, capsys):
             assert "\n" not in got["out"][0], (call, got["out"])
             assert not got["changed"], (call, got)
     check()
-    report(capsys, "console (cfg.set, show, confirm, add_load, remove_load, revert, push)",
+    report(capsys, "console (cfg.set, show, confirm, add_load, remove_load, revert, push; "
+                   "cal.current, cal.voltage)",
            driver.counts["cfg"])
     assert driver.counts["cfg"]["cases"] >= CASES
 
