@@ -362,11 +362,14 @@ class Grid:
             ivs.pop(0)
         rs = self.reservations
         i = 0
+        n = len(rs)
         while i < len(rs):
             if rs[i][1] <= m:
                 self.notify(rs.pop(i)[4], "ended", m)
             else:
                 i += 1
+        if len(rs) != n:
+            self.save()      # so an ended one is not restored (and told again) after a reboot
         if self.pending:
             for rid in list(self.pending):
                 req = self.pending[rid]

@@ -160,6 +160,28 @@ check(limits.effective_a(clock.t) == 40 and limits.effective_w(clock.t) == 9600,
 """)
 
 
+def test_a_reservation_that_ended_while_off_is_told_once(tmp_path):
+    mpy(r"""
+def boot(t_unix):
+    clock = FakeClock()
+    limits = Limits(setpoint_w=9600, clock=clock)
+    g = grid.Grid(limits, clock, 9600, subscription_w=5000, path='grid.json')
+    g.set_wall(t_unix, clock.t)
+    return clock, g
+clock, g = boot(T0_UNIX)
+rid = g.reserve(None, 60, 1000, clock.t)
+g.answer({'id': rid, 'status': 'granted'}, clock.t)
+g.outbox.clear()
+# Off at +10 s, back at +300 s: the grid hears it ended, once.
+clock, g = boot(T0_UNIX + 300)
+told = [json.loads(p) for s, p in g.outbox if s == 'grid/reservation']
+check([(x['id'], x['state']) for x in told] == [(rid, 'ended')], 'told %r' % told)
+check(not g.reservations, 'dropped')
+clock, g = boot(T0_UNIX + 400)
+check(not [p for s, p in g.outbox if s == 'grid/reservation'], 'not told again %r' % g.outbox)
+""", cwd=tmp_path)
+
+
 def test_export_only_interval_keeps_the_import_fallback_and_amps_round_down():
     mpy(r"""
 clock = FakeClock()
