@@ -281,32 +281,38 @@ PAYLOAD_OBJ = st.dictionaries(
     max_size=5)
 
 
-NEAR_OBJ = st.one_of(
-    st.fixed_dictionaries({"limit_w": st.one_of(st.none(), st.integers(-100, 20000)),
-                           "duration_s": st.integers(-5, 90000)},
-                          optional={"id": st.one_of(TEXT, st.integers(-(1 << 31), 1 << 31))}),
-    st.fixed_dictionaries({"mode": st.sampled_from(["auto", "off", "max_a", "on", ""])},
-                          optional={"max_a": st.integers(-2, 90),
-                                    "duration_s": st.integers(-5, 90000),
-                                    "id": TEXT}),
-    st.fixed_dictionaries({}, optional={"id": st.one_of(TEXT, st.integers(), VALUE)}))
+EDGE_INT = st.one_of(st.sampled_from([-1, 0, 1, 5, 6, 32, 80, 81, 9600, 9601, 86400, 86401,
+                                      1 << 30, -(1 << 30) - 1]), st.integers(-100, 90000))
+OPTIONAL_ID = {"id": st.one_of(TEXT, st.integers(-(1 << 31), 1 << 31), VALUE)}
+NEAR_LIMIT = st.fixed_dictionaries(
+    {}, optional={"limit_w": st.one_of(st.none(), EDGE_INT), "duration_s": EDGE_INT,
+                  **OPTIONAL_ID})
+NEAR_LOAD = st.fixed_dictionaries(
+    {}, optional={"mode": st.sampled_from(["auto", "off", "max_a", "on", ""]),
+                  "max_a": EDGE_INT, "duration_s": EDGE_INT, **OPTIONAL_ID})
 
 
 @st.composite
 def mqtt_commands(draw):
+    """Half near the commands' own shapes (edge values, fields missing or extra), half
+    anything: other topics, other JSON, bytes, payloads too long."""
+    if draw(st.booleans()):
+        name = draw(st.sampled_from(["limit", "limit", "load/ev", "load/water_heater",
+                                     "status"]))
+        obj = draw(NEAR_LIMIT if name == "limit" else NEAR_LOAD)
+        if draw(st.integers(0, 5)) == 0:
+            obj[draw(TEXT)] = draw(VALUE)
+        payload = json.dumps(plain(obj)).encode()
+        if name == "status" and draw(st.booleans()):
+            payload = b""
+        return ("panelcap/cmd/" + name).encode(), payload
     prefix = draw(st.sampled_from(["panelcap/cmd/", "panelcap/cmd/", "panelcap/", "other/cmd/",
                                    ""]))
-    name = draw(TOPIC_NAME)
-    if draw(st.booleans()):            # half the cases on the command topics themselves
-        prefix = "panelcap/cmd/"
-        name = draw(st.sampled_from(["limit", "status", "load/ev", "load/water_heater"]))
-    topic = (prefix + name).encode("utf-8", "surrogatepass")
+    topic = (prefix + draw(TOPIC_NAME)).encode("utf-8", "surrogatepass")
     if draw(st.integers(0, 9)) == 0:
         topic = draw(st.binary(max_size=40))
-    how = draw(st.sampled_from(["near", "near", "near", "obj", "obj", "json", "bytes", "long"]))
-    if how == "near":
-        payload = json.dumps(plain(draw(NEAR_OBJ))).encode()
-    elif how == "obj":
+    how = draw(st.sampled_from(["obj", "obj", "json", "bytes", "long"]))
+    if how == "obj":
         payload = json.dumps(plain(draw(PAYLOAD_OBJ))).encode()
     elif how == "json":
         payload = json.dumps(plain(draw(VALUE))).encode()
