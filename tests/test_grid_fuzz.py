@@ -5,7 +5,8 @@ answers, acks, cancels, emergencies and times, built from valid pieces mixed wit
 ones (a list where a name belongs, unknown fields, days that do not exist, sub-amp limits,
 NaN, huge numbers, broken JSON); one micropython process (tests/grid_fuzz_driver.py, the
 32-bit port) applies each case to a fresh Grid through commands.handle and reports what
-broke. Seeded and derandomized, database=None: the same cases every run. A driver that
+broke. Seeded (hypothesis seed 19, database=None): the same cases every run, wherever the
+repository lies (derandomize would seed from the test's own digest). A driver that
 does not answer a case within 60 s has stalled.
 
 PANELCAP_GRID_CASES=N for a longer search (default 1,000).
@@ -184,7 +185,7 @@ def search(driver, max_examples):
     tally = [0, 0, 0, 0]
 
     @seed(SEED)
-    @settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
+    @settings(max_examples=max_examples, derandomize=False, database=None, deadline=None,
               suppress_health_check=list(HealthCheck), print_blob=False,
               phases=[Phase.explicit, Phase.generate, Phase.shrink])
     @given(CASE)
@@ -207,8 +208,8 @@ def test_generated_grid_messages_never_crash_stall_or_change_state_when_refused(
     finally:
         driver.close()
     with capsys.disabled():
-        print("\ngrid fuzz: %d cases, %d messages (%d accepted, %d refused), derandomized "
-              "(hypothesis seed %d)" % (cases, msgs, ok, refused, SEED))
+        print("\ngrid fuzz: %d cases, %d messages (%d accepted, %d refused), hypothesis "
+              "seed %d" % (cases, msgs, ok, refused, SEED))
     assert cases >= CASES
     # The generator reaches both sides: refusals, and messages taken.
     assert ok >= cases // 20 and refused >= cases // 2, (ok, refused)
