@@ -24,9 +24,7 @@ import vfs
 BS = 4096                   # the ESP32's flash sector
 NBLOCKS = 24
 MOUNT = "/flash"
-
-
-EIO = -5
+EIO = -5                    # what a dead device answers: littlefs's LFS_ERR_IO
 
 
 class Flash:
