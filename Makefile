@@ -22,7 +22,7 @@ OUT ?= out
 ESP32_COSTS ?=
 DAY ?=
 
-.PHONY: all test sim bench venv lib debs unix32 clean
+.PHONY: all test sim bench soak venv lib debs unix32 clean
 
 all: test
 
@@ -57,6 +57,13 @@ sim: $(VENV_STAMP) $(LIB_STAMP) $(UNIX32_STAMP)
 # Benchmarks live apart from the tests: ratios measured side by side in one run.
 bench: $(VENV_STAMP) $(LIB_STAMP) $(UNIX32_STAMP)
 	$(VPY) tools/bench.py
+
+# A month of the firmware with faults injected (tools/soak.py): minutes, not part of `make test`.
+# SOAK_DAYS=30 simulated days, SEED=17 for the fault schedule; writes $(OUT)/soak.json and soak.png.
+SOAK_DAYS ?= 30
+SEED ?= 17
+soak: $(VENV_STAMP) $(LIB_STAMP) $(DEBS_STAMP) $(UNIX32_STAMP)
+	$(VPY) tools/soak.py --days $(SOAK_DAYS) --seed $(SEED) --out $(OUT)
 
 # Keeps build/unix32 (the 32-bit port takes ~30 s to build); distclean removes it.
 clean:

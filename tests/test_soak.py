@@ -1,0 +1,55 @@
+"""The soak (`make soak`, tools/soak.py) on a short run: two simulated evening hours with every
+kind of fault the month has (broker restarts, a tarpit, a Wi-Fi drop, three power cuts, one
+in the middle of a config save, a welded contactor, a CT unplugged, a stale EV charger, the
+tick wrap), once clean and once with a heap leak and a missed relief planted: the checks
+that pass on the firmware as it is must fail on the planted bugs."""
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+# Two hours say little about drift per day (a few hundred bytes of scatter between samples
+# read as thousands a day): the bound here only has to tell the planted leak (2 KB a
+# simulated hour, 49 KB a day) from the firmware. The month's bound is soak_faults's.
+SHORT = ["--hours", "2", "--start-h", "17", "--limit-w", "5000", "--restart-every-h", "0.5",
+         "--heap-every-s", "300", "--heap-slope-limit", "20000", "--seed", "17"]
+KINDS = {"broker_restart", "tarpit", "wifi_drop", "reboot", "reboot_saving", "welded",
+         "ct_unplugged", "ev_stale"}
+
+
+def soak(tmp_path, *extra):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "soak.py"), *SHORT,
+                           "--out", str(out), *extra],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    print(proc.stdout)
+    result = json.loads((out / "soak.json").read_text())
+    assert (out / "soak.png").stat().st_size > 0
+    return proc, result
+
+
+def test_the_soak_passes_with_every_fault_and_fails_on_a_planted_leak_and_missed_relief(tmp_path):
+    proc, clean = soak(tmp_path / "clean")
+    for key in ("passed", "days", "faults_injected", "heap_slope_bytes_per_day",
+                "longest_controllable_excursion_s", "crashes"):
+        assert key in clean, key
+    assert set(clean["faults_by_kind"]) == KINDS, clean["faults_by_kind"]
+    assert clean["faults_by_kind"]["reboot"] + clean["faults_by_kind"]["reboot_saving"] == 3
+    assert clean["tick_wraps_crossed"] >= 1 and clean["boots"] == 4
+    assert clean["seconds_over_limit"] > 0, "the evening must put the controller to work"
+    assert clean["compliance_log"]["excursions_logged"] >= 1
+    assert clean["passed"] and all(clean["checks"].values()), (clean, proc.stderr[-2000:])
+    assert proc.returncode == 0
+    assert clean["crashes"] == 0
+    assert clean["longest_controllable_excursion_s"] <= clean["response_s"]
+
+    proc, planted = soak(tmp_path / "planted", "--plant", "leak", "--plant", "no_relief")
+    assert proc.returncode == 1 and not planted["passed"]
+    checks = planted["checks"]
+    assert not checks["heap_flat"], planted
+    assert planted["heap_slope_bytes_per_day"] > 20000
+    assert not checks["overloads_relieved"], planted
+    assert planted["longest_controllable_excursion_s"] > planted["response_s"]
+    assert planted["slow_reliefs"]
+    assert checks["no_crash"], planted        # the plants break control, not the run
