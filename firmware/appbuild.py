@@ -50,7 +50,7 @@ def build(app, machine, cfg, drop_config):
     app._watches = []         # (load, contactor, aux, charger) for the feedback monitor
     app.limits = limits.Limits(setpoint_w=app.setpoint_w, volts=cfg["volts"],
                                band_pct=cfg["band_pct"], rating_a=cfg["panel_rating_a"],
-                               system=cfg["system"])
+                               system=cfg["system"], duty=cfg["duty_mode"] == "on")
     for spec in specs:
         if loadkind.kind(spec["kind"]) == loadkind.KIND_NEVER:
             # No actuator: listed so that its surprise start holds the target down.
@@ -68,9 +68,15 @@ def build(app, machine, cfg, drop_config):
     app.demand = None
     if cfg["demand_window_min"]:
         import demand
-        app.demand = app.control.demand = demand.DemandWindow(
+        app.demand = demand.DemandWindow(
             app.limits, clock, app.wall_now, cfg["demand_window_min"], cfg["demand_budget_w"],
             cfg["demand_follow_peak"] == "on", app.demand_path, app.log)
+        app.control.sources.append(app.demand)
+    if cfg["duty_mode"] == "on":
+        import duty
+        app.control.sources.append(duty.DutyWindow(
+            app.limits, clock, limits.rating_w(cfg["panel_rating_a"], limits.legs(cfg["system"]),
+                                               cfg["volts"])))
     sys.modules.pop("shedsetup", None)    # builds shed's objects: needed only to build
 
 

@@ -13,7 +13,7 @@ FILE = "config.json"
 
 # Keys that set the panel limit (NEC 750.30(C)(3) asks for them to be protected): they change
 # only at the REPL with a confirmation, never remotely, and a bad one on flash means safe mode.
-PROTECTED = ("panel_rating_a", "limit_w", "system", "volts")
+PROTECTED = ("panel_rating_a", "limit_w", "system", "volts", "duty_mode")
 
 LEGS = limits.LEGS
 SYSTEMS = limits.SYSTEMS
@@ -56,6 +56,9 @@ TOP = (
      "Home Assistant discovery prefix; empty: no discovery messages"),
     ("telemetry_period_ms", "int", 1000, 3600000, "ms", 10000,
      "one state and one diag message per period"),
+    # The status page (web.py; docs/web.md). Port 0: web.py and microdot are not imported.
+    ("web_port", "int", 0, 65535, "", 0, "status page TCP port on the LAN (80 is usual); 0: off"),
+    ("web_password", "secret", 0, 64, "", "", "status page password; empty: none"),
     # A load with driver "mqtt" (docs/mqtt.md).
     ("charger_set_topic", "str", 1, 64, "", "evse/set/current", "charger: current allowed, A"),
     ("charger_current_topic", "str", 1, 64, "", "evse/current", "charger: current drawn"),
@@ -77,6 +80,10 @@ TOP = (
      "each window's average import is held at or under this (it only ever tightens)"),
     ("demand_follow_peak", "enum", ("off", "on"), None, "", "off",
      "on: plan to this month's highest window when above the budget (billed anyway)"),
+    # Duty mode (duty.py; docs/shed.md): opt-in, protected, where the authority allows it.
+    ("duty_mode", "enum", ("off", "on"), None, "", "off",
+     "on: up to 100 % of the rating at any moment, 80 % as a three-hour average; "
+     "NOT an NEC 750 setpoint"),
 )
 
 # Per current transformer, keyed by the board's channel name ("ct.L1.gain").
@@ -171,7 +178,10 @@ def max_setpoint_w(cfg):
 
 
 def setpoint_w(cfg):
-    """The installer's limit in watts: explicit, or the highest allowed."""
+    """The installer's limit in watts: explicit, or the highest allowed; in duty mode the
+    rating itself (the 80 % is then a three-hour average, duty.py)."""
+    if cfg.get("duty_mode") == "on":
+        return limits.rating_w(cfg["panel_rating_a"], legs(cfg), cfg["volts"])
     return cfg["limit_w"] or max_setpoint_w(cfg)
 
 
@@ -276,6 +286,9 @@ def validate(cfg, board=None):
                       "%d V), got %d" % (limits.SETPOINT_PCT, max_setpoint_w(cfg),
                                          cfg["panel_rating_a"], legs(cfg), cfg["volts"],
                                          cfg["limit_w"]))
+    if cfg["duty_mode"] == "on" and cfg["limit_w"]:
+        errors.append("duty_mode on holds the rating at any moment and 80 %% over three hours: "
+                      "limit_w must be 0, got %d" % cfg["limit_w"])
     if cfg["demand_window_min"] not in (0, 15, 60):
         errors.append("demand_window_min must be 0 (off), 15 or 60 min, got %d"
                       % cfg["demand_window_min"])
@@ -436,7 +449,9 @@ def parse(text, board=None):
             if key in PROTECTED:
                 critical.append(key)
     for key in PROTECTED:
-        if key not in data:
+        # duty_mode's default (off) is the stricter limit: a file saved before the setting
+        # existed runs on it.
+        if key not in data and key != "duty_mode":
             critical.append(key)
             rejected.append("%s is missing" % key)
     _parse_cts(data.get("ct"), cfg, rejected)

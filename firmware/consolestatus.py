@@ -48,6 +48,9 @@ def status():
                                                      app.reset_cause, state))
     print("setpoint %d W (panel %d A, %d x %d V, restore %d %% below)%s" % (
         setpoint, c["panel_rating_a"], config.legs(c), c["volts"], c["band_pct"], later))
+    if c.get("duty_mode") == "on":
+        print("DUTY MODE: up to 100 %% of the rating at any moment, %d W averaged over three "
+              "hours: not an NEC 750 setpoint" % config.max_setpoint_w(c))
     s = consoleapp.measure(1)
     print("panel %d W, L1 %.1f A, L2 %.1f A, measurement %s" % (
         s.total_w, s.leg_ma[0] / 1000, s.leg_ma[1] / 1000, "valid" if s.valid else "INVALID"))

@@ -28,7 +28,9 @@ class ControlLoop:
         self.period_ms = period_ms
         self.steps = 0
         self.heartbeat_ms = None
-        self.demand = None     # demand.DemandWindow: stepped before the controller, if set
+        # Limit sources that follow the metered import (demand.DemandWindow, duty.DutyWindow):
+        # stepped before the controller, so their limit is in force at the same update.
+        self.sources = []
 
     def step(self):
         sampler = self._sampler
@@ -44,8 +46,9 @@ class ControlLoop:
                 b.load.measured_w = -1
         if self.monitor is not None:
             self.monitor.check(sampler)   # before the update: it must see a stuck load
-        if self.demand is not None and fresh:
-            self.demand.step(sampler.total_w)     # its limit is in force at this update
+        if fresh:
+            for src in self.sources:
+                src.step(sampler.total_w)
         self.controller.update(sampler)
         for b in self.bindings:
             b.actuator.apply(b.load)

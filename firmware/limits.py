@@ -92,12 +92,15 @@ class Limits:
     cuts = 0        # limits lowered without notice (set() below the source's last value)
 
     def __init__(self, setpoint_w=None, setpoint_a=None, volts=120, band_pct=5, rating_a=None,
-                 big_uncontrolled_w=0, big_uncontrolled_leg="L1L2", clock=None, system="split"):
+                 big_uncontrolled_w=0, big_uncontrolled_leg="L1L2", clock=None, system="split",
+                 duty=False):
+        # duty: duty mode (duty.py), the setpoint may reach 100 % of the rating, and the
+        # 80 % rule is held as a three-hour average by the "duty" source.
         # The checks and the fields: shedsetup.init_limits, imported to build and dropped by
         # the app after, so this code is not in RAM while the controller runs.
         import shedsetup
         shedsetup.init_limits(self, setpoint_w, setpoint_a, volts, band_pct, rating_a,
-                              big_uncontrolled_w, big_uncontrolled_leg, clock, system)
+                              big_uncontrolled_w, big_uncontrolled_leg, clock, system, duty)
 
     def add_uncontrolled(self, rated_w, leg="L1L2"):
         """List an uncontrolled load; the target drops so its surprise start stays under the

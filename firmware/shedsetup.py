@@ -72,7 +72,7 @@ def init_load(load, name, kind, priority, leg, rated_w, volts, min_on_s, min_off
 
 
 def init_limits(lim, setpoint_w, setpoint_a, volts, band_pct, rating_a, big_uncontrolled_w,
-                big_uncontrolled_leg, clock, system):
+                big_uncontrolled_leg, clock, system, duty=False):
     """Limits.__init__'s checks and fields (its defaults are in limits.py); the rule they
     apply is limits.py's."""
     lim.volts = check_int("volts", volts, 50, 480, "V")
@@ -81,16 +81,21 @@ def init_limits(lim, setpoint_w, setpoint_a, volts, band_pct, rating_a, big_unco
     lim.clock = clock
     if rating_a is not None:
         check_int("rating_a", rating_a, 1, 2000, "A")
-        top_a = limits.max_setpoint_a(rating_a)
-        top_w = limits.max_setpoint_w(rating_a, lim.legs, volts)
+        # Duty mode (opt-in, protected): up to the rating itself at any moment; duty.py
+        # holds the 80 % as a three-hour average.
+        pct = 100 if duty else limits.SETPOINT_PCT
+        top_a = rating_a * pct // 100
+        top_w = limits.rating_w(rating_a, lim.legs, volts) * pct // 100
         if setpoint_w is None and setpoint_a is None:
             setpoint_a = top_a
         if setpoint_a is not None and setpoint_a > top_a:
             raise ValueError("error: setpoint_a must be at most %d%% of rating_a (%d A), got %r"
-                             % (limits.SETPOINT_PCT, top_a, setpoint_a))
+                             % (pct, top_a, setpoint_a))
         if setpoint_w is not None and setpoint_w > top_w:
             raise ValueError("error: setpoint_w must be at most %d%% of the rating (%d W), got %r"
-                             % (limits.SETPOINT_PCT, top_w, setpoint_w))
+                             % (pct, top_w, setpoint_w))
+    elif duty:
+        raise ValueError("error: duty mode needs rating_a")
     elif setpoint_w is None and setpoint_a is None:
         raise ValueError("error: give setpoint_w, setpoint_a or rating_a")
     lim.rating_a = rating_a

@@ -342,3 +342,9 @@ status()
     assert lines[0] == "demand window 15 min, budget 4000 W: no time: the plain limit applies", out
     assert lines[1].startswith("demand window 15 min, budget 4000 W: 0 Wh so far, ") and \
         "W allowed now, this month's peak 0 W" in lines[1], out
+
+
+def test_status_says_duty_mode_is_not_an_nec_setpoint(tmp_path):
+    out = run(tmp_path, "a.cfg['duty_mode'] = 'on'\nstatus()")
+    assert "DUTY MODE: up to 100 % of the rating at any moment, 19200 W averaged over three " \
+           "hours: not an NEC 750 setpoint" in out, out

@@ -214,10 +214,8 @@ def test_layer_loads_bad_input_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2 and ":1: no column 'House' (--total)" in proc.stderr
 
 
-def test_demand_window_budget_holds_every_window_a_controllable_load_could_have(tmp_path):
-    """--window-min/--budget-kw: panelcap runs the firmware's demand.py on three days of REFIT
-    house 20 with the EV and water heater layered on; its whole quarter-hours stay in a 4 kW
-    budget, which the baselines break, and the JSON carries the window figures."""
+def refit_three_days(tmp_path):
+    """Three days of REFIT house 20 with the EV and the water heater layered on."""
     sys.path.insert(0, str(ROOT / "tools"))
     import layer_loads
     layered = tmp_path / "layered.csv.gz"
@@ -227,6 +225,37 @@ def test_demand_window_budget_holds_every_window_a_controllable_load_could_have(
         lines = f.readlines()[:1 + 3 * 1440]
     three = tmp_path / "three.csv"
     three.write_text("".join(lines))
+    return three
+
+
+def test_duty_mode_uses_the_headroom_and_keeps_both_rules(tmp_path):
+    """--duty-mode: the 7,200 W limit is the 80 % line of a 9,000 W rating; panelcap runs
+    firmware/duty.py: never over the rating longer than the EV's 5-s response, never over 80 %
+    on any three-hour average, and the EV finishes sooner than under the plain 80 %."""
+    three = refit_three_days(tmp_path)
+    base = [three, "--total", "Aggregate", "--ev", "EV", "--water-heater", "WaterHeater",
+            "--limit-a", 30, "--volts", 240]
+    runs = {}
+    for name, extra in (("duty", ["--duty-mode"]), ("plain", [])):
+        out = tmp_path / f"{name}.json"
+        proc = sim(*base, *extra, "--json", out)
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = json.loads(out.read_text())
+    d, p = runs["duty"]["panelcap"], runs["plain"]["panelcap"]
+    assert d["worst_3h_avg_pct"] <= 80.0, d
+    assert d["longest_over_100pct_s"] <= 5, d
+    assert d["longest_over_80pct_s"] > 600, d               # it did use the room above 80 %
+    assert d["loads"]["EV"]["late_s"] < p["loads"]["EV"]["late_s"], (d["loads"], p["loads"])
+    raw = runs["duty"]["no_control"]
+    assert raw["worst_3h_avg_pct"] > 80, raw          # without control the rule breaks
+    assert "worst_3h_avg_pct" not in p
+
+
+def test_demand_window_budget_holds_every_window_a_controllable_load_could_have(tmp_path):
+    """--window-min/--budget-kw: panelcap runs the firmware's demand.py on three days of REFIT
+    house 20 with the EV and water heater layered on; its whole quarter-hours stay in a 4 kW
+    budget, which the baselines break, and the JSON carries the window figures."""
+    three = refit_three_days(tmp_path)
     out = tmp_path / "w.json"
     proc = sim(three, "--total", "Aggregate", "--ev", "EV", "--water-heater", "WaterHeater",
                "--limit-a", 30, "--volts", 240, "--window-min", 15, "--budget-kw", 4,

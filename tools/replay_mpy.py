@@ -105,10 +105,54 @@ def build_panelcap(hdr, loads, clock):
                            min_on_s=hdr["min_on_s"], min_off_s=hdr["min_off_s"],
                            max_ops_per_h=hdr["max_ops_per_h"], response_s=1)
         ctl_loads.append(sl)
-    limits = Limits(setpoint_w=hdr["limit_w"], band_pct=hdr["band_pct"])
+    if hdr.get("duty"):
+        # Duty mode: the limit given is the 80 % line, so the rating is 100/80 of it; the
+        # hard limit is the rating, the 80 % a three-hour average (firmware/duty.py).
+        rating_w = hdr["limit_w"] * 100 // 80
+        limits = Limits(setpoint_w=rating_w, rating_a=(rating_w + 239) // 240, volts=120,
+                        band_pct=hdr["band_pct"], duty=True)
+    else:
+        limits = Limits(setpoint_w=hdr["limit_w"], band_pct=hdr["band_pct"])
     ctl = shed.Controller(ctl_loads, limits, clock, stale_ms=hdr["stale_s"] * 1000,
                           settle_s=hdr["settle_s"], stagger_s=hdr["stagger_s"])
     return ctl, ctl_loads, shed.Measurement(), limits
+
+
+class Duty:
+    """The run against duty mode's two rules: seconds above the rating (100 %), and the worst
+    mean over any three hours (a running sum over a preallocated ring of seconds)."""
+
+    def __init__(self, rating_w):
+        from array import array
+        self.rating_w = rating_w
+        self.ring = array("i", [0] * 10800)
+        self.i = 0
+        self.full = False
+        self.acc = 0
+        self.worst = 0
+        self.over_100_s = 0
+        self.run = self.longest_100 = 0
+
+    def add(self, total_w):
+        if total_w > self.rating_w:
+            self.over_100_s += 1
+            self.run += 1
+            if self.run > self.longest_100:
+                self.longest_100 = self.run
+        else:
+            self.run = 0
+        r = self.ring
+        self.acc += total_w - r[self.i]
+        r[self.i] = total_w
+        self.i += 1
+        if self.i == len(r):
+            self.i = 0
+            self.full = True
+        if self.full and self.acc > self.worst:
+            self.worst = self.acc
+
+    def worst_pct(self):
+        return round(self.worst / len(self.ring) * 100 / self.rating_w, 1)
 
 
 class Windows:
@@ -165,6 +209,8 @@ def main():
     windows = Windows(window_min * 60, hdr["budget_w"], hdr["t0_unix"]) if window_min else None
     wall = [hdr.get("t0_unix", 0)]     # the demand window's wall clock: unix s at step t
     demand = None
+    duty_metrics = Duty(limit_w * 100 // 80) if hdr.get("duty") else None
+    duty_src = None
     if strategy == "panelcap":
         try:
             ctl, ctl_loads, meas, limits = build_panelcap(hdr, loads, clock)
@@ -173,6 +219,9 @@ def main():
                 import demand as demand_mod
                 demand = demand_mod.DemandWindow(limits, clock, lambda: wall[0], window_min,
                                                  hdr["budget_w"], log=lambda m: None)
+            if hdr.get("duty"):
+                import duty
+                duty_src = duty.DutyWindow(limits, clock, limit_w * 100 // 80)
         except ValueError as e:
             # shed.py's own checks on the controller's settings: an option's mistake, one
             # line ("error: band_pct must be an int in 1..50 %, got 99"), exit 2
@@ -254,12 +303,16 @@ def main():
             crun = 0
         if windows is not None:
             windows.add(t, total, total - b_now)
+        if duty_metrics is not None:
+            duty_metrics.add(total)
         # The strategy decides from this second's measurement.
         if strategy == "panelcap":
             clock.advance(1000)
             if demand is not None and valid:
                 wall[0] = hdr["t0_unix"] + t
                 demand.step(total)
+            if duty_src is not None and valid:
+                duty_src.step(total)
             meas.valid = valid
             meas.t_ms = clock.t
             meas.total_w = total
@@ -337,6 +390,11 @@ def main():
     }
     if ctl is not None:
         res["failsafe_count"] = ctl.failsafe_count
+    if duty_metrics is not None:
+        res["longest_over_80pct_s"] = run_max
+        res["over_100pct_s"] = duty_metrics.over_100_s
+        res["longest_over_100pct_s"] = duty_metrics.longest_100
+        res["worst_3h_avg_pct"] = duty_metrics.worst_pct()
     if windows is not None:
         windows.close()
         res["peak_window_kw"] = round(windows.peak_w / 1000, 2)

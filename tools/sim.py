@@ -266,6 +266,8 @@ def format_table(results, load_names, strategies):
     head = ["strategy", "over s", "ctl on s", "base only s", "over Wh", "longest s", "longest ctl s"]
     for ln in load_names:
         head += [f"{ln} del/asked kWh", f"{ln} late", f"{ln} ops"]
+    if "worst_3h_avg_pct" in results[strategies[0]]:
+        head += ["worst 3 h avg % of rating", "over 100 % s"]
     if "peak_window_kw" in results[strategies[0]]:
         head += ["peak window kW", "windows over budget (controllable)"]
     lines.append("| " + " | ".join(head) + " |")
@@ -278,6 +280,8 @@ def format_table(results, load_names, strategies):
             lr = r["loads"][ln]
             cells += [f"{lr['delivered_wh'] / 1000:.1f} / {lr['asked_wh'] / 1000:.1f}",
                       _dur(lr["late_s"]), lr["switch_ops"]]
+        if "worst_3h_avg_pct" in r:
+            cells += [r["worst_3h_avg_pct"], r["over_100pct_s"]]
         if "peak_window_kw" in r:
             cells += [r["peak_window_kw"], f"{r['over_budget_windows']} "
                       f"({r['over_budget_windows_controllable']})"]
@@ -396,6 +400,9 @@ def parse_args(argv):
                     help="demand window, clock-aligned minutes; with --budget-kw: panelcap holds "
                          "each window's mean import to the budget (firmware/demand.py)")
     ap.add_argument("--budget-kw", type=float, help="demand-window budget, kW")
+    ap.add_argument("--duty-mode", action="store_true",
+                    help="the limit is the 80 %% line of a rating 100/80 of it: panelcap may "
+                         "use up to the rating at any moment, 80 %% as a 3-hour average")
     ap.add_argument("--gap-rows", type=int, default=10,
                     help="this many exact-zero totals in a row are missing data (default 10)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -451,6 +458,8 @@ def main(argv=None):
            "min_off_s": args.min_off_s, "max_ops_per_h": args.max_ops_per_h,
            "ramp_step_a": args.ramp_step_a, "resume_pause_s": args.resume_pause_s,
            "trace_step_s": args.trace_step_s}
+    if args.duty_mode:
+        hdr["duty"] = True
     if args.window_min:
         hdr.update(window_min=args.window_min, budget_w=round(args.budget_kw * 1000),
                    t0_unix=int(t0))
