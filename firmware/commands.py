@@ -40,6 +40,15 @@ def _short(v):
     return text if len(text) <= 24 else text[:21] + "..."
 
 
+def _printable(text):
+    # The id is echoed in the event: a lone surrogate from a "\ud800" escape would make it
+    # bytes that are not UTF-8, and a control character would break a log line.
+    for c in text:
+        if not 32 <= ord(c) < 127:
+            return False
+    return True
+
+
 def _only(obj, allowed):
     for key in obj:
         if key not in allowed:
@@ -111,10 +120,11 @@ def _parse(cmds, prefix, topic, payload):
         raise Refused("payload is not a JSON object")
     ident = obj.get("id")
     if ident is not None and not (
-            (isinstance(ident, str) and len(ident) <= _MAX_ID_LEN) or
+            (isinstance(ident, str) and len(ident) <= _MAX_ID_LEN and _printable(ident)) or
             (isinstance(ident, int) and not isinstance(ident, bool) and
              -(1 << 30) <= ident < (1 << 30))):
-        raise Refused("id must be a string of up to %d characters or an int" % _MAX_ID_LEN)
+        raise Refused("id must be a string of up to %d printable ASCII characters or an int"
+                      % _MAX_ID_LEN)
     if name == "status":
         _only(obj, ("id",))
     return name, obj, ident

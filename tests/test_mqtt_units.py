@@ -258,7 +258,10 @@ def mutate(topic, obj):
         else:
             obj['limit_w'] = 9601 + random.getrandbits(10)
     elif k == 5:
-        obj['id'] = random.choice(["y" * 33, 1.5, [1], {"a": 2}, True, 1 << 40])
+        # ... and strings an event could not echo as one line of UTF-8 (a lone surrogate
+        # from a \ud800 escape, a newline, a NUL)
+        obj['id'] = random.choice(["y" * 33, 1.5, [1], {"a": 2}, True, 1 << 40,
+                                   "\ud800", "a\nb", "\x00", "\u00e9t\u00e9"])
     elif k == 6:
         topic = random.choice(['pc/cmd/load/nosuch', 'pc/cmd/', 'pc/cmd/limit/x', 'pc/cmdx',
                                'other/cmd/limit', 'pc/cmd/load/', 'pc/cmd/Limit',
