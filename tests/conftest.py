@@ -18,6 +18,12 @@ MICROPYPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT / "boards"),
 # Close to what an ESP32-WROOM build leaves free once Wi-Fi is up (see README).
 HEAP = "128k"
 
+# hypothesis (pinned) also draws constants it finds in the local modules loaded so far, so the
+# cases a seeded property or fuzz test generates would depend on which test files ran before
+# it. Kept empty, a seed gives the same cases whatever runs first.
+from hypothesis.internal.conjecture import providers as _hypothesis_providers  # noqa: E402
+_hypothesis_providers._get_local_constants = lambda: _hypothesis_providers._local_constants
+
 
 def mpy_env(extra_path=()):
     env = dict(os.environ)
