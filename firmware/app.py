@@ -118,6 +118,10 @@ class App:
                     charger.attach(link)
                 entries.append(supervisor_mod.Supervised(
                     "charger", lambda c=charger: c, 0, critical=False))
+        if cfg["web_port"]:
+            # The status page (docs/web.md): web.py and microdot are imported only when on.
+            import web
+            entries.append(web.entry(self))
         return entries
 
     def network_entries(self):
