@@ -257,6 +257,11 @@ class Limits:
             if src[1] is not None and src[1] < ma:
                 ma = src[1]
                 src_a = name
+        # Planned within the lead, a queued "x>" is named as what it becomes at its start.
+        if src_w[-1] == ">":
+            src_w = src_w[:-1]
+        if src_a[-1] == ">":
+            src_a = src_a[:-1]
         self.limit_w = w
         self.limit_ma = ma
         self.source_w = src_w

@@ -192,7 +192,9 @@ class Controller:
         self._restore_w = w if w >= NO_LIMIT else w * (100 - band) // 100
         self._restore_ma = ma if ma >= NO_LIMIT else ma * (100 - band) // 100
         self.limit_w = self.shed_w = None if w >= NO_LIMIT else w
-        self.limit_source = self.limits.strictest()     # what set limit_w, as of this step
+        # What set limit_w as planned at this step: a lower step met in advance is named
+        # from the lead's start, not from the boundary.
+        self.limit_source = self.limits.source_w
         self.restore_w = None if w >= NO_LIMIT else self._restore_w
         self.limit_ma = self.shed_ma = None if ma >= NO_LIMIT else ma
         self.restore_ma = None if ma >= NO_LIMIT else self._restore_ma

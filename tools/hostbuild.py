@@ -6,6 +6,8 @@ frozen in the ESP32 firmware, so it goes into a ROMFS image instead (build/unix-
 which tools/panelsim/frozen.py mounts so its bytecode runs in place, as from the board's
 flash. Rebuilds only what changed."""
 
+import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -63,20 +65,29 @@ def _compile(sources, dest):
             if src.name in SKIP:
                 continue
             out = out_dir / (src.stem + ".mpy")
-            if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+            # Rebuilt when the source's content differs from what the .mpy was made of (a
+            # sidecar holds its sha256): an mtime check kept a stale .mpy that another
+            # checkout sharing this build directory had compiled later from older source.
+            stamp = out.with_suffix(".sha256")
+            digest = hashlib.sha256(src.read_bytes()).hexdigest()
+            if out.exists() and stamp.exists() and stamp.read_text() == digest:
                 continue
             # Named as make build names the board's (firmware/app.py): the name is a string
             # in RAM, and an absolute path made the heap figures depend on the clone's place.
-            proc = subprocess.run([HOST_MPY_CROSS, "-march=" + HOST_MARCH, "-o", str(out),
+            tmp = out.with_suffix(".mpy.tmp%d" % os.getpid())
+            proc = subprocess.run([HOST_MPY_CROSS, "-march=" + HOST_MARCH, "-o", str(tmp),
                                    "-s", src.relative_to(ROOT).as_posix(), str(src)],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
+                tmp.unlink(missing_ok=True)
                 sys.exit("error: mpy-cross %s: %s" % (src, proc.stderr.strip()))
+            tmp.replace(out)        # a reader never sees half an .mpy
+            stamp.write_text(digest)
 
 
 def _build_rom(staged, image):
     """Writes staged (a directory of .mpy files) as a ROMFS image, unless image is newer."""
-    files = sorted(p for p in staged.rglob("*") if p.is_file())
+    files = sorted(p for p in staged.rglob("*.mpy") if p.is_file())
     if image.exists() and all(image.stat().st_mtime >= p.stat().st_mtime for p in files):
         return
     from mpremote.romfs import VfsRomWriter     # mpremote's own `romfs build`, already compiled
@@ -93,7 +104,7 @@ def _add_dir(writer, path):
             writer.opendir(entry.name)
             _add_dir(writer, entry)
             writer.closedir()
-        else:
+        elif entry.suffix == ".mpy":           # not the build's .sha256 stamps
             writer.mkfile(entry.name, entry.read_bytes())
 
 
