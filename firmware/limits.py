@@ -148,6 +148,15 @@ class Limits:
                 out[name] = src[0]
         return out
 
+    def in_force_ma(self):
+        """{source: mA per leg} of the sources limiting amps now (queued ones left out)."""
+        out = {}
+        for name in self._sources:
+            src = self._sources[name]
+            if src[3] is None and src[1] is not None:
+                out[name] = src[1]
+        return out
+
     def strictest(self):
         """Name of the source that sets the total-watt limit: 'setpoint' unless one is lower."""
         w = NO_LIMIT if self.setpoint_w is None else self.setpoint_w

@@ -208,6 +208,7 @@ class Reporter:
             "loads": loads,
             "safe_mode": getattr(app, "safe_reason", None),
             "limits": app.limits.in_force_w(),
+            "limits_ma": app.limits.in_force_ma(),      # amp-per-leg sources (grid limit_ma)
             # what set limit_w at the controller's step, so the two always agree
             "limit_source": c.limit_source or app.limits.strictest(),
             "grid": app.grid.state(now) if getattr(app, "grid", None) is not None else None,

@@ -157,6 +157,9 @@ st = g.state(clock.t)
 check(st['import_limit_a'] == 40 and st['export_limit_w'] == 1500 and st['import_limit_w'] is None,
       'amps and export %r' % st)
 check(limits.effective_a(clock.t) == 40 and limits.effective_w(clock.t) == 9600, 'amps apply')
+# ... and the amp limit is listed with its source, as the state's limits_ma reports it.
+ma = limits.in_force_ma()
+check(ma.get('grid') == 40000 and limits.in_force_w().get('grid') is None, 'limits_ma %r' % ma)
 """)
 
 
