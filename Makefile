@@ -17,6 +17,7 @@ PROFILE ?=
 LIMIT_W ?= 7200
 HOURS ?= 24
 MQTT ?=
+WEB ?=
 SPEED ?=
 OUT ?= out
 ESP32_COSTS ?=
@@ -45,14 +46,15 @@ $(UNIX32_STAMP): tools/build_unix32.sh vendor/micropython-13303f8d29-unix-src.ta
 
 debs: $(DEBS_STAMP)
 $(DEBS_STAMP): tools/ensure_debs.sh Makefile | $(VENV_STAMP)
-	sh tools/ensure_debs.sh mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat
+	sh tools/ensure_debs.sh mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat \
+		chromium:chromium
 	@touch $@
 
 test: $(VENV_STAMP) $(LIB_STAMP) $(DEBS_STAMP) $(UNIX32_STAMP)
 	MICROPYTHON_VERSION=$(MICROPYTHON_VERSION) $(VPY) -m pytest -q tests
 
 sim: $(VENV_STAMP) $(LIB_STAMP) $(UNIX32_STAMP)
-	$(VPY) tools/run_sim.py --profile "$(PROFILE)" --limit-w $(LIMIT_W) --hours $(HOURS) --out $(OUT) $(if $(MQTT),--mqtt $(MQTT)) $(if $(SPEED),--speed $(SPEED)) $(if $(ESP32_COSTS),--esp32-costs) $(if $(DAY),--day $(DAY))
+	$(VPY) tools/run_sim.py --profile "$(PROFILE)" --limit-w $(LIMIT_W) --hours $(HOURS) --out $(OUT) $(if $(MQTT),--mqtt $(MQTT)) $(if $(WEB),--web $(WEB)) $(if $(SPEED),--speed $(SPEED)) $(if $(ESP32_COSTS),--esp32-costs) $(if $(DAY),--day $(DAY))
 
 # Benchmarks live apart from the tests: ratios measured side by side in one run.
 bench: $(VENV_STAMP) $(LIB_STAMP) $(UNIX32_STAMP)

@@ -19,7 +19,7 @@ table{width:100%;border-collapse:collapse}
 td,th{text-align:left;padding:5px 4px;border-top:1px solid #eee;font-size:15px}
 th{font-weight:500;color:#667;border:0}
 .on{color:#2e8b57}.off{color:#c0392b}.limited{color:#c87f0a}
-#alarms li{color:#c0392b}
+#alarms li{color:#c0392b}#alarms li.muted{color:#667;list-style:none}
 small,.muted{color:#667}
 canvas{width:100%;height:160px}
 </style></head><body><main>
@@ -61,7 +61,7 @@ c=r.insertCell();c.textContent=l.state;c.className="state "+l.state;
 c=r.insertCell();c.className="setpoint";c.textContent=l.setpoint_a==null?"":l.setpoint_a+" A";
 c=r.insertCell();c.className="reason";c.textContent=l.reason?(WHY[l.reason]||l.reason):"";});
 var al=$("alarms");al.textContent="";
-(d.alarms.length?d.alarms:["none"]).forEach(function(a){var li=document.createElement("li");li.textContent=a;al.appendChild(li)});
+(d.alarms.length?d.alarms:["none"]).forEach(function(a){var li=document.createElement("li");li.textContent=a;if(!d.alarms.length)li.className="muted";al.appendChild(li)});
 t("version",d.version);t("uptime",dur(d.uptime_s));t("reset_cause",d.reset_cause);
 last=Date.now();}
 function poll(){fetch("api/status",{cache:"no-store"}).then(function(r){return r.json()})

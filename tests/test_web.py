@@ -376,3 +376,38 @@ def test_hostile_clients_stall_nothing_and_an_overload_is_still_shed():
     after = [ln for ln in lines if ln["t"] >= 40 + 6]
     assert after and all(ln["panel_w"] <= 9600 and ln["outputs"]["ev"] == 0 for ln in after), [
         (ln["t"], ln["panel_w"], ln["outputs"]) for ln in lines[36:]]
+
+
+def test_make_sim_web_serves_the_page_and_refuses_a_bad_port(tmp_path):
+    # `make sim WEB=PORT`: tools/run_sim.py --web PORT prints one line with the address and
+    # serves the page and the API from the simulated controller while it runs.
+    import subprocess
+    import sys
+    port = free_port()
+    sim = subprocess.Popen([sys.executable, str(ROOT / "tools/run_sim.py"), "--web", str(port),
+                            "--hours", "0.1", "--out", str(tmp_path / "out")],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    try:
+        out = []
+        for line in sim.stdout:
+            out.append(line)
+            if line.startswith("web: "):
+                break
+        assert out[-1] == "web: http://127.0.0.1:%d/\n" % port, out
+        code, ctype, page = get("http://127.0.0.1:%d/" % port)
+        assert code == 200 and ctype.startswith("text/html") and 'id="total_w"' in page
+        d = json.loads(get("http://127.0.0.1:%d/api/status" % port)[2])
+        for key, typ in STATUS_KEYS:
+            assert isinstance(d[key], typ), (key, d)
+        assert d["limit_w"] == 7200, d
+        rest, _ = sim.communicate(timeout=120)
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+    assert sim.returncode == 0, "".join(out) + rest
+    assert "".join(out + [rest]).count("web: http://") == 1
+    bad = subprocess.run([sys.executable, str(ROOT / "tools/run_sim.py"), "--web", "http",
+                          "--out", str(tmp_path / "bad")], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0, bad.stderr
+    assert bad.stderr.startswith("error: --web needs a TCP port"), bad.stderr

@@ -18,7 +18,9 @@ from toolchain import HOST_MARCH, HOST_MPY_CROSS  # noqa: E402
 # One directory per architecture: native code built for one will not load on the other.
 BUILD = ROOT / "build" / ("unix-" + HOST_MARCH)
 BUILD_ROM = ROOT / "build" / ("unix-" + HOST_MARCH + "-rom")
-SOURCES = (("firmware", ""), ("boards", ""), ("tools/panelsim", "panelsim"))
+SOURCES = (("firmware", ""), ("boards", ""), ("tools/panelsim", "panelsim"),
+           # the status page's web framework (web.py), shipped as .mpy beside the firmware
+           ("lib/microdot", "microdot"))
 FROZEN_SOURCES = (("lib/umqtt", "umqtt"),)
 SKIP = {"main.py", "boot.py"}     # stay source on the board; not used by the simulator
 

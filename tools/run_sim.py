@@ -146,7 +146,7 @@ def panel_overrides(items, hours):
     return out
 
 
-def firmware_overrides(limit_w, items, mqtt=None):
+def firmware_overrides(limit_w, items, mqtt=None, web=None):
     """The firmware's settings for the run: --limit-w, then each --cfg KEY=VALUE by the
     console's names ('band_pct', 'ct.CT3.gain', 'loads.water_heater.min_off_s', or 'loads' /
     'loads.<load>' whole, as JSON), looked up and checked as cfg.set does (consolecfg._split,
@@ -163,6 +163,8 @@ def firmware_overrides(limit_w, items, mqtt=None):
     if mqtt:
         host, _, port = mqtt.rpartition(":")
         given += [("--mqtt", "mqtt_host", host), ("--mqtt", "mqtt_port", int(port))]
+    if web:
+        given.append(("--web", "web_port", web))
     for option, key, text in given:
         try:
             if key in ("loads", "ct") or (key.startswith("loads.") and key.count(".") == 1):
@@ -242,8 +244,11 @@ def check_options(args):
         host, _, port = args.mqtt.rpartition(":")
         if not host or not port.isdigit():
             raise Refused("--mqtt needs HOST:PORT (MQTT=localhost:1883), got %r" % args.mqtt)
+    if args.web and not (args.web.isdigit() and 1 <= int(args.web) <= 65535):
+        raise Refused("--web needs a TCP port, 1..65535 (WEB=8080), got %r" % args.web)
     args.panel_items = panel_overrides(args.panel, args.hours)
-    args.setpoint_w, args.cfg_items = firmware_overrides(args.limit_w, args.cfg, args.mqtt)
+    args.setpoint_w, args.cfg_items = firmware_overrides(args.limit_w, args.cfg, args.mqtt,
+                                                         args.web)
 
 
 def simulator_args(args):
@@ -436,6 +441,9 @@ def main(argv=None):
     ap.add_argument("--mqtt", default="",
                     help="host:port of a broker to publish telemetry to and take commands "
                          "from (docs/mqtt.md); sets --speed 60 unless given")
+    ap.add_argument("--web", default="", metavar="PORT",
+                    help="serve the status page on http://127.0.0.1:PORT/ (docs/web.md); "
+                         "sets --speed 60 unless given")
     ap.add_argument("--panel", action="append", default=[], metavar="KEY=VALUE",
                     help="change the simulated panel, e.g. ev.arrive_h=18 (null: no EV) "
                          "(boards/simboard.py PANEL)")
@@ -468,7 +476,7 @@ def main(argv=None):
         sys.exit(2)
     try:
         check_options(args)
-        if args.mqtt and not args.speed:
+        if (args.mqtt or args.web) and not args.speed:
             args.speed = 60     # watchable: a simulated minute per second, a day in 24 min
     except Refused as e:
         print("error: %s" % e, file=sys.stderr)
