@@ -120,8 +120,14 @@ class App:
                     "charger", lambda c=charger: c, 0, critical=False))
         if cfg["web_port"]:
             # The status page (docs/web.md): web.py and microdot are imported only when on.
-            import web
-            entries.append(web.entry(self))
+            # Optional like MQTT: one that cannot be built (even for want of memory) is
+            # logged and the controller runs without it.
+            try:
+                import web
+                entries.append(web.entry(self))
+            except Exception as e:  # MemoryError, a bad setting: never the controller's end
+                sys.modules.pop("web", None)
+                self.log("web: not started: %s" % e)
         return entries
 
     def network_entries(self):

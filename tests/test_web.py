@@ -224,6 +224,18 @@ def test_disabled_by_default_and_not_imported():
     assert fw.lines[-1]["web"] is None
 
 
+def test_when_the_page_cannot_start_the_controller_runs_without_it():
+    fw = WebFirmware({"seconds": 6, "web_fails": True})
+    try:
+        fw.finish()
+    finally:
+        fw.kill()
+    assert any(line.startswith("web: not started: memory allocation failed")
+               for line in fw.logs), fw.logs
+    assert fw.lines[-1]["web"] is None
+    _control_ok(fw.lines)
+
+
 # --- hostile clients ----------------------------------------------------------------------
 class Attack:
     """Bounded load from this host's loopback only: each kind runs in its own thread until

@@ -73,6 +73,14 @@ def main():
     sim_machine.attach(panel, vt, board, gen)
     cfg = {"limit_w": opts.get("limit_w", 9600), "web_port": opts.get("port", 0),
            "web_password": opts.get("password", "")}
+    if opts.get("web_fails"):
+        # The page cannot be built (as when the heap is too small for microdot).
+        import web
+
+        class NoMemory:
+            def __init__(self, *args, **kw):
+                raise MemoryError("memory allocation failed, allocating 718 bytes")
+        web.WebServer = NoMemory
     logs = []
     app = firmware_app.App(board, sim_machine, clock, cfg, log=logs.append)
     app.net_clock = Clock()      # connection deadlines are about real sockets: real time

@@ -321,8 +321,9 @@ def run_firmware(args, csv_path, sim_args, env):
                     summary[name] = int(n)
             elif line.startswith("error: "):
                 last_error = line
-            elif line.startswith("mqtt: not started"):
-                mqtt_failed = line      # the board carries on without MQTT; asked for, it is an error
+            elif line.startswith("mqtt: not started") or line.startswith("web: not started"):
+                # the board carries on without MQTT or the page; asked for, it is an error
+                mqtt_failed = line
                 print(line, flush=True)
             elif line:
                 print(line, flush=True)
@@ -338,8 +339,8 @@ def run_firmware(args, csv_path, sim_args, env):
         sys.exit("error: the firmware simulation failed (exit %d); see %s" % (
             rc, csv_path.with_suffix(".log")))
     if mqtt_failed:
-        sys.exit("error: --mqtt was asked for but the firmware could not start it (%s)" %
-                 mqtt_failed)
+        sys.exit("error: --%s was asked for but the firmware could not start it (%s)" %
+                 (mqtt_failed.split(":")[0], mqtt_failed))
     return summary, holds
 
 
