@@ -73,6 +73,7 @@ def status(app, now, gates=None, remote=(None, 0), uptime_s=None):
         # what set limit_w at the controller's step, so the two always agree
         "limit_source": source,
         "limits": app.limits.in_force_w(),
+        "limits_ma": app.limits.in_force_ma(),      # amp-per-leg sources (grid limit_ma)
         "remote_limit_w": remote[0],
         "remote_limit_s": remote[1],
         "headroom_w": c.headroom_w,

@@ -10,14 +10,12 @@ import sys
 
 from micropython import const
 
-from loadkind import takes_amps
+import snapshot
 from version import VERSION
 
 _WAKE_MS = const(250)           # how often a received command is looked at
 _COMMANDS_PER_PASS = const(2)
 _STEP_WAIT_MS = const(50)       # how often a report held for the control step looks again
-
-_FAULT_NAMES = ("rail", "clip", "no_voltage", "implausible")   # meter.FAULT_* bits 0..3
 
 
 class LazyCommands:
@@ -164,55 +162,24 @@ class Reporter:
 
     # --- payloads ---------------------------------------------------------------------
     def state(self, now):
+        # The status snapshot the web page's /api/status serves too (snapshot.py), in MQTT's
+        # shape: loads keyed by name, without the page's own fields.
         app = self.app
-        m = app.meter
-        c = app.controller
+        cmds = self.commands
+        s = snapshot.status(app, now, cmds.gates, cmds.remote_limit(now))
         loads = {}
-        mon = getattr(app, "monitor", None)
-        watches = {w.load.name: w for w in mon.watches} if mon is not None else {}
-        for b in app.bindings:
-            load = b.load
-            a = b.actuator
-            d = {"on": load.on, "power_w": load.measured_w if load.measured_w >= 0 else None}
-            if takes_amps(a):
-                d["setpoint_a"] = load.setpoint_a
-                d["output_a"] = a.amps
-            else:
-                d["output_on"] = bool(getattr(a, "is_on", False))
-            w = watches.get(load.name)
-            if w is not None:    # feedback.py: "welded", "no_close", "lost" or None
-                d["alarm"] = w.alarm
-                d["no_draw"] = w.no_draw
-            gate = self.commands.gates.get(load.name)   # none before the first command
-            d["override"] = gate.describe() if gate is not None else None
-            d["override_s"] = gate.remaining_s(now) if gate is not None else 0
-            loads[load.name] = d
-        remote_w, remote_s = self.commands.remote_limit(now)
-        faults = m.faults
-        names = [n for i, n in enumerate(_FAULT_NAMES) if faults & (1 << i)]
-        return {
-            "valid": bool(app.sampler.valid),
-            "total_w": m.total_w,
-            "leg_ma": [m.leg_ma[0], m.leg_ma[1]],
-            "leg_w": [m.leg_w[0], m.leg_w[1]],
-            "vrms_mv": m.vrms_mv,
-            "setpoint_w": app.setpoint_w,
-            "limit_w": c.limit_w,
-            "limit_ma": c.limit_ma,
-            "remote_limit_w": remote_w,
-            "remote_limit_s": remote_s,
-            "headroom_w": c.headroom_w,
-            "control": c.state,
-            "faults": faults,
-            "fault_names": names,
-            "loads": loads,
-            "safe_mode": getattr(app, "safe_reason", None),
-            "limits": app.limits.in_force_w(),
-            "limits_ma": app.limits.in_force_ma(),      # amp-per-leg sources (grid limit_ma)
-            # what set limit_w at the controller's step, so the two always agree
-            "limit_source": c.limit_source or app.limits.strictest(),
-            "grid": app.grid.state(now) if getattr(app, "grid", None) is not None else None,
-        }
+        for d in s["loads"]:
+            name = d.pop("name")
+            d.pop("state")
+            d.pop("reason")
+            if "output_on" in d:
+                d.pop("setpoint_a")     # a contactor load: MQTT never had one
+            loads[name] = d
+        s["loads"] = loads
+        s.pop("leg_a")
+        s.pop("alarms")
+        s["grid"] = app.grid.state(now) if getattr(app, "grid", None) is not None else None
+        return s
 
     def diag(self):
         app = self.app
