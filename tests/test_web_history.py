@@ -40,3 +40,18 @@ def test_ring_keeps_the_last_hour_peaks_and_lowest_limits():
     # the lowest limit in force in the period; none (0) where nothing limited
     assert d["limit_w"][-1] == 5000 and d["limit_w"][-2] == 0 and d["limit_w"][-3] == 7200
     assert set(d["limit_w"][:-2]) == {7200}
+
+
+def test_lan_only_addresses():
+    # web.lan_address: the ESP32's (ip, port) tuples and the unix port's raw sockaddr bytes.
+    code = r"""
+import web
+ok = [("192.168.1.20", 5), ("10.0.0.7", 5), ("172.16.3.4", 5), ("172.31.0.1", 5),
+      ("127.0.0.1", 5), ("169.254.9.9", 5), bytes([2, 0, 0, 80, 192, 168, 0, 9, 0, 0])]
+no = [("8.8.8.8", 5), ("172.32.0.1", 5), ("172.15.255.1", 5), ("192.169.1.1", 5),
+      ("fe80::1", 5), ("", 5), (None, 5), None, bytes([10, 0, 0, 80, 192, 168, 0, 9]),
+      bytes([2, 0, 0, 80, 8, 8, 8, 8])]
+print([web.lan_address(p) for p in ok], [web.lan_address(p) for p in no])
+"""
+    out = run_mpy(code, heap="512k").stdout.strip().splitlines()[-1]
+    assert out == str([True] * 7) + " " + str([False] * 10), out
