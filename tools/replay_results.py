@@ -47,7 +47,65 @@ def run_house(fname, tmp, out_dir):
         res = json.load(f)
     res["run"]["seed"] = seed
     res["run"]["wall_s"] = round(time.monotonic() - t0, 1)
-    return stem, png.name, res, run_bands(stem, layered, tmp)
+    return (stem, png.name, res, run_bands(stem, layered, tmp), run_demand(stem, layered, tmp),
+            run_duty(stem, layered, tmp))
+
+
+def run_duty(stem, layered, tmp):
+    """The same house in duty mode: 7,200 W as the 80 % line of a 9,000 W rating."""
+    js = os.path.join(tmp, f"{stem}_duty.json")
+    if sim.main([layered, *ARGS, "--duty-mode", "--json", js, "--quiet",
+                 "--strategies", "panelcap,no_control"]) != 0:
+        raise SystemExit(f"sim.py failed on {stem} in duty mode")
+    with open(js) as f:
+        return json.load(f)
+
+
+def duty_table(rows):
+    head = ["house", "strategy", "EV late (worst)", "EV late, plain 80 %", "WH late (worst)",
+            "longest above 80 %", "worst 3 h average, % of rating", "above 100 % s",
+            "longest above 100 %"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stem, res, plain in rows:
+        for s in ("panelcap", "no_control"):
+            r = res[s]
+            out.append("| " + " | ".join(str(c) for c in [
+                stem, f"**{s}**" if s == "panelcap" else s, sim._dur(r["loads"]["EV"]["late_s"]),
+                sim._dur(plain[s]["loads"]["EV"]["late_s"]), sim._dur(r["loads"]["WaterHeater"]["late_s"]),
+                sim._dur(r["longest_over_80pct_s"]), r["worst_3h_avg_pct"], r["over_100pct_s"],
+                sim._dur(r["longest_over_100pct_s"])]) + " |")
+    return "\n".join(out)
+
+
+DEMAND_ARGS = ["--window-min", "15", "--budget-kw", "4"]   # a quarter-hour capacity tariff
+
+
+def run_demand(stem, layered, tmp):
+    """The same house under a 4 kW quarter-hour budget (firmware/demand.py) as well."""
+    js = os.path.join(tmp, f"{stem}_demand.json")
+    if sim.main([layered, *ARGS, *DEMAND_ARGS, "--json", js, "--quiet",
+                 "--strategies", "panelcap,no_control"]) != 0:
+        raise SystemExit(f"sim.py failed on {stem} with a demand window")
+    with open(js) as f:
+        return json.load(f)
+
+
+def demand_table(rows):
+    head = ["house", "strategy", "peak quarter-hour kW", "quarter-hours over 4 kW",
+            "…controllable", "EV kWh del / asked", "EV late (worst)", "WH kWh del / asked",
+            "WH late (worst)"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stem, res in rows:
+        for s in ("panelcap", "no_control"):
+            r = res[s]
+            ev, wh = r["loads"]["EV"], r["loads"]["WaterHeater"]
+            out.append("| " + " | ".join(str(c) for c in [
+                stem, f"**{s}**" if s == "panelcap" else s, r["peak_window_kw"],
+                r["over_budget_windows"], r["over_budget_windows_controllable"],
+                f"{ev['delivered_wh'] / 1000:.1f} / {ev['asked_wh'] / 1000:.1f}", sim._dur(ev["late_s"]),
+                f"{wh['delivered_wh'] / 1000:.1f} / {wh['asked_wh'] / 1000:.1f}",
+                sim._dur(wh["late_s"])]) + " |")
+    return "\n".join(out)
 
 
 BANDS = (5, 15, 35)     # restore band sensitivity, panelcap only (5 is the default above)
@@ -107,16 +165,22 @@ def main(argv=None):
     rows = []
     pngs = []
     bands = []
+    demand = []
+    duty = []
     with tempfile.TemporaryDirectory(prefix="panelcap-results-") as tmp:
         for fname, _ in HOUSES:
-            stem, png, res, band_rows = run_house(fname, tmp, out_dir)
+            stem, png, res, band_rows, demand_res, duty_res = run_house(fname, tmp, out_dir)
             rows.append((stem, res))
+            duty.append((stem, duty_res, res))
             bands.append((stem, band_rows))
+            demand.append((stem, demand_res))
             pngs.append((stem, png))
             print(f"{stem}: done in {res['run']['wall_s']} s")
     with open(out_dir / "replay-results.json", "w") as f:
-        json.dump({stem: dict(res, panelcap_by_band={str(b): r for b, r in br})
-                   for (stem, res), (_, br) in zip(rows, bands)}, f, indent=1)
+        json.dump({stem: dict(res, panelcap_by_band={str(b): r for b, r in br},
+                              demand_window_15min_4kw=dr, duty_mode=du)
+                   for (stem, res), (_, br), (_, dr), (_, du, _) in zip(rows, bands, demand, duty)},
+                  f, indent=1)
     md = [
         "# Replay results: three real households, an EV and a water heater, a 7,200 W limit",
         "",
@@ -211,6 +275,34 @@ def main(argv=None):
         "",
         band_table(bands),
         "",
+        "## A quarter-hour capacity tariff",
+        "",
+        "The same houses and loads under a 4 kW budget per clock-aligned quarter-hour (`" +
+        " ".join(DEMAND_ARGS) + "`; panelcap runs the firmware's `demand.py` beside the 7,200 W",
+        "limit, docs/shed.md \"Demand window\"). A quarter-hour over the budget counts as",
+        "*controllable* when the EV and the water heater drew at least its excess in it (denied",
+        "that energy, it would have stayed in budget); otherwise the house alone put it over.",
+        "The loads still get all their energy, later.",
+        "",
+        demand_table(demand),
+        "",
+        "## Duty mode: 100 % at any moment, 80 % over three hours",
+        "",
+        "The same runs with `--duty-mode` (docs/shed.md \"Duty mode\"): the 7,200 W limit taken",
+        "as the 80 % line of a 9,000 W rating; panelcap may use up to 9,000 W at any moment and",
+        "runs the firmware's `duty.py`, which holds the three-hour average at 79 % of the rating.",
+        "Duty mode is not an NEC 750 setpoint. \"EV late, plain 80 %\" is the same strategy in",
+        "the main table above.",
+        "",
+        duty_table(duty),
+        "",
+    ]
+    above = [stem for stem, res, _ in duty if res["panelcap"]["worst_3h_avg_pct"] > 80]
+    md += [("Not yet held: on " + ", ".join(above) + " panelcap's worst three-hour average is "
+            "above 80 %; whether the house alone put it there is not yet measured (issue "
+            "\"Limits over time\" stays open on it).") if above else
+           "panelcap's worst three-hour average stays at or under 80 % on every house.", ""]
+    md += [
         "## Plots",
         "",
     ]
