@@ -174,7 +174,9 @@ class Device:
             return False
         for topic, payload in ((self.t_sensor_ann, self._sensor_announcement()),
                                (self.t_actuator_ann, self._actuator_announcement())):
-            if not await link.send(topic, payload, True):
+            # Drained before the next: telemetry is published drop-oldest, and a burst of it
+            # evicted a queued announcement (seen: the actuator's, now and then).
+            if not await link.send(topic, payload, True) or not await link.drained():
                 return False
         return True
 

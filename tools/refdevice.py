@@ -3,7 +3,7 @@ meter) or an on/off actuator (a relay), with one flag per defect, so the conform
 (tools/conformance.py) can be shown to catch each one.
 
     tools/refdevice.py --broker HOST:PORT --role sensor|actuator --id ID [--defect NAME]
-        [--interval S] [--max-wait S] [--seconds S]
+        [--interval S] [--max-wait S] [--response S] [--seconds S]
 
 Defects: bad_announce (max_wait_s / range left out), not_retained (the announcement
 published without the retain flag), stale (reports at 3x the announced
@@ -142,11 +142,12 @@ def main(argv=None):
     ap.add_argument("--defect", default="", choices=("",) + DEFECTS)
     ap.add_argument("--interval", type=float, default=0.5)
     ap.add_argument("--max-wait", type=float, default=2.0)
+    ap.add_argument("--response", type=float, default=1.0, help="response_s it announces")
     ap.add_argument("--seconds", type=float, default=3600)
     args = ap.parse_args(argv)
     host, _, port = args.broker.rpartition(":")
     dev = RefDevice(host, int(port), args.role, args.dev_id, args.defect, args.interval,
-                    args.max_wait)
+                    args.max_wait, args.response)
     try:
         dev.run(args.seconds)
     finally:
