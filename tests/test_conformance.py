@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import MPY_CROSS, ROOT
 from mqtt_helpers import Broker, Client
 from test_mqtt_broker import Firmware
 
@@ -157,3 +157,10 @@ def test_each_seeded_defect_is_caught(broker, tmp_path, defect, role, failing):
     finally:
         dev.terminate()
         dev.wait()
+
+
+def test_devprofile_cross_compiles_for_the_esp32(tmp_path):
+    src = ROOT / "firmware" / "devprofile.py"
+    assert "assert " not in src.read_text()      # mpy-cross -O1 strips asserts
+    subprocess.run([MPY_CROSS, "-O1", "-march=xtensawin", "-o", str(tmp_path / "d.mpy"),
+                    str(src)], check=True)
