@@ -56,6 +56,9 @@ TOP = (
      "Home Assistant discovery prefix; empty: no discovery messages"),
     ("telemetry_period_ms", "int", 1000, 3600000, "ms", 10000,
      "one state and one diag message per period"),
+    ("profile_device", "enum", ("off", "on"), None, "", "off",
+     "on: announce panelcap in the open device profile as a sensor and an actuator "
+     "(docs/profile.md); off: devprofile.py is not imported"),
     # The status page (web.py; docs/web.md). Port 0: web.py and microdot are not imported.
     ("web_port", "int", 0, 65535, "", 0, "status page TCP port on the LAN (80 is usual); 0: off"),
     ("web_password", "secret", 0, 64, "", "", "status page password; empty: none"),

@@ -80,15 +80,18 @@ def setup_tasks(app, net_clock=None, network=None, log=None):
                                              60000, critical=False))
     entries.append(supervisor_mod.Supervised("report", supervisor_mod.task(reporter),
                                              cfg["telemetry_period_ms"] + 60000, critical=False))
-    # panelcap as a device of the open profile (docs/profile.md): only with MQTT on.
-    import devprofile
-    dev = devprofile.Device(app, link, net_clock, node_id(prefix),
-                            max(1000, cfg["telemetry_period_ms"]), prefix + "/status")
-    app.profile = dev
-    log("profile: sensor %s actuator %s" % (dev.sensor_id, dev.actuator_id))
-    entries.append(supervisor_mod.Supervised("profile", supervisor_mod.task(dev), 60000,
-                                             critical=False))
-    dev = None
+    # panelcap as a device of the open profile (docs/profile.md): opt-in. On by default it
+    # cost ~5 KB of heap, and its readings every period crowded command events out of the
+    # link's drop-oldest queue (a grid reservation's answer was lost).
+    if cfg.get("profile_device") == "on":
+        import devprofile
+        dev = devprofile.Device(app, link, net_clock, node_id(prefix),
+                                max(1000, cfg["telemetry_period_ms"]), prefix + "/status")
+        app.profile = dev
+        log("profile: sensor %s actuator %s" % (dev.sensor_id, dev.actuator_id))
+        entries.append(supervisor_mod.Supervised("profile", supervisor_mod.task(dev), 60000,
+                                                 critical=False))
+        dev = None
     if cfg.get("grid_subscription_w") or cfg.get("grid_fallback_w") or \
             (cfg.get("demand_window_min") and app.wall() is None):
         # Grid signals configured, or a demand window with no RTC time: grid.py and its task

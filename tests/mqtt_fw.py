@@ -65,7 +65,7 @@ def main():
     cfg = {"limit_w": opts.get("limit_w", 9600), "mqtt_host": opts.get("host", "127.0.0.1"),
            "mqtt_port": opts["port"], "telemetry_period_ms": opts.get("period_ms", 1000),
            "mqtt_topic": opts.get("prefix", "panelcap")}
-    for key in ("mqtt_user", "mqtt_password", "mqtt_discovery"):
+    for key in ("mqtt_user", "mqtt_password", "mqtt_discovery", "profile_device"):
         if key in opts:
             cfg[key] = opts[key]
     if opts.get("setup_fails"):

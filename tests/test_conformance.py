@@ -46,6 +46,7 @@ def check_shape(r, res):
 
 def test_panelcap_passes_as_sensor_and_actuator(broker, tmp_path):
     fw = Firmware({"port": broker.port, "seconds": 40, "period_ms": 1000, "limit_w": 9600,
+                   "profile_device": "on",
                    "prefix": "site7/pc"})
     watch = Client(broker.port, "watch")
     try:
@@ -79,7 +80,8 @@ def test_panelcap_passes_as_sensor_and_actuator(broker, tmp_path):
 
 
 def test_panelcap_never_raises_the_limit_and_holds_it_while_the_controller_beats(broker):
-    fw = Firmware({"port": broker.port, "seconds": 30, "period_ms": 1000, "limit_w": 6000})
+    fw = Firmware({"port": broker.port, "seconds": 30, "period_ms": 1000, "limit_w": 6000,
+                   "profile_device": "on"})
     c = Client(broker.port, "ctl")
     try:
         c.subscribe("pcp/#")

@@ -339,7 +339,8 @@ def test_every_reservation_state_reaches_the_grid_and_is_acked(tmp_path):
 
         def reserve(body):
             sub.publish("rsv/cmd/grid/reserve", json.dumps(body))
-            ev = sub.wait_json("rsv/event", lambda d: d["cmd"] == "grid/reserve")
+            ev = sub.wait_json("rsv/event", lambda d: d["cmd"] == "grid/reserve", timeout=30)
+            assert ev is not None, (fw.lines[-8:], grid.history[-6:])
             assert ev["ok"], ev
             return ev["request"]
 

@@ -258,6 +258,7 @@ def _main(argv):
             sys.stderr.write("error: --mqtt needs HOST:PORT, got %r\n" % opts["mqtt"])
             sys.exit(2)
         cfg.update(mqtt_host=host, mqtt_port=int(port), telemetry_period_ms=opts["telemetry_ms"])
+        cfg.setdefault("profile_device", "on")    # make sim MQTT= announces it (docs/profile.md)
     if opts["check"]:
         # Here only, in a process of its own (tools/run_sim.py runs it first): importing
         # config beside the firmware cost the firmware's heap 12 KB at its build's peak.
