@@ -233,15 +233,24 @@ def config_files(draw):
         where = draw(st.sampled_from(["top", "top", "ct", "load", "drop", "version"]))
         if where == "top":
             data[draw(st.one_of(st.sampled_from(NAMES), TEXT))] = draw(VALUE)
+        # An earlier damage may have dropped or replaced "ct" or "loads": then there is
+        # nothing of that kind left to damage.
         elif where == "ct":
-            ct = data["ct"][draw(st.sampled_from(sorted(data["ct"])))]
-            ct[draw(st.one_of(st.sampled_from(["gain", "leg", "rating_a", "phase_deg"]), TEXT))] \
-                = draw(VALUE)
-        elif where == "load" and data["loads"]:
-            spec = data["loads"][draw(st.integers(0, len(data["loads"]) - 1))]
-            spec[draw(st.one_of(st.sampled_from(NAMES), TEXT))] = draw(VALUE)
+            cts = data.get("ct")
+            if isinstance(cts, dict) and cts:
+                ct = cts[draw(st.sampled_from(sorted(cts)))]
+                if isinstance(ct, dict):
+                    ct[draw(st.one_of(st.sampled_from(["gain", "leg", "rating_a", "phase_deg"]),
+                                      TEXT))] = draw(VALUE)
+        elif where == "load":
+            loads = data.get("loads")
+            if isinstance(loads, list) and loads:
+                spec = loads[draw(st.integers(0, len(loads) - 1))]
+                if isinstance(spec, dict):
+                    spec[draw(st.one_of(st.sampled_from(NAMES), TEXT))] = draw(VALUE)
         elif where == "drop":
-            data.pop(draw(st.sampled_from(sorted(data))), None)
+            if data:
+                data.pop(draw(st.sampled_from(sorted(data))), None)
         else:
             data["version"] = draw(VALUE)
     text = json.dumps(plain(data)).encode()
