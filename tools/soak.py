@@ -315,6 +315,8 @@ def main(argv=None):
     ap.add_argument("--start-h", type=int, default=0,
                     help="the hour of the first day the run starts at (the house's time)")
     ap.add_argument("--limit-w", type=int, default=LIMIT_W, help="the installer's setpoint")
+    ap.add_argument("--firmware-kb", type=int, default=run_sim.FIRMWARE_HEAP // 1024,
+                    help="heap for the firmware, KB (default: the ESP32's %(default)s)")
     ap.add_argument("--heap-every-s", type=int, default=3600,
                     help="simulated s between heap samples (gc.collect(), gc.mem_alloc())")
     ap.add_argument("--heap-slope-limit", type=float, default=soak_faults.HEAP_SLOPE_LIMIT,
@@ -348,7 +350,7 @@ def main(argv=None):
     if prep.returncode != 0:
         sys.exit("error: reading %s failed: %s" % (PROFILE.name, prep.stderr.strip()[-500:]))
     sim_kb = (run_sim.simulator_footprint(env) + SOAK_HEAP_EXTRA + 1023) // 1024
-    heap = run_sim.FIRMWARE_HEAP // 1024 + sim_kb
+    heap = args.firmware_kb + sim_kb
     t_real0 = time.monotonic()
     broker = Broker(work).start()
     proxy = Proxy(broker.port)
