@@ -136,7 +136,7 @@ class Device:
         self._state()
 
     def _ack(self, d):
-        self.link.publish(self.t_ack, json.dumps(d))
+        self.link.publish_event(self.t_ack, json.dumps(d))    # an answer: never evicted
 
     # --- the task ----------------------------------------------------------------------
     async def run(self):

@@ -3,7 +3,7 @@
 Every call here returns within a few milliseconds: sockets are non-blocking, each wait polls
 and yields, each wait has a deadline, and outages are normal states, not exceptions that
 reach the control path. The control path and this module meet only at two bounded queues
-(`MqttLink.outbox` for telemetry, `MqttLink.inbox` for commands).
+(`MqttLink.outbox` for telemetry and events, `MqttLink.inbox` for commands).
 
 Why umqtt.simple is extended rather than used as is: its connect() resolves the host, opens
 the TCP connection and waits for CONNACK in one blocking call, subscribe() and QoS 1 publish
@@ -104,6 +104,88 @@ class DropQueue:
         return len(self._items) - self.n
 
 
+class Outbox:
+    """The link's bounded FIFO of outgoing (topic, msg, retain), with room that periodic
+    readings cannot take. Readings (state, diag, profile readings: each superseded by the
+    next) hold at most `readings` slots, drop-oldest among themselves; events (command acks,
+    grid notices, retained announcements: each must go out) may use every slot, and a full
+    queue makes room for one by evicting the oldest reading, never an event while a reading
+    is queued. Only events flooding all `readings + events` slots drop an event (oldest
+    first, counted in `events_dropped`). Fixed size: the slots are preallocated."""
+
+    def __init__(self, readings, events):
+        size = readings + events
+        self._items = [None] * size
+        self._event = bytearray(size)    # 1 where the slot holds an event
+        self._head = 0
+        self.n = 0
+        self.readings = 0                # readings queued
+        self.max_readings = readings
+        self.dropped = 0                 # everything dropped, events included
+        self.events_dropped = 0
+
+    def put(self, item, event=False):
+        """Queue item; drops (and counts) one message when there is no room for it."""
+        size = len(self._items)
+        if event:
+            if self.n == size:
+                self._evict(self.readings == 0)
+        elif self.readings >= self.max_readings or self.n == size:
+            if not self.readings:
+                self.dropped += 1        # every slot holds an event: this reading goes
+                return
+            self._evict(False)
+        i = (self._head + self.n) % size
+        self._items[i] = item
+        self._event[i] = 1 if event else 0
+        self.n += 1
+        if not event:
+            self.readings += 1
+
+    def _evict(self, event):
+        # The oldest message of this kind goes; the ones behind it move up one slot.
+        items = self._items
+        flags = self._event
+        size = len(items)
+        h = self._head
+        want = 1 if event else 0
+        k = 0
+        while flags[(h + k) % size] != want:
+            k += 1
+        while k < self.n - 1:
+            i = (h + k) % size
+            j = (i + 1) % size
+            items[i] = items[j]
+            flags[i] = flags[j]
+            k += 1
+        items[(h + self.n - 1) % size] = None
+        self.n -= 1
+        self.dropped += 1
+        if event:
+            self.events_dropped += 1
+        else:
+            self.readings -= 1
+
+    def peek(self):
+        return self._items[self._head] if self.n else None
+
+    def get(self):
+        if not self.n:
+            return None
+        h = self._head
+        item = self._items[h]
+        self._items[h] = None
+        if not self._event[h]:
+            self.readings -= 1
+        self._head = (h + 1) % len(self._items)
+        self.n -= 1
+        return item
+
+    def room(self):
+        """Free slots: what send() may fill without evicting anything."""
+        return len(self._items) - self.n
+
+
 class _Pipe:
     """What umqtt.simple sees as its socket. write() appends to a preallocated buffer and
     raises when it is full (it never waits); read() serves the one whole packet the link
@@ -188,7 +270,8 @@ def _put_varint(pipe, n):
 
 class MqttLink(MQTTClient):
     """An MQTT 3.1.1 session kept up by its own task (`run()`), with QoS 0 publishing from
-    a drop-oldest queue and incoming messages on `subscribe_topic` delivered to a bounded
+    a bounded queue (Outbox: readings drop-oldest in `outbox_size` slots, events with
+    `event_slots` more that readings never take) and incoming messages on `subscribe_topic` delivered to a bounded
     inbox. Its status topic is retained: "online" once connected, "offline" as its will.
 
     clock: ticks_ms/ticks_diff/ticks_add for socket deadlines (the host's real clock in the
@@ -198,7 +281,7 @@ class MqttLink(MQTTClient):
 
     def __init__(self, client_id, host, port, clock, user=None, password=None, tls=False,
                  ca_file="", keepalive_s=60, status_topic=None, subscribe_topic=None,
-                 outbox_size=4, inbox_size=4, connect_timeout_ms=5000,
+                 outbox_size=4, event_slots=2, inbox_size=4, connect_timeout_ms=5000,
                  response_timeout_ms=5000, write_timeout_ms=5000, backoff=None, wifi=None,
                  resolve=None, log=print):
         MQTTClient.__init__(self, client_id, host, port or (8883 if tls else 1883),
@@ -210,7 +293,8 @@ class MqttLink(MQTTClient):
         self._tls = tls
         self.status_topic = status_topic
         self.subscribe_topic = subscribe_topic
-        self.outbox = DropQueue(outbox_size)
+        self.outbox = Outbox(outbox_size, event_slots)
+        self._event_topics = []      # topics whose publish() is an event (events())
         self.inbox = DropQueue(inbox_size)
         self.connect_timeout_ms = connect_timeout_ms
         self.response_timeout_ms = response_timeout_ms
@@ -249,10 +333,21 @@ class MqttLink(MQTTClient):
 
     # --- what other tasks call: never waits ----------------------------------------------
     def publish(self, topic, msg, retain=False, qos=0):
-        """Queue a QoS 0 message; when the queue is full the oldest one is dropped."""
+        """Queue a QoS 0 message: a periodic reading (drop-oldest among readings), or an
+        event if its topic was declared with events()."""
         if qos:
             raise ValueError("only QoS 0 is sent: QoS 1 would wait for the broker")
-        self.outbox.put((_bytes(topic), _bytes(msg), retain))
+        topic = _bytes(topic)
+        self.outbox.put((topic, _bytes(msg), retain), topic in self._event_topics)
+
+    def publish_event(self, topic, msg, retain=False):
+        """Queue a message that must go out (a command's ack, a notice): readings never
+        take its room, and a full queue evicts the oldest reading for it."""
+        self.outbox.put((_bytes(topic), _bytes(msg), retain), True)
+
+    def events(self, topic):
+        """Every later publish() on `topic` is an event (publish_event())."""
+        self._event_topics.append(_bytes(topic))
 
     async def send(self, topic, msg, retain=False, timeout_ms=10000):
         """Queue a message without dropping one (discovery, retained state, grid requests):
@@ -270,7 +365,7 @@ class MqttLink(MQTTClient):
             if clock.ticks_diff(clock.ticks_ms(), t0) > timeout_ms:
                 return False
             await asyncio.sleep_ms(_POLL_MS)
-        self.outbox.put((_bytes(topic), _bytes(msg), retain))
+        self.outbox.put((_bytes(topic), _bytes(msg), retain), True)
         return True
 
     async def drained(self, timeout_ms=10000):
@@ -304,7 +399,8 @@ class MqttLink(MQTTClient):
     def info(self):
         return {"state": self.state, "connects": self.connects, "failures": self.failures,
                 "published": self.published, "received": self.received,
-                "dropped": self.outbox.dropped, "inbox_dropped": self.inbox.dropped,
+                "dropped": self.outbox.dropped, "events_dropped": self.outbox.events_dropped,
+                "inbox_dropped": self.inbox.dropped,
                 "oversized": self.oversized}
 
     # --- the task -------------------------------------------------------------------------

@@ -66,6 +66,7 @@ def setup_tasks(app, net_clock=None, network=None, log=None):
                         tls=cfg["mqtt_tls"] in ("on", True, 1), ca_file=cfg["mqtt_ca_file"],
                         status_topic=prefix + "/status", subscribe_topic=prefix + "/cmd/#",
                         wifi=wifi, log=log)
+    link.events(prefix + "/event")   # command answers: readings never take their room
     # The override gates (and loadgate.py) wait with commands.py for the first command; the
     # actuators run unwrapped until then. No function is defined here: one that outlived
     # setup would keep this module's code in RAM (supervisor.task makes the restarts).
@@ -80,9 +81,9 @@ def setup_tasks(app, net_clock=None, network=None, log=None):
                                              60000, critical=False))
     entries.append(supervisor_mod.Supervised("report", supervisor_mod.task(reporter),
                                              cfg["telemetry_period_ms"] + 60000, critical=False))
-    # panelcap as a device of the open profile (docs/profile.md): opt-in. On by default it
-    # cost ~5 KB of heap, and its readings every period crowded command events out of the
-    # link's drop-oldest queue (a grid reservation's answer was lost).
+    # panelcap as a device of the open profile (docs/profile.md): opt-in, for its ~5 KB of
+    # heap. (Its readings once crowded command events out of the link's queue; events now
+    # have room readings cannot take: net.Outbox.)
     if cfg.get("profile_device") == "on":
         import devprofile
         dev = devprofile.Device(app, link, net_clock, node_id(prefix),

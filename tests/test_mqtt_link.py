@@ -1,12 +1,13 @@
 """net.MqttLink alone against mosquitto: the broker's address resolved once across
-reconnects, the drop-oldest queue while the broker is away, an oversized incoming packet
-skipped without losing the connection, and TLS with the broker's certificate checked."""
+reconnects, the drop-oldest queue while the broker is away, events kept through a flood of
+readings, an oversized incoming packet skipped without losing the connection, and TLS with
+the broker's certificate checked."""
 import json
 import subprocess
 import threading
 import time
 
-from conftest import MICROPYTHON, ROOT, WHEEL_MICROPYTHON, mpy_env
+from conftest import MICROPYTHON, ROOT, WHEEL_MICROPYTHON, mpy_env, run_mpy
 from mqtt_helpers import Broker, Client, free_port, wait_port
 
 LINK = r"""
@@ -24,6 +25,7 @@ link = net.MqttLink('linktest', opts['host'], opts['port'], Clock(),
                     tls=opts.get('tls', False), ca_file=opts.get('ca', ''),
                     status_topic='lt/status', subscribe_topic='lt/cmd/#',
                     backoff=net.Backoff(200, 1000), resolve=resolve, log=logs.append)
+link.events('lt/event')          # as netsetup declares <prefix>/event
 from gapprobe import GapProbe
 probe = GapProbe()
 def say(**kw):
@@ -54,6 +56,16 @@ async def main():
         elif step == 'down':
             ok = await until(lambda: not link.connected, 10000)
             for i in range(20):
+                link.publish('lt/telemetry', '{"n": %d}' % i)
+            say(step=step, ok=ok)
+        elif step == 'flood':
+            # Broker away: two events, each followed by a flood of periodic readings.
+            ok = await until(lambda: not link.connected, 10000)
+            link.publish('lt/event', '{"cmd": "grid/reserve", "ok": true}')
+            for i in range(12):
+                link.publish('lt/telemetry', '{"n": %d}' % i)
+            link.publish_event('lt/ack', '{"id": 7, "ok": true}')
+            for i in range(12, 30):
                 link.publish('lt/telemetry', '{"n": %d}' % i)
             say(step=step, ok=ok)
         elif step == 'publish':
@@ -194,3 +206,84 @@ def test_tls_with_broker_certificate_checked(tmp_path):
               % end["worst_ms"])
     finally:
         broker.stop()
+
+
+def test_flood_of_readings_while_broker_away_never_evicts_an_event(tmp_path):
+    # The defect: with the profile device on, readings crowded a grid reservation's event out
+    # of the drop-oldest queue. Events now have slots readings cannot take.
+    broker = Broker(tmp_path).start()
+    try:
+        link = LinkProc({"host": "localhost", "port": broker.port,
+                         "steps": ["connected", "flood", "connected", "publish"]})
+        assert link.wait("connected")["ok"]
+        broker.stop()
+        flood = link.wait("flood")
+        assert flood["ok"], flood
+        info = flood["info"]
+        assert info["events_dropped"] == 0 and info["dropped"] == 26, info  # 30 readings in 4
+        broker.start()
+        sub = Client(broker.port, "obs")
+        sub.subscribe("lt/#")
+        again = link.wait("connected", timeout=30, nth=2)
+        assert again["ok"], again
+        link.wait("end")
+        link.close()
+        time.sleep(0.3)
+        msgs = sub.take()
+    finally:
+        broker.stop()
+    got = [(m[0], json.loads(m[1])) for m in msgs if m[0] != "lt/status"]
+    events = [d for t, d in got if t in ("lt/event", "lt/ack")]
+    assert events == [{"cmd": "grid/reserve", "ok": True}, {"id": 7, "ok": True}], got
+    tele = [d["n"] for t, d in got if t == "lt/telemetry" and "n" in d]
+    assert tele == list(range(26, 30)), tele      # readings: the 4 newest, in order
+    # First in, first out across both kinds: the queued events before the newest readings.
+    assert [t for t, d in got][:2] == ["lt/event", "lt/ack"], got
+
+
+def test_outbox_evicts_the_oldest_reading_never_an_event_while_one_is_queued():
+    # Against a plain-Python model of the rule, over random sequences that wrap the ring.
+    code = r"""
+import net, random
+random.seed(5)
+bad = 0
+for trial in range(300):
+    q = net.Outbox(4, 2)
+    model = []                       # (item, event) oldest first
+    dropped = events_dropped = 0
+    for step in range(40):
+        r = random.getrandbits(3)
+        if r < 2 and q.n:
+            got = q.get()
+            if got != model.pop(0)[0]:
+                bad += 1
+            continue
+        ev = r >= 6
+        item = (trial, step)
+        q.put(item, ev)
+        reads = [m for m in model if not m[1]]
+        if ev:
+            if len(model) == 6:
+                victim = reads[0] if reads else model[0]
+                model.remove(victim)
+                dropped += 1
+                events_dropped += 0 if reads else 1
+            model.append((item, ev))
+        elif len(reads) >= 4 or len(model) == 6:
+            if reads:
+                model.remove(reads[0])
+                model.append((item, ev))
+            dropped += 1
+        else:
+            model.append((item, ev))
+        if q.n != len(model) or q.readings != len([m for m in model if not m[1]]) or \
+                q.dropped != dropped or q.events_dropped != events_dropped or \
+                (q.peek() if q.n else None) != (model[0][0] if model else None):
+            bad += 1
+    while q.n:
+        if q.get() != model.pop(0)[0]:
+            bad += 1
+print('bad', bad)
+"""
+    out = run_mpy(code, timeout=120).stdout
+    assert "bad 0" in out, out
