@@ -43,6 +43,14 @@ cat > "$src/manifest.py" <<'MANIFEST'
 include("$(MPY_DIR)/extmod/asyncio")
 package("asyncio", ("task.py",), base_path="$(MPY_DIR)/extmod", opt=3)
 MANIFEST
+# The stand-in board's writable ROMFS segment (tools/unix32/romseg/) replaces the port's empty
+# one, which only its coverage build enables: the same binary then takes `mpremote romfs deploy`.
+common=$mp/ports/unix/variants/mpconfigvariant_common.h
+sed -i 's/^#define MICROPY_VFS_ROM_IOCTL          (0)$/#define MICROPY_VFS_ROM_IOCTL          (1)/' "$common"
+sed -i 's|^#if MICROPY_VFS_ROM_IOCTL$|#if 0 // replaced by tools/unix32/romseg|' "$mp/ports/unix/main.c"
+grep -q '^#define MICROPY_VFS_ROM_IOCTL          (1)$' "$common" \
+    && grep -q '^#if 0 // replaced by tools/unix32/romseg$' "$mp/ports/unix/main.c" \
+    || { echo "error: the ROMFS segment patch no longer applies to $tarball" >&2; exit 1; }
 log=$src/build.log
 # The tarball has no .git: name the vendored commit, or the build would take this repo's.
 export MICROPY_GIT_TAG=v1.29.0-preview MICROPY_GIT_HASH=13303f8d29 SOURCE_DATE_EPOCH=1783209600
@@ -50,7 +58,7 @@ echo "unix32: building MicroPython 32-bit from $tarball (log: $log)"
 # mpy-cross first and alone: the port's variables would leak into it. MicroPython's own
 # readline (MICROPY_USE_READLINE=1, no library needed) gives the REPL the raw mode mpremote
 # drives the stand-in board through. tools/unix32/ adds the host's thread CPU clock, which
-# the simulator's cost model reads (hostcpu.c).
+# the simulator's cost model reads (hostcpu.c), and the ROMFS segment (romseg.c).
 make -C "$mp/mpy-cross" -j"$jobs" >"$log" 2>&1 || { tail -20 "$log" >&2; exit 1; }
 make -C "$mp/ports/unix" -j"$jobs" VARIANT=standard CC="gcc -m32" LD="gcc -m32" \
     MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0 MICROPY_USE_READLINE=1 \
