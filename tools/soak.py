@@ -17,6 +17,7 @@ Writes out/soak.json and out/soak.png; exits 1 when a check fails.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -188,6 +189,92 @@ class Watcher:
             self.client = None
 
 
+def own_build(dest, source="HEAD"):
+    """(env, figures) for the soak's own build: firmware, board and simulator compiled into
+    dest by tools/hostbuild.py's build(dest=...), soak_sim.py copied beside them, and a
+    MICROPYPATH that reaches nothing else. A month's reboots load the firmware's modules
+    again; from the shared build directory they came half from a rebuild another engineer
+    made mid-run (BENCHMARKS.md, the first month run).
+
+    source "HEAD" (or any commit): built from that commit's files (git archive into
+    dest's sibling src/, with lib/ and the 32-bit port's tools linked from this tree), so
+    the work tree's uncommitted edits, shared with other engineers, are not soaked either;
+    "worktree": from the files as they are. Either way the figures record what was built."""
+    dest = Path(dest).resolve()
+    figures = {"source": source}
+    root = ROOT
+    if source != "worktree":
+        rev = subprocess.run(["git", "rev-parse", "--verify", source + "^{commit}"], cwd=ROOT,
+                             capture_output=True, text=True)
+        if rev.returncode != 0:
+            sys.exit("error: --source %s: not a commit here (%s); --source worktree builds "
+                     "the files as they are" % (source, rev.stderr.strip()))
+        figures["commit"] = rev.stdout.strip()[:12]
+        root = dest.parent / "src"
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", "--format=tar", figures["commit"]],
+                                 cwd=ROOT, capture_output=True, check=True).stdout
+        import io
+        import tarfile
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(root)
+        # lib/ (pinned, not in git), the 32-bit port and the venv: this tree's.
+        shutil.copytree(ROOT / "lib", root / "lib", symlinks=True, dirs_exist_ok=True)
+        (root / "build").mkdir(exist_ok=True)
+        for rel in ("build/unix32", ".venv"):
+            if (ROOT / rel).exists():
+                (root / rel).symlink_to(ROOT / rel)
+    else:
+        figures["commit"] = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT,
+                                           capture_output=True, text=True).stdout.strip()
+        figures["uncommitted"] = [l.strip() for l in subprocess.run(
+            ["git", "status", "--porcelain", "--", "firmware", "boards", "tools/panelsim"],
+            cwd=ROOT, capture_output=True, text=True).stdout.split("\n") if l.strip()]
+    # hostbuild.build(dest=...) of that tree, in its own process (its ROOT is its file's).
+    proc = subprocess.run([sys.executable, "-c",
+                           "import sys; sys.path.insert(0, %r); import hostbuild as h; "
+                           "b = h.build(dest=%r); print(h.micropypath(b)); "
+                           "print(h.frozen_rom(b))" % (str(root / "tools"), str(dest))],
+                          cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit("error: building the soak's firmware into %s failed: %s" % (
+            dest, proc.stderr.strip()[-800:]))
+    path, rom = proc.stdout.split("\n")[-3:-1]
+    shutil.copyfile(ROOT / "tools" / "soak_sim.py", dest / "soak_sim.py")
+    env = dict(os.environ, MICROPYPATH=path, PANELCAP_FROZEN_ROM=str(Path(rom).resolve()))
+    digest = hashlib.sha256()
+    for f in sorted(dest.rglob("*.mpy")):
+        digest.update(f.relative_to(dest).as_posix().encode() + b"\0" + f.read_bytes())
+    figures["build"] = str(dest)
+    figures["mpy_sha256"] = digest.hexdigest()[:16]
+    return env, figures
+
+
+def in_build(path, build):
+    """True if path (a module's __file__ as the firmware saw it) lies in build."""
+    try:
+        Path(path).resolve().relative_to(Path(build).resolve())
+        return True
+    except (ValueError, TypeError, OSError):
+        return False
+
+
+def link_events(log_path):
+    """[(simulated s, message)] of the firmware's MQTT link lines in its log (stderr): what
+    the link said near a telemetry gap no outage explains."""
+    found = []
+    try:
+        with open(log_path) as f:
+            for line in f:
+                t, sep, msg = line.partition(" s: ")
+                if sep and msg.startswith("mqtt:") and t.isdigit():
+                    found.append((int(t), msg.strip()))
+    except OSError:
+        pass
+    return found
+
+
 def heap_slope(samples, boots, settle_s):
     """Bytes per day: one least-squares slope through the samples of every boot, each boot
     with its own intercept (a power cut empties the board's RAM, so drift lives within a
@@ -305,6 +392,9 @@ def main(argv=None):
     ap.add_argument("--days", type=float, default=30)
     ap.add_argument("--hours", type=float, help="simulated hours instead of --days")
     ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--source", default="HEAD",
+                    help="what firmware to soak: a commit (default %(default)s: the committed "
+                         "files, not the shared work tree's edits) or 'worktree'")
     ap.add_argument("--out", default="out")
     ap.add_argument("--pace", type=float, default=50,
                     help="simulated s per real s while the MQTT link is down (real sockets)")
@@ -340,8 +430,8 @@ def main(argv=None):
     cfg = {"limit_w": args.limit_w, "mqtt_host": "127.0.0.1", "mqtt_port": 0, "wifi_ssid": "soak",
            "ntp_host": "", "telemetry_period_ms": TELEMETRY_S * 1000,
            "grid_fallback_w": args.limit_w}
-    env = run_sim.micropython_env()
-    env["MICROPYPATH"] += ":" + str(ROOT / "tools")
+    build_dir = work / "build"
+    env, firmware = own_build(build_dir, args.source)
     days_path = work / "household_days.bin"      # the month read once (soak_sim.prepare)
     prep = subprocess.run([str(MICROPYTHON), "-X", "heapsize=2m", "-c",
                            "import soak_sim; soak_sim.prepare(%r, %r, %r)" % (
@@ -372,14 +462,17 @@ def main(argv=None):
     cmd = [str(MICROPYTHON), "-X", "heapsize=%dk" % heap, "-c",
            "import soak_sim; soak_sim.main(%r)" % json.dumps(opts)]
     print("panelcap soak: %g simulated days on %s (%s..), limit %d W, seed %d, heap %d KB "
-          "(128 KB firmware + %d KB simulator and soak driver)" % (
-              hours / 24, PROFILE.name, MONTH[0], args.limit_w, args.seed, heap, sim_kb), flush=True)
+          "(%d KB firmware + %d KB simulator and soak driver), firmware built into %s" % (
+              hours / 24, PROFILE.name, MONTH[0], args.limit_w, args.seed, heap,
+              args.firmware_kb, sim_kb, firmware["build"]), flush=True)
     an = Analysis(args.limit_w)
     heap_samples, events, crashes, log_lines = [], [], [], {}
     log_failed = 0
     outages = []            # [start_s, end_s] of what may cut telemetry
     open_faults = {}
     done = None
+    foreign = []            # [t, path]: a boot that loaded its firmware from outside build_dir
+    answers = {}            # keepalive answers the run was paced for (soak_sim.ANSWER_S)
     log_path = out / "soak.log"
     with open(log_path, "w") as errlog:
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.PIPE,
@@ -409,6 +502,8 @@ def main(argv=None):
                 elif "boot" in ev:
                     boots.append(ev["t"])
                     events.append(ev)
+                    if not in_build(ev.get("firmware"), build_dir):
+                        foreign.append([ev["t"], ev.get("firmware")])
                     if ev["boot"] > 1:
                         outages.append([ev["t"], ev["t"]])
                 elif "fault" in ev:
@@ -444,8 +539,11 @@ def main(argv=None):
                 elif "power_cut" in ev:
                     events.append(ev)
                     an.cut()
+                elif "answers" in ev:
+                    answers = ev["answers"]
                 elif "done" in ev:
                     done = ev
+                    answers = {"slow": ev["slow_answers"], "longest_ms": ev["longest_answer_ms"]}
             rc = proc.wait()
         finally:
             if proc.poll() is None:
@@ -478,7 +576,10 @@ def main(argv=None):
     relief_ok = an.longest_ctl <= RESPONSE_S
     telemetry_ok = bool(times) and not unexplained
     configs_ok = all(e.get("safe_reason") is None for e in events if "boot" in e)
-    checks = {"no_crash": not crashes and configs_ok, "heap_flat": heap_ok,
+    link_log = link_events(log_path)
+    explained = [[a, b, [m for t, m in link_log if a - GAP_S <= t <= b]] for a, b in unexplained]
+    checks = {"no_crash": not crashes and configs_ok, "own_build": bool(boots) and not foreign,
+              "heap_flat": heap_ok,
               "overloads_relieved": relief_ok, "telemetry_gaps_only_in_outages": telemetry_ok,
               "compliance_log_complete": log_ok}
     wraps = (args.start_ms + an.rows * 1000) // (1 << 30) - args.start_ms // (1 << 30)
@@ -511,7 +612,10 @@ def main(argv=None):
         "longest_excursion_s": an.longest_over,
         "telemetry_reports": len(times),
         "telemetry_gaps": len(gaps),
-        "telemetry_gaps_unexplained": unexplained[:20],
+        "telemetry_gaps_unexplained": explained[:20],
+        "keepalive_answers_paced": answers.get("slow"),
+        "keepalive_longest_answer_ms": answers.get("longest_ms"),
+        "firmware": dict(firmware, boots_from_elsewhere=foreign[:5]),
         "watcher_lagged": watcher.lagged[:20],
         "outages": len(outages),
         "compliance_log": {"lines": len(entries), "excursions_logged": len(logged),
@@ -533,6 +637,14 @@ def main(argv=None):
           "telemetry gaps %d (%d outside outages), compliance log %d lines" % (
               slope, args.heap_slope_limit, an.longest_ctl, RESPONSE_S, len(gaps),
               len(unexplained), len(entries)))
+    for a, b, said in explained[:5]:
+        print("  gap %d..%d s outside outages; the link said: %s" % (a, b, "; ".join(said) or
+                                                                     "nothing"))
+    print("  keepalive answers paced %s (longest wait %s ms simulated); firmware from %s"
+          " (commit %s%s)" % (answers.get("slow"), answers.get("longest_ms"), firmware["build"],
+                              firmware.get("commit"),
+                              ", uncommitted: " + " ".join(firmware["uncommitted"])
+                              if firmware.get("uncommitted") else ""))
     print("wrote %s, %s" % (out / "soak.json", out / "soak.png"))
     return 0 if result["passed"] else 1
 

@@ -17,7 +17,14 @@ What it adds to the simulator, all from outside the firmware:
 
 The firmware keeps the board's one clock for everything, sockets included: while the MQTT
 link is not connected the run is paced (VirtualTime.speed) so that a real broker's answer
-arrives within the firmware's simulated deadlines.
+arrives within the firmware's simulated deadlines. A connected link runs at full speed, a
+simulated minute in about 0.1 real s; there a keepalive ping's answer, a few real ms away,
+could be a simulated minute late when the host stalls (the first month run lost its link to
+"no reply within the keepalive" four times, each a telemetry gap no outage explained). So
+once a ping has waited ANSWER_S without its answer, the run is paced at ANSWER_PACE until the
+broker's next byte: a board's LAN broker answers in milliseconds of its clock, and here a
+broker has 30 simulated s = 3 real s before the firmware gives up on it. A broker that stays
+silent that long (the tarpit) still costs the link, as it would the board.
 """
 
 import gc
@@ -37,6 +44,8 @@ from panelsim.run import panel_params
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
+ANSWER_S = 2            # a ping unanswered this long (simulated) paces the run ...
+ANSWER_PACE = 10        # ... at this many simulated s per real s, until the broker's answer
 
 
 class PowerCut(Exception):
@@ -251,6 +260,9 @@ class Driver:
         self.ev_home = False
         self.planted = False
         self.log_seen = 0
+        self.slow_answers = 0       # pings whose answer was awaited paced (see the docstring)
+        self.longest_answer_ms = 0  # the longest wait for one, simulated ms
+        self._awaited = None        # link._last_ping of the ping being awaited
 
     def skip_done(self):
         t_s = self.vt.elapsed_ms() // 1000
@@ -289,6 +301,23 @@ class Driver:
             self.panel.ev_unplug()
         self.ev_home = home
 
+    def awaiting_answer_ms(self, link):
+        """Simulated ms a connected link has waited for the answer to its last keepalive
+        ping (0: none awaited). Read from outside, as a tap on the wire would: the link's
+        own times of its last ping and its last byte received."""
+        last_ping = link._last_ping
+        if last_ping == link._up_since:
+            return 0                # no ping since the connect
+        clock = link._clock
+        if clock.ticks_diff(last_ping, link._last_rx) <= 0:
+            if self._awaited == last_ping:      # answered (or a byte came) after pacing
+                self._awaited = None
+            return 0
+        waited = clock.ticks_diff(clock.ticks_ms(), last_ping)
+        if waited > self.longest_answer_ms:
+            self.longest_answer_ms = waited
+        return waited
+
     async def run(self):
         vt, panel, out = self.vt, self.panel, sys.stdout
         next_ms = vt.elapsed_ms()
@@ -311,8 +340,14 @@ class Driver:
                 app.controller._shed_pass = _no_shed    # the planted bug: nothing is shed
             link = getattr(app, "mqtt", None)
             connected = link is not None and link.connected
-            # Real sockets answer in real time: paced while the link is not up.
+            # Real sockets answer in real time: paced while the link is not up, and while a
+            # connected link's ping has waited ANSWER_S for its answer (the docstring).
             speed = 0 if connected else pace
+            if connected and self.awaiting_answer_ms(link) >= ANSWER_S * 1000:
+                speed = ANSWER_PACE
+                if self._awaited != link._last_ping:
+                    self._awaited = link._last_ping
+                    self.slow_answers += 1
             if speed != vt.speed:
                 vt.speed = speed
                 vt._pace = None     # paced from now, not from the last paced stretch
@@ -331,6 +366,8 @@ class Driver:
             if now >= next_day:
                 next_day += DAY_MS
                 self.read_log()
+                say({"answers": {"slow": self.slow_answers,
+                                 "longest_ms": self.longest_answer_ms}})
             vt.sim_end(t0)
             next_ms += 1000
             await asyncio.sleep_ms(max(0, next_ms - vt.elapsed_ms()))
@@ -406,7 +443,8 @@ def _main(o):
                                  wear_path="wear.json")
         boots += 1
         say({"boot": boots, "t": vt.elapsed_ms() // 1000, "cause": app.reset_cause,
-             "safe_reason": app.safe_reason, "limit_w": app.setpoint_w})
+             "safe_reason": app.safe_reason, "limit_w": app.setpoint_w,
+             "firmware": firmware_app.__file__})
         app.net_clock = clock       # the board's one clock, sockets included (paced while down)
         app_ref[0] = app
         try:
@@ -440,4 +478,5 @@ def _main(o):
             saving = e = None
         driver.skip_done()
     panel.advance_to(vt.elapsed_ms())
-    say({"done": vt.elapsed_ms() // 1000, "boots": boots})
+    say({"done": vt.elapsed_ms() // 1000, "boots": boots, "slow_answers": driver.slow_answers,
+         "longest_answer_ms": driver.longest_answer_ms})
