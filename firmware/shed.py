@@ -176,6 +176,8 @@ class Controller:
         else:
             self.state = "holding"
             self._room_since_ms = None
+        if self.soaker is not None:
+            self.soaker.step(now)    # export.py: after the import side, within its room
         p_w = self._p_w
         self.headroom_w = restore_w - p_w
         self.projected_w = p_w
@@ -220,8 +222,8 @@ class Controller:
 
     # --- commands --------------------------------------------------------------------
     def _record_op(self, load, now):
-        load.switch_ops += 1
-        load.switched_ms = now
+        # An operation in the hour's ring: a switch (_command), or a soak's start or end
+        # (export.py), which the same max_ops_per_h caps.
         ring = load._ops_t
         n = len(ring)
         if load._ops_n < n:
@@ -242,6 +244,8 @@ class Controller:
             load.setpoint_a = setpoint_a
         load.on = on
         if on != was_on:
+            load.switch_ops += 1
+            load.switched_ms = now
             self._record_op(load, now)
         new_w = load.command_w()
         load._prev_cmd_w = load._act_w
@@ -617,6 +621,8 @@ class Controller:
         self._recovering = False
         self.state = "failsafe"
         self.headroom_w = 0
+        if self.soaker is not None:
+            self.soaker.drop(now)
         for load in self._ctl:
             load._act_w = load._cmd_w
             load._proj_w = load._cmd_w

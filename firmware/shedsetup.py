@@ -55,6 +55,9 @@ def init_load(load, name, kind, priority, leg, rated_w, volts, min_on_s, min_off
     load.switch_ops = 0      # on/off transitions (EV: pause/resume)
     load.adjust_ops = 0      # setpoint changes while running
     load.forced_ops = 0      # sheds that overrode min_on to hold the limit
+    # Set by export.Soaker: W of export it may soak beyond its own demand (0: none).
+    load.soak_w = 0
+    load._soak_ms = 0        # ticks of the last soak start or end
     # Private state.
     load._ops_t = [0] * load.max_ops_per_h   # ring of switching times, last hour
     load._ops_head = 0
@@ -186,3 +189,4 @@ def init_controller(ctl, loads, limits, clock, stale_ms, settle_s, stagger_s):
     ctl.failsafe_count = 0
     ctl.headroom_w = 0
     ctl._stuck = []         # uncontrollable loads: out of the shed order, rating reserved
+    ctl.soaker = None       # an export.Soaker sets itself here: stepped after each update
