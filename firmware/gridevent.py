@@ -1,13 +1,16 @@
 """The grid's messages checked before anything changes: an OpenADR 3 style event (the dynamic
-import limit schedule) validated into intervals, and the field check every grid command
-makes. Pure: no clock, no I/O; a refusal is a ValueError with a readable message. Loaded
-by the first grid message (Grid.schedule, Grid.command), not with the Grid."""
+import limit schedule, whole or one page of it) validated into intervals, and the field check
+every grid command makes. Pure: no clock, no I/O; a refusal is a ValueError with a readable
+message. Loaded by the first grid message (Grid.schedule, Grid.command), not with the Grid."""
 
 from micropython import const
 
 from gridtime import MAX_AHEAD_S, parse_duration, parse_time, show
 
-_MAX_INTERVALS = const(24)
+# A day-ahead envelope: 48 intervals (half-hours), in at most 8 pages of one message each
+# (the link takes 1 KiB packets; commands.py 900 bytes of payload: 6 to 14 intervals a page).
+MAX_INTERVALS = const(48)
+MAX_PAGES = const(8)
 
 IMPORT = "IMPORT_CAPACITY_LIMIT"
 EXPORT = "EXPORT_CAPACITY_LIMIT"
@@ -42,17 +45,20 @@ def _when(obj, key, now_m, off):
 
 
 def intervals(obj, m, off):
-    """The event obj checked whole, at mono second m with the wall clock's offset off (grid
-    seconds less mono seconds, None when unknown): returns its intervals, [start, end,
-    import_w, import_a, export_w] each (mono s; None where not given), and its name (None
-    unless a short string); or raises ValueError."""
+    """The event obj (or one page of it) checked whole, at mono second m with the wall
+    clock's offset off (grid seconds less mono seconds, None when unknown): returns its
+    intervals, (start, end, import_w, import_a, export_w) each (mono s; None where not
+    given), and its name (None unless a short string); or raises ValueError."""
     if not isinstance(obj, dict):
         raise ValueError("schedule must be a JSON object")
     allow(obj, ("id", "objectType", "programID", "eventName", "priority",
-                "intervalPeriod", "payloadDescriptors", "intervals", "targets"))
+                "intervalPeriod", "payloadDescriptors", "intervals", "targets", "page",
+                "pages"))
     ivs = obj.get("intervals")
-    if not isinstance(ivs, list) or len(ivs) > _MAX_INTERVALS:
-        raise ValueError("intervals must be a list of 0..%d intervals" % _MAX_INTERVALS)
+    if not isinstance(ivs, list):
+        raise ValueError("intervals must be a list of 0..%d intervals" % MAX_INTERVALS)
+    if len(ivs) > MAX_INTERVALS:
+        raise ValueError("%d intervals, limit %d" % (len(ivs), MAX_INTERVALS))
     units = {IMPORT: 1000, EXPORT: 1000}
     descs = obj.get("payloadDescriptors", [])
     if not isinstance(descs, list):
@@ -124,7 +130,28 @@ def intervals(obj, m, off):
                 imp_w = int(v * scale + 0.5)
             else:
                 imp_a = int(v)
-        out.append([s, e, imp_w, imp_a, exp_w])
+        out.append((s, e, imp_w, imp_a, exp_w))     # a tuple: 32 B on the ESP32, a list 48
         prev_end = e
     name = obj.get("eventName", obj.get("id"))
     return out, (name if isinstance(name, str) and len(name) <= 40 else None)
+
+
+def page_of(obj):
+    """(page, pages, schedule id) of one page of a schedule: page and pages are ints, 1 <=
+    page <= pages <= MAX_PAGES, and id (a short string or an int, the same on every page)
+    names the schedule the page belongs to; or raises ValueError."""
+    k = obj.get("page")
+    n = obj.get("pages")
+    for v in (k, n):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError("page and pages must be ints, 1 <= page <= pages, got %r of %r"
+                             % (k, n))
+    if n > MAX_PAGES:
+        raise ValueError("%d pages, limit %d" % (n, MAX_PAGES))
+    if k > n:
+        raise ValueError("page %d of %d pages" % (k, n))
+    sid = obj.get("id")
+    if not (isinstance(sid, str) and 0 < len(sid) <= 32 or
+            isinstance(sid, int) and not isinstance(sid, bool)):
+        raise ValueError("a paged schedule needs an id, the same on each page")
+    return k, n, sid

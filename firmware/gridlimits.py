@@ -26,6 +26,7 @@ _KEEP_ANSWERS = const(4)
 _RETRY_S = const(10)            # a request or notice the grid has not acknowledged: sent again
 _TRIES = const(6)               # at most this many sends of a notice (a minute), then given up
 _MAX_NOTICES = const(8)         # notices awaiting an ack; one more gives the oldest up
+_PAGES_WAIT_S = const(60)       # a paged schedule whose next page does not come: dropped
 
 SRC_DYNAMIC = "grid"            # the schedule's import limit, or the fallback
 SRC_SUB = "subscription"        # subscription_w plus the reservations in force
@@ -74,7 +75,10 @@ class Grid:
         self._anchor = clock.ticks_ms()   # the tick at which mono seconds were _mono
         self._mono = 0
         self._off = None                  # grid seconds - mono seconds, once a wall clock is known
-        self.intervals = []               # [start, end, import_w, import_a, export_w] (mono s)
+        self.intervals = []               # (start, end, import_w, import_a, export_w) (mono s)
+        # The paged schedule being received: [id, pages, mono s of its last page, name,
+        # [intervals of page 1, ... (None: not yet)]]; None when none is.
+        self._pg = None
         self.event_name = None
         self._heard = None                # mono s of the last schedule
         self.reservations = []            # [start, end, extra_w, fee_cents, id] (mono s)
@@ -147,15 +151,80 @@ class Grid:
 
     # --- the dynamic limit: an OpenADR 3 style event (gridevent.py checks it) -------------
     def schedule(self, obj, now):
-        """Validates and takes a whole schedule (replacing the old one), or raises ValueError
-        and changes nothing. Returns the number of intervals."""
+        """Validates and takes a whole schedule (replacing the old one, and dropping a paged
+        one half received), or raises ValueError and changes nothing. Returns the number of
+        intervals."""
         import gridevent     # loaded by the first grid message
         m = self.mono_s(now)
-        self.intervals, self.event_name = gridevent.intervals(obj, m, self._off)
+        ivs, name = gridevent.intervals(obj, m, self._off)
+        self._pg = None
+        self._take(ivs, name, m, now)
+        return len(self.intervals)
+
+    def _take(self, ivs, name, m, now):
+        self.intervals = ivs
+        self.event_name = name
         self._heard = m
         self.save()
         self.update(now)
-        return len(self.intervals)
+
+    def page(self, obj, now):
+        """One page of a schedule too long for one message ("page", "pages", and an "id" the
+        same on every page; each page an event in itself, its intervals in order after the
+        pages before it). Held apart until every page of that id is in, then the schedule
+        replaces the old one at once; a page of another id starts that schedule afresh.
+        Raises ValueError and changes nothing (the pages held too) for a page that is
+        malformed, overlaps a page held, or brings the schedule over MAX_INTERVALS. Returns
+        the event's fields: page, pages, have (pages held), and intervals once in force."""
+        import gridevent
+        m = self.mono_s(now)
+        k, n, sid = gridevent.page_of(obj)
+        ivs, name = gridevent.intervals(obj, m, self._off)
+        if not ivs:
+            raise ValueError("page %d of %d has no intervals" % (k, n))
+        if k > 1 and "start" not in obj.get("intervalPeriod", {}) and \
+                "start" not in obj["intervals"][0].get("intervalPeriod", {}):
+            # (from now, it would overlap page 1, or start a day-ahead envelope too soon)
+            raise ValueError("page %d of %d needs a start: only page 1 may begin now" % (k, n))
+        pg = self._pg
+        pages = None
+        if pg is not None and pg[0] == sid:
+            if pg[1] != n:
+                raise ValueError("schedule %s has %d pages, not %d" % (sid, pg[1], n))
+            pages = pg[4]
+        total = len(ivs)
+        if pages is not None:
+            for j in range(n):
+                p = pages[j]
+                if p is None or j == k - 1:
+                    continue
+                total += len(p)
+                if j < k - 1 and p[-1][1] > ivs[0][0] or j > k - 1 and ivs[-1][1] > p[0][0]:
+                    raise ValueError("page %d overlaps page %d (or is out of order)"
+                                     % (k, j + 1))
+        if total > gridevent.MAX_INTERVALS:
+            raise ValueError("schedule %s: %d intervals, limit %d"
+                             % (sid, total, gridevent.MAX_INTERVALS))
+        out = {"page": k, "pages": n}
+        if pages is None:              # the first page of this schedule: a new one
+            if pg is not None:
+                out["dropped"] = pg[0]      # the one half received before it
+            pages = [None] * n
+            pg = self._pg = [sid, n, m, None, pages]
+        pages[k - 1] = ivs             # a page sent again replaces itself
+        pg[2] = m
+        if k == 1:
+            pg[3] = name
+        have = n - pages.count(None)
+        out["have"] = have
+        if have == n:                  # all in: the schedule replaces the old one whole
+            self._pg = None
+            ivs = []
+            for p in pages:
+                ivs.extend(p)
+            self._take(ivs, pg[3], m, now)
+            out["intervals"] = len(self.intervals)
+        return out
 
     def _show(self, t):
         return show(t, self._off)
@@ -360,6 +429,8 @@ class Grid:
         ivs = self.intervals
         while ivs and ivs[0][1] <= m:
             ivs.pop(0)
+        if self._pg is not None and m - self._pg[2] >= _PAGES_WAIT_S:
+            self._pg = None            # the rest of a paged schedule never came
         rs = self.reservations
         i = 0
         n = len(rs)
@@ -440,9 +511,12 @@ class Grid:
         off = self._off
         # Built once, compared and written from the same lists, streamed to the file: a
         # schedule arrives at the heap's peak (its parsed JSON and the command code alive).
-        ivs = [[iv[0] + off, iv[1] + off, iv[2], iv[3], iv[4]] for iv in self.intervals]
-        res = [[r[0] + off, r[1] + off, r[2], r[3], r[4]] for r in self.reservations]
-        body = json.dumps([ivs, res, self.event_name])
+        ivs = [(iv[0] + off, iv[1] + off, iv[2], iv[3], iv[4]) for iv in self.intervals]
+        res = [(r[0] + off, r[1] + off, r[2], r[3], r[4]) for r in self.reservations]
+        # What was written is remembered by its digest: 32 B, not the text (2 KB at 48
+        # intervals) held for as long as the schedule.
+        import hashlib
+        body = hashlib.sha256(json.dumps([ivs, res, self.event_name])).digest()
         if body == self._saved:
             return   # the same schedule sent again: no flash write (its "heard" stays older)
         data = {"v": 1, "name": self.event_name,
@@ -460,7 +534,7 @@ class Grid:
         try:
             if data.get("v") != 1:
                 return
-            ivs = [[iv[0] - off, iv[1] - off, iv[2], iv[3], iv[4]] for iv in data["iv"]
+            ivs = [(iv[0] - off, iv[1] - off, iv[2], iv[3], iv[4]) for iv in data["iv"]
                    if iv[1] - off > m]
             if not self.intervals and self._heard is None:
                 self.intervals = ivs
@@ -481,6 +555,8 @@ class Grid:
         import gridevent     # loaded by the first grid message
         allow = gridevent.allow
         if sub == "limits":
+            if "page" in obj or "pages" in obj:
+                return self.page(obj, now)
             return {"intervals": self.schedule(obj, now)}
         if sub == "reserve":
             allow(obj, ("id", "start", "duration_s", "extra_w", "max_fee_cents", "accept"))
