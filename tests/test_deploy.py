@@ -39,14 +39,16 @@ def test_build_cross_compiles_for_the_esp32_and_keeps_boot_and_main_source(tmp_p
 
 
 class StandIn:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, romfs=True):
         self.fs = tmp_path / "fs"
         self.port = str(tmp_path / "port")
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "tools" / "standin_board.py"), "--fs", str(self.fs),
              # the stand-in's documented default heap (128 KB, an ESP32's), as an installer
              # would run it: boot, deploy and the console fit on the 32-bit port
-             "--link", self.port, "--inject", "36=1970,35=300"],
+             "--link", self.port, "--inject", "36=1970,35=300",
+             # a romfs partition (boards/PANELCAP_ESP32/) by default; none, as stock firmware
+             *([] if romfs else ["--romfs="])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         for _ in range(50):
             if os.path.exists(self.port):
@@ -84,13 +86,25 @@ def board(tmp_path):
 
 
 def test_deploy_configure_and_run_on_the_stand_in(board, tmp_path):
-    # A .py left from an older install would shadow the deployed .mpy: deploy removes it.
+    # Copies left on the filesystem by an older install would shadow the image (the
+    # filesystem comes first on sys.path): deploy removes them.
+    board.fs.mkdir(parents=True, exist_ok=True)
     (board.fs / "meter.py").write_text("raise ImportError('stale meter.py')\n")
-    board.make("deploy")
-    files = sorted(os.listdir(board.fs))
-    assert "board.mpy" in files and "main.py" in files and "boot.py" in files
-    assert not [f for f in files if f.endswith(".py") and f not in ("main.py", "boot.py")]
+    (board.fs / "shed.mpy").write_bytes(b"stale")
+    (board.fs / "microdot").mkdir()
+    (board.fs / "microdot" / "microdot.mpy").write_bytes(b"stale")
+    out = board.make("deploy")
+    assert "deploy: into the board's ROMFS partition" in out and "ROMFS image deployed" in out
+    assert sorted(os.listdir(board.fs)) == ["boot.py", "main.py"]
     time.sleep(1.5)
+    # The code runs in place from the romfs partition, the status page's microdot too.
+    out = board.exec("import os, board, web; print(board.__file__, sorted(os.listdir('/rom'))[:3]); "
+                     "import microdot; print(microdot.__file__)")
+    assert "/rom/board.mpy" in out and "/rom/microdot/__init__.mpy" in out, out
+    # Every module of the firmware is in the image, compiled for the board.
+    listing = board.exec("import os; print(' '.join(os.listdir('/rom')))").split()
+    modules = {p.stem for p in (ROOT / "firmware").glob("*.py")} - {"boot", "main"}
+    assert {f[:-4] for f in listing if f.endswith(".mpy")} == modules | {"board"}
 
     # First boot: no config on flash, so safe mode: outputs off, the pilot pausing the EV.
     out = board.exec("import app, machine; print(app.last.safe_reason); "
@@ -170,3 +184,25 @@ def test_a_corrupt_config_boots_into_safe_mode(board):
     assert "[]" in out                          # no watchdog: the REPL stays free
     out = board.exec("status()")
     assert "SAFE MODE: every controllable load shed: config file is corrupt" in out
+
+
+def test_a_board_without_romfs_gets_the_mpy_files(tmp_path):
+    """Stock MicroPython has no romfs partition: the firmware's .mpy files go to the
+    filesystem and load into RAM, and deploy says what that costs."""
+    b = StandIn(tmp_path, romfs=False)
+    try:
+        (b.fs).mkdir(parents=True, exist_ok=True)
+        (b.fs / "meter.py").write_text("raise ImportError('stale meter.py')\n")
+        out = b.make("deploy")
+        assert "deploy: this board's MicroPython has no ROMFS partition" in out, out
+        files = set(os.listdir(b.fs))
+        modules = {p.stem for p in (ROOT / "firmware").glob("*.py")} - {"boot", "main"}
+        assert {f[:-4] for f in files if f.endswith(".mpy")} == modules | {"board"}
+        assert not [f for f in files if f.endswith(".py") and f not in ("main.py", "boot.py")]
+        assert sorted(os.listdir(b.fs / "microdot")) == ["__init__.mpy", "helpers.mpy",
+                                                          "microdot.mpy"]
+        time.sleep(1.5)
+        out = b.exec("import app, config; print(app.last.safe_reason, config.__file__)")
+        assert "no configuration saved yet" in out and "config.mpy" in out and "/rom" not in out
+    finally:
+        b.stop()
