@@ -74,9 +74,10 @@ def build(app, machine, cfg, drop_config):
         app.control.sources.append(app.demand)
     if cfg["duty_mode"] == "on":
         import duty
+        # the loads' own draw is told apart from the base it keeps room for
         app.control.sources.append(duty.DutyWindow(
             app.limits, clock, limits.rating_w(cfg["panel_rating_a"], limits.legs(cfg["system"]),
-                                               cfg["volts"])))
+                                               cfg["volts"]), [b.load for b in app.bindings]))
     sys.modules.pop("shedsetup", None)    # builds shed's objects: needed only to build
 
 

@@ -47,6 +47,13 @@ class SimLoad:
         self.behind = False
         self.late_s = 0
         self.sessions_late = 0
+        # Soaking (export.py): the room a tank or battery has for energy taken ahead of its
+        # demand, what it holds (served first when demand comes), and what the firmware
+        # grants (load.soak_w).
+        self.store_ws = spec.get("store_wh", 0) * 3600
+        self.stored = 0
+        self.soak_w = 0
+        self.soaked_ws = 0
 
     def command(self, on, allowed_w):
         if on != self.cmd_on:
@@ -65,12 +72,24 @@ class SimLoad:
         if d > 0:
             self.last_demand_t = t
         owed = self.owed + d
-        draw = owed
+        if self.stored and owed:
+            take = owed if owed < self.stored else self.stored
+            self.stored -= take
+            owed -= take
+        extra = self.store_ws - self.stored
+        if extra > self.soak_w:
+            extra = self.soak_w
+        draw = owed + extra
         if draw > allowed:
             draw = allowed
         if draw > self.rated_w:
             draw = self.rated_w
-        owed -= draw
+        if draw > owed:
+            self.stored += draw - owed
+            self.soaked_ws += draw - owed
+            owed = 0
+        else:
+            owed -= draw
         self.owed = owed
         self.draw = draw
         self.delivered_ws += draw
@@ -115,25 +134,37 @@ def build_panelcap(hdr, loads, clock):
         limits = Limits(setpoint_w=hdr["limit_w"], band_pct=hdr["band_pct"])
     ctl = shed.Controller(ctl_loads, limits, clock, stale_ms=hdr["stale_s"] * 1000,
                           settle_s=hdr["settle_s"], stagger_s=hdr["stagger_s"])
+    if "export_limit_w" in hdr or hdr.get("surplus"):
+        # The firmware's export limit and surplus mode (export.py): the loads with a store
+        # soak, in priority order.
+        import export
+        export.Soaker(ctl, [sl for sl, ld in zip(ctl_loads, loads) if ld.store_ws],
+                      hdr.get("export_limit_w"), hdr.get("surplus", False))
     return ctl, ctl_loads, shed.Measurement(), limits
 
 
 class Duty:
     """The run against duty mode's two rules: seconds above the rating (100 %), and the worst
-    mean over any three hours (a running sum over a preallocated ring of seconds)."""
+    mean over any three hours (running sums over preallocated rings of seconds), split: the
+    base alone's worst, and the worst with the base's own excess over 80 % taken out (above
+    80 % only where the controllable loads added to an excess: denied their energy in those
+    three hours, the mean would have been at or under 80 %, or at the base's own)."""
 
     def __init__(self, rating_w):
         from array import array
         self.rating_w = rating_w
+        self.cap = rating_w * 80 // 100 * 10800      # the 80 % line over three hours, W*s
         self.ring = array("i", [0] * 10800)
+        self.bring = array("i", [0] * 10800)
         self.i = 0
         self.full = False
-        self.acc = 0
-        self.worst = 0
+        self.acc = self.bacc = 0
+        self.worst = self.bworst = self.cworst = 0
+        self.ctl_over_s = 0
         self.over_100_s = 0
         self.run = self.longest_100 = 0
 
-    def add(self, total_w):
+    def add(self, total_w, base_w):
         if total_w > self.rating_w:
             self.over_100_s += 1
             self.run += 1
@@ -142,17 +173,31 @@ class Duty:
         else:
             self.run = 0
         r = self.ring
-        self.acc += total_w - r[self.i]
-        r[self.i] = total_w
-        self.i += 1
-        if self.i == len(r):
-            self.i = 0
+        br = self.bring
+        i = self.i
+        self.acc += total_w - r[i]
+        r[i] = total_w
+        self.bacc += base_w - br[i]
+        br[i] = base_w
+        i += 1
+        if i == len(r):
+            i = 0
             self.full = True
-        if self.full and self.acc > self.worst:
-            self.worst = self.acc
+        self.i = i
+        if self.full:
+            acc = self.acc
+            if acc > self.worst:
+                self.worst = acc
+            if self.bacc > self.bworst:
+                self.bworst = self.bacc
+            ctl = acc - (self.bacc - self.cap if self.bacc > self.cap else 0)
+            if ctl > self.cworst:
+                self.cworst = ctl
+            if ctl > self.cap:
+                self.ctl_over_s += 1
 
-    def worst_pct(self):
-        return round(self.worst / len(self.ring) * 100 / self.rating_w, 1)
+    def pct(self, ws):
+        return round(ws / len(self.ring) * 100 / self.rating_w, 1)
 
 
 class Windows:
@@ -221,7 +266,7 @@ def main():
                                                  hdr["budget_w"], log=lambda m: None)
             if hdr.get("duty"):
                 import duty
-                duty_src = duty.DutyWindow(limits, clock, limit_w * 100 // 80)
+                duty_src = duty.DutyWindow(limits, clock, limit_w * 100 // 80, ctl_loads)
         except ValueError as e:
             # shed.py's own checks on the controller's settings: an option's mistake, one
             # line ("error: band_pct must be an int in 1..50 %, got 99"), exit 2
@@ -245,10 +290,19 @@ def main():
     acc_draw = [0] * n
     acc_t = 0
 
+    has_pv = bool(hdr.get("pv"))
+    off = 3 if has_pv else 2           # a row: t base [pv] demand...
+    pv = [0]
+    exp_lim = hdr.get("export_limit_w")
+    export_ws = export_over_ws = export_over_s = export_over_room_s = 0
+    pv_ws = 0
+
     def apply(parts):
         b = None if parts[1] == "x" else int(parts[1])
+        if has_pv:
+            pv[0] = int(parts[2])
         for i in range(n):
-            loads[i].demand = int(parts[2 + i])
+            loads[i].demand = int(parts[off + i])
         return b
 
     parts = f.readline().split()
@@ -270,7 +324,7 @@ def main():
             break
         valid = base is not None
         b_now = base if valid else 0
-        total = b_now
+        total = b_now - pv[0] if valid else 0
         ctl_on = False
         for ld in loads:
             dw = ld.step(t)
@@ -278,6 +332,17 @@ def main():
             if dw > 0:
                 ctl_on = True
         steps += 1
+        if has_pv and valid:
+            pv_ws += pv[0]
+            if total < 0:
+                export_ws -= total
+                if exp_lim is not None and -total > exp_lim:
+                    export_over_ws += -total - exp_lim
+                    export_over_s += 1
+                    for ld in loads:
+                        if ld.store_ws and ld.stored < ld.store_ws and ld.draw < ld.rated_w:
+                            export_over_room_s += 1     # a tank or battery had room
+                            break
         if not valid:
             gap_s += 1
         if total > limit_w:
@@ -304,20 +369,20 @@ def main():
         if windows is not None:
             windows.add(t, total, total - b_now)
         if duty_metrics is not None:
-            duty_metrics.add(total)
+            duty_metrics.add(total, b_now)
         # The strategy decides from this second's measurement.
         if strategy == "panelcap":
             clock.advance(1000)
             if demand is not None and valid:
                 wall[0] = hdr["t0_unix"] + t
                 demand.step(total)
+            for i in range(n):
+                ctl_loads[i].measured_w = loads[i].draw
             if duty_src is not None and valid:
-                duty_src.step(total)
+                duty_src.step(total)     # after the loads' draws: it keeps the base apart
             meas.valid = valid
             meas.t_ms = clock.t
             meas.total_w = total
-            for i in range(n):
-                ctl_loads[i].measured_w = loads[i].draw
             ctl.update(meas)
             for i in range(n):
                 sl = ctl_loads[i]
@@ -326,6 +391,7 @@ def main():
                     ld.command(sl.setpoint_a > 0, sl.setpoint_a * ld.volts)
                 else:
                     ld.command(sl.on, ld.rated_w)
+                ld.soak_w = sl.soak_w
         elif strategy == "current_shaper":
             for ld in evs:
                 # OpenEVSE's shaper: EV amps = (limit - house power without the EV) / volts.
@@ -375,6 +441,8 @@ def main():
             "switch_ops": ld.switch_ops,
             "adjust_ops": ld.adjust_ops,
         }
+        if ld.store_ws:
+            out_loads[ld.name]["soaked_wh"] = round(ld.soaked_ws / _WS_PER_WH, 1)
     res = {
         "steps": steps,
         "gap_s": gap_s,
@@ -390,11 +458,22 @@ def main():
     }
     if ctl is not None:
         res["failsafe_count"] = ctl.failsafe_count
+    if has_pv:
+        res["pv_wh"] = round(pv_ws / _WS_PER_WH, 1)
+        res["export_wh"] = round(export_ws / _WS_PER_WH, 1)
+        res["soaked_wh"] = round(sum(ld.soaked_ws for ld in loads) / _WS_PER_WH, 1)
+        if exp_lim is not None:
+            res["export_over_wh"] = round(export_over_ws / _WS_PER_WH, 1)
+            res["export_over_s"] = export_over_s
+            res["export_over_room_s"] = export_over_room_s
     if duty_metrics is not None:
         res["longest_over_80pct_s"] = run_max
         res["over_100pct_s"] = duty_metrics.over_100_s
         res["longest_over_100pct_s"] = duty_metrics.longest_100
-        res["worst_3h_avg_pct"] = duty_metrics.worst_pct()
+        res["worst_3h_avg_pct"] = duty_metrics.pct(duty_metrics.worst)
+        res["worst_3h_avg_pct_base"] = duty_metrics.pct(duty_metrics.bworst)
+        res["worst_3h_avg_pct_controllable"] = duty_metrics.pct(duty_metrics.cworst)
+        res["over_80pct_3h_controllable_s"] = duty_metrics.ctl_over_s
     if windows is not None:
         windows.close()
         res["peak_window_kw"] = round(windows.peak_w / 1000, 2)
