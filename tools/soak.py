@@ -247,6 +247,7 @@ def own_build(dest, source="HEAD"):
     for f in sorted(dest.rglob("*.mpy")):
         digest.update(f.relative_to(dest).as_posix().encode() + b"\0" + f.read_bytes())
     figures["build"] = str(dest)
+    figures["micropypath"] = path
     figures["mpy_sha256"] = digest.hexdigest()[:16]
     return env, figures
 

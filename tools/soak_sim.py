@@ -22,8 +22,9 @@ simulated minute in about 0.1 real s; there a keepalive ping's answer, a few rea
 could be a simulated minute late when the host stalls (the first month run lost its link to
 "no reply within the keepalive" four times, each a telemetry gap no outage explained). So
 once a ping has waited ANSWER_S without its answer, the run is paced at ANSWER_PACE until the
-broker's next byte: a board's LAN broker answers in milliseconds of its clock, and here a
-broker has 30 simulated s = 3 real s before the firmware gives up on it. A broker that stays
+broker's next byte (looked for every WATCH_MS, so full speed resumes at once): a board's LAN
+broker answers in milliseconds of its clock, and here a broker has 28 simulated s = 2.8 real
+s before the firmware gives up on it. A broker that stays
 silent that long (the tarpit) still costs the link, as it would the board.
 """
 
@@ -46,6 +47,7 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 ANSWER_S = 2            # a ping unanswered this long (simulated) paces the run ...
 ANSWER_PACE = 10        # ... at this many simulated s per real s, until the broker's answer
+WATCH_MS = 20           # how often (simulated) a paced run looks for that answer
 
 
 class PowerCut(Exception):
@@ -263,6 +265,7 @@ class Driver:
         self.slow_answers = 0       # pings whose answer was awaited paced (see the docstring)
         self.longest_answer_ms = 0  # the longest wait for one, simulated ms
         self._awaited = None        # link._last_ping of the ping being awaited
+        self._watching = False      # a watch_answer task runs
 
     def skip_done(self):
         t_s = self.vt.elapsed_ms() // 1000
@@ -318,13 +321,44 @@ class Driver:
             self.longest_answer_ms = waited
         return waited
 
+    def pace(self, link, connected):
+        """The clock's speed: full while the link is up, paced while it is not (real sockets
+        answer in real time) and while a connected link's ping has waited ANSWER_S for its
+        answer (the module's docstring)."""
+        speed = 0 if connected else self.o["pace"]
+        if connected and self.awaiting_answer_ms(link) >= ANSWER_S * 1000:
+            speed = ANSWER_PACE
+            if self._awaited != link._last_ping:
+                self._awaited = link._last_ping
+                self.slow_answers += 1
+        vt = self.vt
+        if speed != vt.speed:
+            vt.speed = speed
+            vt._pace = None     # paced from now, not from the last paced stretch
+        return speed
+
+    async def watch_answer(self, link):
+        """While the run is paced for a ping's answer: looks every WATCH_MS, so that full
+        speed resumes as soon as the broker's answer is in (a simulated second paced at
+        ANSWER_PACE is 100 real ms: looked for once a second, the month ran at a fifth of
+        its speed)."""
+        try:
+            while self.vt.speed == ANSWER_PACE:
+                await asyncio.sleep_ms(WATCH_MS)
+                app = self.app_ref[0]
+                if app is None or getattr(app, "mqtt", None) is not link:
+                    break
+                self.pace(link, link.connected)
+        finally:
+            self._watching = False
+
     async def run(self):
+        self._watching = False      # a power cut took the last boot's tasks with it
         vt, panel, out = self.vt, self.panel, sys.stdout
         next_ms = vt.elapsed_ms()
         every = self.o.get("heap_every_s", 3600) * 1000
         next_hour = (next_ms // every + 1) * every
         next_day = (next_ms // DAY_MS + 1) * DAY_MS
-        pace = self.o["pace"]
         plant_leak = self.o.get("plant_leak", 0)
         while True:
             t0 = vt.sim_begin()
@@ -340,17 +374,9 @@ class Driver:
                 app.controller._shed_pass = _no_shed    # the planted bug: nothing is shed
             link = getattr(app, "mqtt", None)
             connected = link is not None and link.connected
-            # Real sockets answer in real time: paced while the link is not up, and while a
-            # connected link's ping has waited ANSWER_S for its answer (the docstring).
-            speed = 0 if connected else pace
-            if connected and self.awaiting_answer_ms(link) >= ANSWER_S * 1000:
-                speed = ANSWER_PACE
-                if self._awaited != link._last_ping:
-                    self._awaited = link._last_ping
-                    self.slow_answers += 1
-            if speed != vt.speed:
-                vt.speed = speed
-                vt._pace = None     # paced from now, not from the last paced stretch
+            if self.pace(link, connected) == ANSWER_PACE and not self._watching:
+                self._watching = True
+                asyncio.create_task(self.watch_answer(link))
             f = self.faults
             s = app.sampler
             out.write("%d,%d,%d,%d,%d,%d,%d,%d,%d,%d\n" % (
