@@ -21,6 +21,7 @@ WEB ?=
 SPEED ?=
 OUT ?= out
 ESP32_COSTS ?=
+ROM ?=
 DAY ?=
 
 .PHONY: all test sim bench soak venv lib debs unix32 clean
@@ -54,7 +55,7 @@ test: $(VENV_STAMP) $(LIB_STAMP) $(DEBS_STAMP) $(UNIX32_STAMP)
 	MICROPYTHON_VERSION=$(MICROPYTHON_VERSION) $(VPY) -m pytest -q tests
 
 sim: $(VENV_STAMP) $(LIB_STAMP) $(UNIX32_STAMP)
-	$(VPY) tools/run_sim.py --profile "$(PROFILE)" --limit-w $(LIMIT_W) --hours $(HOURS) --out $(OUT) $(if $(MQTT),--mqtt $(MQTT)) $(if $(WEB),--web $(WEB)) $(if $(SPEED),--speed $(SPEED)) $(if $(ESP32_COSTS),--esp32-costs) $(if $(DAY),--day $(DAY))
+	$(VPY) tools/run_sim.py --profile "$(PROFILE)" --limit-w $(LIMIT_W) --hours $(HOURS) --out $(OUT) $(if $(MQTT),--mqtt $(MQTT)) $(if $(WEB),--web $(WEB)) $(if $(SPEED),--speed $(SPEED)) $(if $(ESP32_COSTS),--esp32-costs) $(if $(ROM),--rom) $(if $(DAY),--day $(DAY))
 
 # Benchmarks live apart from the tests: ratios measured side by side in one run.
 bench: $(VENV_STAMP) $(LIB_STAMP) $(UNIX32_STAMP)

@@ -71,7 +71,7 @@ class Scenario:
     def __init__(self, name, hours, rom=False):
         self.name = name
         self.hours = hours
-        self.rom = rom          # the firmware frozen or in ROMFS on the board, not in RAM
+        self.rom = rom          # the firmware in the board's romfs partition, not in RAM
         self.mqtt = name in ("mqtt", "all")
 
     def sim_args(self, port):
@@ -222,9 +222,9 @@ def main(argv=None):
     ap.add_argument("--lo", type=int, default=16, help="KB known to fail")
     ap.add_argument("--hi", type=int, default=192, help="KB known to pass")
     ap.add_argument("--rom", action="store_true",
-                    help="the firmware's modules in a ROM image, as frozen into the board's "
-                         "MicroPython or in a ROMFS partition (default: .mpy files on the "
-                         "board's filesystem, loaded into RAM, as make deploy installs them)")
+                    help="the firmware's code in a ROMFS image, as make deploy writes it into "
+                         "the romfs partition of boards/PANELCAP_ESP32 (default: .mpy files "
+                         "loaded into RAM, as make deploy installs them on a stock MicroPython)")
     args = ap.parse_args(argv)
     hours = args.hours if args.hours is not None else (24 if args.scenario == "plain" else 2)
     if hours <= 1:

@@ -60,8 +60,10 @@ def firmware_command(sim_args, heap="auto", log=print, firmware_kb=FIRMWARE_HEAP
     if heap == "auto":
         sim_bytes = simulator_footprint(env)
         heap = firmware_kb * 1024 + sim_bytes
-        log("heap: %d KB for the firmware + %d KB the simulator measured for itself%s" % (
-            firmware_kb, (sim_bytes + 1023) // 1024,
+        log("heap: %d KB for the firmware (its code %s) + %d KB the simulator measured for "
+            "itself%s" % (
+            firmware_kb, "in the romfs partition, in place" if firmware_in_rom
+            else "loaded from .mpy", (sim_bytes + 1023) // 1024,
             "" if toolchain.WORD_BITS == 32 else " (64-bit figures: twice the ESP32's)"))
     cmd = [str(MICROPYTHON), "-X", "heapsize=%s" % heap, "-c",
            "from panelsim import run; run.main(%r)" % (list(sim_args),)]
@@ -294,7 +296,7 @@ def simulator_check(sim_args, env):
 
 def run_firmware(args, csv_path, sim_args, env):
     """Runs the firmware on the simulated panel; streams its CSV into csv_path."""
-    cmd, env = firmware_command(sim_args, args.heap, env=env)
+    cmd, env = firmware_command(sim_args, args.heap, env=env, firmware_in_rom=args.rom)
     summary = {}
     holds = {}
     last_error = None
@@ -454,6 +456,11 @@ def main(argv=None):
     ap.add_argument("--heap", default="auto",
                     help="MicroPython heap; auto: 128 KB for the firmware (an ESP32's) plus "
                          "the simulator's own measured footprint")
+    ap.add_argument("--rom", action="store_true",
+                    help="the firmware's code in the board's romfs partition, run in place "
+                         "from flash, as make deploy installs it on boards/PANELCAP_ESP32 "
+                         "(default: .mpy files loaded into the heap, as on a stock MicroPython: "
+                         "the stricter of the two)")
     ap.add_argument("--esp32-costs", action="store_true",
                     help="charge the ESP32's costs to simulated time (an ADC read 35 us, "
                          "Python x50: tools/panelsim/vtime.py) and report the scheduler's "
@@ -483,7 +490,7 @@ def main(argv=None):
         print("error: %s" % e, file=sys.stderr)
         sys.exit(2)
     sim_args = simulator_args(args)
-    env = micropython_env()
+    env = micropython_env(firmware_in_rom=args.rom)
     date = simulator_check(sim_args, env)
     csv_path, png_path = out / "sim.csv", out / "sim.png"
     name = "%s (%s)" % (args.profile.name, date) if date else args.profile.name
