@@ -112,10 +112,14 @@ def _bind(app, spec):
         if app.hw.pilot is None:
             raise ValueError("load %s needs a J1772 pilot, board has none" % spec["name"])
         actuator = actuators.PilotCharger(app.hw.pilot, load.max_a)
-    elif driver == "mqtt":
-        import evmqtt
-        actuator = evmqtt.from_cfg(app.cfg, load, app.clock, app.log)
-        app.chargers.append(actuator)
+    elif driver == "mqtt" or driver == "tasmota":
+        # Another maker's device over MQTT: the module is imported only when a load names it.
+        if driver == "mqtt":
+            import evmqtt
+            actuator = evmqtt.from_cfg(app.cfg, load, app.clock, app.log)
+        else:
+            actuator = __import__("adapt_" + driver).from_spec(spec, load, app.clock, app.log)
+        app.chargers.append(actuator)        # attached to the link, run as a task (app.py)
         app._watches.append((load, None, None, actuator))
     else:
         raise ValueError("load %s has no output or driver" % spec["name"])

@@ -98,7 +98,9 @@ CT = (
 )
 
 # Per load ("loads.ev.priority"). Only name, kind, priority, leg and rated_w are required;
-# a load has an output (contactor index) or a driver ("pilot": the board's J1772 pilot).
+# a load has an output (contactor index) or a driver ("pilot": the board's J1772 pilot;
+# RELAY_DRIVERS: another maker's relay over MQTT, its adapter module adapt_<driver>.py).
+RELAY_DRIVERS = ("tasmota",)
 LOAD = (
     ("name", "str", 1, 16, "", None, "short name, letters, digits and _"),
     ("kind", "enum", KINDS, None, "", None,
@@ -107,8 +109,11 @@ LOAD = (
     ("leg", "enum", LEGS, None, "", None, "leg(s) the load is on"),
     ("rated_w", "int", 0, 100000, "W", None, "nameplate power"),
     ("output", "int", 0, 15, "", None, "contactor output index (K1 is 0)"),
-    ("driver", "enum", ("pilot", "mqtt"), None, "", None,
-     "pilot: the J1772 pilot; mqtt: a charger over MQTT"),
+    ("driver", "enum", ("pilot", "mqtt") + RELAY_DRIVERS, None, "", None,
+     "pilot: the J1772 pilot; mqtt: a charger over MQTT; tasmota: a Tasmota relay"),
+    ("device", "str", 1, 32, "", None, "tasmota: the relay's Topic (cmnd/<device>/POWER)"),
+    ("report_s", "int", 1, 3600, "s", None,
+     "tasmota: its TelePeriod (default 10); silent 3 times this, it is lost"),
     ("feed_output", "int", 0, 15, "", None, "contactor feeding a charger"),
     ("ct", "str", 0, 8, "", None, "the load's own CT channel, e.g. CT3; empty: none"),
     ("min_on_s", "int", 0, 86400, "s", None, "shortest on time (contactor wear, compressors)"),
@@ -245,8 +250,13 @@ def _check_load(spec, where):
             errors.append("%s: give exactly one of output (a contactor) or driver" % where)
         elif kind == KIND_MODULATED and not has_drv:
             errors.append("%s: a modulated load needs driver 'pilot' or 'mqtt'" % where)
-        elif kind == KIND_ONOFF and not has_out:
-            errors.append("%s: an onoff load needs an output" % where)
+        elif kind == KIND_MODULATED and spec["driver"] in RELAY_DRIVERS:
+            errors.append("%s: driver %r is for an onoff load" % (where, spec["driver"]))
+        elif kind == KIND_ONOFF and not has_out and spec["driver"] not in RELAY_DRIVERS:
+            errors.append("%s: an onoff load needs an output or a relay driver (%s)" % (
+                where, ", ".join(RELAY_DRIVERS)))
+        if spec.get("driver") in RELAY_DRIVERS and "device" not in spec:
+            errors.append("%s: driver %r needs device" % (where, spec["driver"]))
         if "feed_output" in spec and not has_drv:
             errors.append("%s: feed_output is for a charger (a load with a driver)" % where)
         if spec.get("min_a", 0) > spec.get("max_a", 80):
@@ -351,8 +361,9 @@ def validate(cfg, board=None):
         if board is not None:
             if spec.get("driver") == "pilot" and not getattr(board, "PILOT", None):
                 errors.append("%s: board %s has no J1772 pilot" % (where, board.NAME))
-        if spec.get("driver") == "mqtt" and not cfg["mqtt_host"]:
-            errors.append("%s: driver 'mqtt' needs mqtt_host" % where)
+        if (spec.get("driver") == "mqtt" or spec.get("driver") in RELAY_DRIVERS) and \
+                not cfg["mqtt_host"]:
+            errors.append("%s: driver %r needs mqtt_host" % (where, spec["driver"]))
     if board is not None:
         for ch in board.CHANNELS:
             if ch["kind"] == "ct" and ch["name"] not in cts:

@@ -1,0 +1,250 @@
+"""Other makers' relays as loads (firmware/adaptrelay.py and its dialects), under micropython:
+the Tasmota adapter's parsing, the profile's freshness rules (silent, offline, disobedient:
+lost, shed, its rated power counted), the command sent on each change as an event and
+repeated as a heartbeat; config's checks; and the firmware on the simulated board driving a
+simulated Tasmota (tools/tasmota_sim.py) through mosquitto."""
+import json
+import subprocess
+import sys
+import threading
+import time
+
+from conftest import MICROPYTHON, ROOT, mpy_env, run_mpy
+from mqtt_helpers import Broker, Client
+
+sys.path.insert(0, str(ROOT / "tools"))
+from tasmota_sim import TasmotaSim  # noqa: E402
+
+SETUP = """
+import json
+import adapt_tasmota
+from fakeclock import FakeClock
+clock = FakeClock(20000)             # every timer crosses the ESP32's tick wrap
+class Link:                          # what an adapter uses of net.MqttLink
+    connected = True
+    connects = 1
+    def __init__(self):
+        self.sent = []; self.subs = []; self.routes = {}
+    def publish(self, topic, msg, retain=False): self.sent.append(('r', topic, msg))
+    def publish_event(self, topic, msg, retain=False): self.sent.append(('e', topic, msg))
+    def route(self, topic, handler): self.routes[topic.encode()] = handler
+    def subscribe(self, topic): self.subs.append(topic); return True
+    def cb(self, topic, msg): self.routes[topic](msg)
+link = Link()
+"""
+
+
+def run(code):
+    return run_mpy(SETUP + code, heap="256k").stdout.splitlines()
+
+
+def test_tasmota_dialect_and_freshness_rules():
+    out = run("""
+r = adapt_tasmota.Tasmota(clock, "wh", 240, 1000)         # TelePeriod 1 s: lost after 3 s
+r.attach(link)
+import asyncio
+async def once():
+    t = asyncio.create_task(r.run()); await asyncio.sleep_ms(10); t.cancel()
+asyncio.run(once())
+print('SUBS', sorted(link.subs), link.sent)
+link.sent.clear()
+r.set(True); r.set(True)
+print('ON', link.sent)
+link.cb(b"tele/wh/LWT", b"Online")
+link.cb(b"stat/wh/POWER", b"ON")
+link.cb(b"tele/wh/SENSOR", b'{"Time":"x","ENERGY":{"Total":1.2,"Power":2400,"Voltage":240}}')
+print('FRESH', r.confirmed(clock.t), r.actual_ma, r.reports)
+for bad in (b'{"ENERGY":{"Power":-5}}', b'{"ENERGY":{"Power":"2400"}}', b'{"ENERGY":{}}',
+            b'{"Power":1}', b'not json', b'{"ENERGY":{"Power":true}}', b'{"ENERGY":{"Power":1e9}}'):
+    link.cb(b"tele/wh/SENSOR", bad)
+link.cb(b"stat/wh/POWER", b"maybe")
+print('BAD', r.bad_reports, r.actual_ma, r.reports)
+link.cb(b"tele/wh/SENSOR", b'{"ENERGY":{"Power":[1200, 300]}}')   # several channels: relay 1
+print('LIST', r.actual_ma)
+clock.advance(3000)
+print('AT3S', r.confirmed(clock.t))
+clock.advance(1)
+print('SILENT', r.confirmed(clock.t), r.actual_ma)
+link.cb(b"tele/wh/SENSOR", b'{"ENERGY":{"Power":2400}}')
+print('BACK', r.confirmed(clock.t))
+link.cb(b"tele/wh/LWT", b"Offline")
+print('OFFLINE', r.confirmed(clock.t))
+link.cb(b"tele/wh/LWT", b"Online")
+print('ONLINE', r.confirmed(clock.t))
+link.sent.clear()
+for _ in range(3):                   # unchanged: repeated every period / 3 (1 s) as a heartbeat
+    clock.advance(500)
+    link.cb(b"tele/wh/SENSOR", b'{"ENERGY":{"Power":2400}}')
+    r.set(True)
+print('BEAT', link.sent)
+# Disobedient: commanded off, it keeps saying ON: lost once 3 s have passed without it obeying.
+link.sent.clear()
+r.set(False)
+for _ in range(7):
+    clock.advance(500)
+    link.cb(b"tele/wh/SENSOR", b'{"ENERGY":{"Power":2400}}')
+    link.cb(b"stat/wh/POWER", b"ON")
+    print('STUCK', r.confirmed(clock.t))
+link.cb(b"stat/wh/POWER", b"OFF")
+print('OBEYS', r.confirmed(clock.t), link.sent[0])
+r.safe()
+print('SAFE', r.is_on, link.sent[-1])
+# Lost by silence while on; shed (commanded off). It talks again, still on: not back until
+# it shows the OFF, though the command is younger than the 3 s it is given to obey.
+r.set(True); link.cb(b"stat/wh/POWER", b"ON")
+clock.advance(3001)
+print('LOST', r.confirmed(clock.t))
+r.set(False)
+clock.advance(500)
+link.cb(b"tele/wh/SENSOR", b'{"ENERGY":{"Power":2400}}'); link.cb(b"stat/wh/POWER", b"ON")
+print('STILL', r.confirmed(clock.t))
+link.cb(b"stat/wh/POWER", b"OFF")
+print('CLEARED', r.confirmed(clock.t))
+""")
+    assert out[0] == ("SUBS ['stat/wh/POWER', 'tele/wh/LWT', 'tele/wh/SENSOR'] "
+                      "[('r', 'cmnd/wh/POWER', 'OFF')]"), out
+    assert out[1] == "ON [('e', 'cmnd/wh/POWER', 'ON')]", out   # a change: an event, once
+    assert out[2] == "FRESH True 10000 1", out
+    assert out[3] == "BAD 8 10000 1", out                       # each counted, none taken
+    assert out[4] == "LIST 5000", out
+    assert out[5] == "AT3S True", out
+    assert out[6] == "SILENT False -1", out                     # a stale reading is none
+    assert out[7:10] == ["BACK True", "OFFLINE False", "ONLINE True"], out
+    assert out[10] == "BEAT [('r', 'cmnd/wh/POWER', 'ON'), ('r', 'cmnd/wh/POWER', 'ON')]", out
+    stuck = [line.split()[1] for line in out if line.startswith("STUCK")]
+    assert stuck == ["True"] * 6 + ["False"], out
+    assert out[-5] == "OBEYS True ('e', 'cmnd/wh/POWER', 'OFF')", out
+    assert out[-4] == "SAFE False ('e', 'cmnd/wh/POWER', 'OFF')", out
+    assert out[-3:] == ["LOST False", "STILL False", "CLEARED True"], out
+
+
+def test_config_takes_a_relay_driver_only_for_onoff_loads_with_a_device():
+    out = run_mpy(r"""
+import config, simboard as board
+def errs(load, host='127.0.0.1'):
+    cfg = config.defaults(board)
+    cfg['mqtt_host'] = host
+    cfg['loads'] = [load]
+    return [e for e in config.validate(cfg, board) if 'loads' in e]
+wh = {'name': 'wh', 'kind': 'onoff', 'priority': 1, 'leg': 'L1L2', 'rated_w': 4500,
+      'driver': 'tasmota', 'device': 'wh_relay', 'report_s': 10}
+print('OK', errs(wh))
+print('NODEV', errs({k: v for k, v in wh.items() if k != 'device'}))
+print('NOHOST', errs(wh, ''))
+print('MOD', errs(dict(wh, kind='modulated')))
+print('PERIOD', errs(dict(wh, report_s=0)))
+""", heap="512k").stdout.splitlines()
+    assert out[0] == "OK []", out
+    assert "needs device" in out[1], out
+    assert "driver 'tasmota' needs mqtt_host" in out[2], out
+    assert "driver 'tasmota' is for an onoff load" in out[3], out
+    assert "report_s must be an int in 1..3600 s" in out[4], out
+
+
+FIRMWARE = """
+import asyncio, json, sys
+from panelsim.vtime import VirtualTime
+from panelsim import machine
+from panelsim.panel import Panel
+from panelsim.adcgen import AdcGen
+from panelsim.profile import ConstantProfile
+from clock import Clock, WrappingClock
+import simboard as board
+import app as app_mod
+vt = VirtualTime(speed=1); vt.install()          # real time: the relay is a real client
+clock = WrappingClock(vt.now_ms)
+params = dict(board.PANEL)
+ev = dict(params["ev"]); ev["arrive_h"] = None; params["ev"] = ev
+panel = Panel(params, ConstantProfile(1000))
+machine.attach(panel, vt, board, AdcGen(board, panel))
+import config
+loads = [{"name": "heater", "kind": "onoff", "priority": 2, "leg": "L1L2", "rated_w": 3000,
+          "driver": "tasmota", "device": "heater_relay", "report_s": 1},
+         dict(config.DEFAULT_LOADS[1])]
+cfg = {"mqtt_host": "127.0.0.1", "mqtt_port": PORT, "mqtt_discovery": "",
+       "telemetry_period_ms": 1000, "stagger_s": 1, "limit_w": 19200, "loads": loads}
+logs = []
+app = app_mod.App(board, machine, clock, cfg, log=logs.append)
+app.net_clock = Clock()
+print(json.dumps({"adapter": "adapt_tasmota" in sys.modules, "evmqtt": "evmqtt" in sys.modules}))
+async def main():
+    asyncio.create_task(app.run())
+    for t in range(SECONDS * 4):
+        await asyncio.sleep_ms(250)
+        w = app.monitor.watches[0] if app.monitor else None
+        b = [b for b in app.bindings if b.load.name == "heater"][0]
+        print(json.dumps({"t": vt.elapsed_ms(), "alarm": w.alarm if w else None,
+                          "on": b.load.on, "cmd": b.actuator.is_on, "w": b.load.measured_w,
+                          "stuck": b.load.uncontrollable}))
+        while logs:
+            print(json.dumps({"log": logs.pop(0)}))
+try:
+    asyncio.run(main())
+finally:
+    app.force_safe()
+"""
+
+
+def test_firmware_drives_a_simulated_tasmota_through_mosquitto(tmp_path):
+    # The relay runs, falls silent (lost: shed, its 3000 W counted), comes back, drops off
+    # the broker (its LWT says Offline: lost at once), and comes back again.
+    with Broker(tmp_path) as broker:
+        sim = TasmotaSim("127.0.0.1", broker.port, "heater_relay", rated_w=3000,
+                         tele_period_s=1)
+        sim.start()
+        watcher = Client(broker.port, "watcher")
+        watcher.subscribe("stat/heater_relay/#")
+        proc = subprocess.Popen(
+            [MICROPYTHON, "-X", "heapsize=1m", "-c",
+             FIRMWARE.replace("PORT", str(broker.port)).replace("SECONDS", "48")],
+            cwd=ROOT, env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        rows = []
+        reader = threading.Thread(target=lambda: rows.extend(
+            json.loads(line) for line in proc.stdout if line.startswith("{")), daemon=True)
+        reader.start()
+        # Faults at moments of the firmware's own (virtual) time, read from its latest row.
+        # The controller restores a load once the room has lasted its settle time (10 s).
+        plan = [(17000, sim.silent), (22000, sim.resume), (40000, sim.offline),
+                (44000, sim.online)]
+        marks = {}
+        t0 = time.monotonic()
+        while proc.poll() is None and time.monotonic() - t0 < 90:
+            now_ms = next((r["t"] for r in reversed(rows) if "t" in r), 0)
+            while plan and now_ms >= plan[0][0]:
+                at, act = plan.pop(0)
+                marks[act.__name__] = now_ms
+                act()
+            time.sleep(0.05)
+        proc.wait(10)
+        reader.join(5)
+        sim.stop.set()
+        answers = watcher.take()
+        sim.close()
+    assert proc.returncode == 0, proc.stderr.read()[-3000:]
+    assert rows[0] == {"adapter": True, "evmqtt": False}, rows[0]
+    samples = [r for r in rows if "t" in r]
+    log = [r["log"] for r in rows if "log" in r]
+
+    def between(a, b):
+        return [r for r in samples if a <= r["t"] < b]
+    # Before the faults: switched on, confirmed, its own report is the load's draw.
+    ran = [r for r in between(0, marks["silent"]) if r["cmd"] and r["w"] == 3000]
+    assert ran and all(r["alarm"] is None for r in ran), log
+    # Silent: lost 3 report periods (3 s) after its last report, plus a control step (1 s)
+    # and the host's slack; shed and uncontrollable until it talks again.
+    lost = [r["t"] for r in between(marks["silent"], marks["resume"]) if r["alarm"] == "lost"]
+    assert lost and lost[0] - marks["silent"] <= 3000 + 1000 + 2000, (marks, lost[:1], log)
+    assert all(not r["cmd"] and r["stuck"] for r in samples if lost[0] <= r["t"] <= lost[-1])
+    assert "alarm: heater lost: no report" in log
+    # Back: cleared once it shows the command again (off: it missed the OFF while silent,
+    # and the repeat reaches it), not at its first report, which still says 3000 W.
+    back = between(marks["resume"], marks["offline"])
+    cleared = [r for r in back if r["alarm"] is None]
+    assert cleared and all(r["alarm"] is None for r in back if r["t"] >= cleared[0]["t"]), log
+    # Offline (its LWT): lost at the next control step, not 3 periods later.
+    off = [r["t"] for r in between(marks["offline"], marks["online"]) if r["alarm"] == "lost"]
+    assert off and off[0] - marks["offline"] <= 1000 + 1500, (marks, off[:1])
+    assert samples[-1]["alarm"] is None and not samples[-1]["stuck"], samples[-1]
+    # The relay's side: each change went out on cmnd/<topic>/POWER, answered on stat/.
+    assert "OFF" in sim.commands and "ON" in sim.commands
+    assert any(t == "stat/heater_relay/POWER" and p == b"OFF" for t, p, _ in answers)

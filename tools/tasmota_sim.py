@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""A Tasmota relay with an energy monitor, simulated in CPython on the project's MQTT client,
+speaking Tasmota's published MQTT API with the default FullTopic %prefix%/%topic%/, so the
+firmware's adapter (firmware/adapt_tasmota.py) can be tested against the dialect, not
+against itself:
+
+- `cmnd/<topic>/POWER` with ON, OFF, TOGGLE (or 1, 0, 2; any case), or empty to ask: the
+  answer on `stat/<topic>/RESULT` ({"POWER": "ON"}) and `stat/<topic>/POWER` (ON / OFF);
+- every TelePeriod: `tele/<topic>/STATE` ({"Time", "UptimeSec", "POWER"}) and
+  `tele/<topic>/SENSOR` ({"Time", "ENERGY": {"Total", "Power", "Voltage", "Current", ...}});
+- `tele/<topic>/LWT`: Online (retained) at start; Offline, as the broker publishes a
+  Tasmota's last will, when it is made to drop off (`offline()`);
+- PulseTime (`--pulse-s`): on, the relay turns itself off this long after the last ON.
+
+    tools/tasmota_sim.py --broker HOST:PORT --topic TOPIC [--rated-w W] [--tele-period S]
+        [--pulse-s S] [--seconds S]
+
+Tests drive its faults from Python: silent() (it stops talking), resume(), offline(),
+online(), stuck(True) (it answers, but its relay ignores commands)."""
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mqttclient import Mqtt  # noqa: E402
+
+
+class TasmotaSim(Mqtt):
+    def __init__(self, host, port, topic, rated_w=2000, tele_period_s=10, pulse_s=0,
+                 volts=240):
+        self.topic = topic
+        self.rated_w = rated_w
+        self.tele_period_s = tele_period_s
+        self.pulse_s = pulse_s
+        self.volts = volts
+        self.on = False
+        self.total_wh = 0.0
+        self.commands = []           # payloads received on cmnd/<topic>/POWER, in order
+        self._quiet = False
+        self._stuck = False
+        self._on_since = None        # monotonic time of the last ON (PulseTime)
+        self._t0 = time.monotonic()
+        self.stop = threading.Event()
+        self.mutex = threading.Lock()
+        super().__init__(host, port, "tasmota-" + topic, keepalive_s=0)
+
+    # --- faults, for tests ---------------------------------------------------------------
+    def silent(self):
+        self._quiet = True
+
+    def resume(self):
+        self._quiet = False
+
+    def offline(self):
+        # What the broker does with Tasmota's last will when its connection is lost.
+        self._quiet = True
+        self.publish("tele/%s/LWT" % self.topic, "Offline", retain=True)
+
+    def online(self):
+        self.publish("tele/%s/LWT" % self.topic, "Online", retain=True)
+        self._quiet = False
+
+    def stuck(self, flag):
+        self._stuck = flag
+
+    # --- the dialect ---------------------------------------------------------------------
+    def deliver(self, topic, payload, retain):
+        if topic != "cmnd/%s/POWER" % self.topic:
+            return
+        word = payload.decode("utf-8", "replace").strip().upper()
+        with self.mutex:
+            self.commands.append(word)
+            if self._quiet:
+                return
+            if not self._stuck:
+                if word in ("ON", "1"):
+                    self.on = True
+                    self._on_since = time.monotonic()
+                elif word in ("OFF", "0"):
+                    self.on = False
+                elif word in ("TOGGLE", "2"):
+                    self.on = not self.on
+                    self._on_since = time.monotonic() if self.on else None
+                elif word:
+                    return           # Tasmota answers {"Command": "Error"}: not modelled
+        self.answer()
+
+    def answer(self):
+        state = "ON" if self.on else "OFF"
+        self.publish("stat/%s/RESULT" % self.topic, json.dumps({"POWER": state}))
+        self.publish("stat/%s/POWER" % self.topic, state)
+
+    def power_w(self):
+        return self.rated_w if self.on else 0
+
+    def telemetry(self):
+        now = time.strftime("%Y-%m-%dT%H:%M:%S")
+        w = self.power_w()
+        up = int(time.monotonic() - self._t0)
+        self.publish("tele/%s/STATE" % self.topic, json.dumps(
+            {"Time": now, "UptimeSec": up, "POWER": "ON" if self.on else "OFF"}))
+        self.publish("tele/%s/SENSOR" % self.topic, json.dumps(
+            {"Time": now, "ENERGY": {"TotalStartTime": "2026-01-01T00:00:00",
+                                     "Total": round(self.total_wh / 1000, 3), "Yesterday": 0,
+                                     "Today": round(self.total_wh / 1000, 3), "Period": 0,
+                                     "Power": w, "ApparentPower": w, "ReactivePower": 0,
+                                     "Factor": 1.0 if w else 0, "Voltage": self.volts,
+                                     "Current": round(w / self.volts, 3)}}))
+
+    def run(self, seconds):
+        self.subscribe("cmnd/%s/POWER" % self.topic)
+        self.online()
+        end = time.monotonic() + seconds
+        next_tele = time.monotonic()
+        last = time.monotonic()
+        while time.monotonic() < end and not self.stop.is_set():
+            now = time.monotonic()
+            with self.mutex:
+                self.total_wh += self.power_w() * (now - last) / 3600
+                last = now
+                if self.pulse_s and self.on and now - self._on_since >= self.pulse_s:
+                    self.on = False          # PulseTime ran out: off by itself
+                    changed = True
+                else:
+                    changed = False
+            if changed and not self._quiet:
+                self.answer()
+            if now >= next_tele:
+                next_tele += self.tele_period_s
+                if not self._quiet:
+                    self.telemetry()
+            self.stop.wait(0.05)
+
+    def start(self, seconds=3600):
+        t = threading.Thread(target=self.run, args=(seconds,), daemon=True)
+        t.start()
+        return t
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--broker", required=True)
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--rated-w", type=int, default=2000)
+    ap.add_argument("--tele-period", type=float, default=10)
+    ap.add_argument("--pulse-s", type=float, default=0)
+    ap.add_argument("--seconds", type=float, default=3600)
+    args = ap.parse_args(argv)
+    host, _, port = args.broker.rpartition(":")
+    dev = TasmotaSim(host, int(port), args.topic, args.rated_w, args.tele_period, args.pulse_s)
+    try:
+        dev.run(args.seconds)
+    finally:
+        dev.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
