@@ -54,12 +54,22 @@ def status():
     s = consoleapp.measure(1)
     print("panel %d W, L1 %.1f A, L2 %.1f A, measurement %s" % (
         s.total_w, s.leg_ma[0] / 1000, s.leg_ma[1] / 1000, "valid" if s.valid else "INVALID"))
+    # The limit sources over time, as MQTT's state and the page show them (snapshot.py).
     d = getattr(app, "demand", None)
     if d is not None:
-        print("demand window %d min, budget %d W: %s" % (d.window_s // 60, d.budget_now_w(),
-              "%d Wh so far, %d W allowed now, this month's peak %d W" % (
-                  d.window_energy_wh(), d.allowed_w, d.month_peak_w)
-              if d.status == "ok" else d.status + ": the plain limit applies"))
+        r = d.report()
+        print("demand window %d min, budget %d W: %s" % (
+            r["window_min"], r["budget_w"],
+            "%d Wh so far, %d W allowed now, this month's peak %d W, headroom %d W" % (
+                r["window_wh"], r["allowed_w"], r["peak_w"], r["headroom_w"])
+            if r["status"] == "ok" else r["status"] + ": the plain limit applies"))
+    control = getattr(app, "control", None)
+    for src in (control.sources if control is not None else ()):
+        if src.source == "duty":
+            r = src.report()
+            print("three-hour average %d W (held at %d W), %s W allowed now, %d W kept for "
+                  "the house's own loads" % (r["avg_w"], r["cap_w"], r["allowed_w"],
+                                             r["reserve_w"]))
     ops = app.wear.totals() if app.wear is not None else {}
     for name, contactor in app.contactors:
         ops.setdefault(name, contactor.ops)

@@ -29,6 +29,7 @@ class DemandWindow:
     """limits: the Limits it adds its source to; clock: ticks; wall(): unix seconds or None.
     follow_peak: the budget rises to this month's highest window so far (it is billed
     anyway), never above it. path: where the window's state survives a reboot (None: RAM)."""
+    source = SOURCE                # its key in the status snapshot (snapshot.py)
 
     def __init__(self, limits, clock, wall, window_min, budget_w, follow_peak=False, path=None,
                  log=print):
@@ -132,6 +133,14 @@ class DemandWindow:
     def headroom_w(self):
         """What import may still rise by this window, or None without a window."""
         return None if self.allowed_w is None else self.allowed_w - self.import_w
+
+    def report(self):
+        """The window for the status snapshot (MQTT state, the page's API): docs/mqtt.md."""
+        ok = self.status == "ok"
+        return {"status": self.status, "window_min": self.window_s // 60,
+                "budget_w": self.budget_now_w(), "window_wh": self.energy_ws // 3600 if ok else None,
+                "allowed_w": self.allowed_w, "headroom_w": self.headroom_w(),
+                "last_w": self.last_window_w, "peak_w": self.month_peak_w}
 
     def _roll(self, start):
         if self.start_s is not None and start - self.start_s == self.window_s:

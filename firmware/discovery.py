@@ -20,6 +20,13 @@ binary_sensor;fault;Metering fault;s;'ON' if value_json.faults else 'OFF';proble
 _LOAD = """binary_sensor;%s;%s on;s;'ON' if %s.on else 'OFF';power;
 sensor;%s_power;%s power;s;%s.power_w;power;W"""
 _SETPOINT = "sensor;%s_setpoint;%s setpoint;s;%s.setpoint_a;current;A"
+# The limit sources over time, when configured (snapshot.py: value_json.demand, .duty).
+_DEMAND = """sensor;demand_energy;Demand window energy;s;value_json.demand.window_wh;energy;Wh
+sensor;demand_allowed;Demand window allowed power;s;value_json.demand.allowed_w;power;W
+sensor;demand_headroom;Demand window headroom;s;value_json.demand.headroom_w;power;W
+sensor;demand_peak;Demand peak this month;s;value_json.demand.peak_w;power;W"""
+_DUTY = """sensor;duty_average;Three-hour average;s;value_json.duty.avg_w;power;W
+sensor;duty_allowed;Duty allowed power;s;value_json.duty.allowed_w;power;W"""
 _DIAGS = """sensor;uptime;Uptime;d;value_json.uptime_s;duration;s
 sensor;free_heap;Free heap;d;value_json.free_heap;data_size;B"""
 
@@ -34,10 +41,15 @@ def _lines(text):
         start = end + 1
 
 
-def _entities(bindings):
-    """The entity lines: the panel's, two or three per load, then the diagnostics'."""
+def _entities(bindings, sources):
+    """The entity lines: the panel's, its limit sources', two or three per load, then the
+    diagnostics'."""
     for line in _lines(_PANEL):
         yield line
+    for src in sources:
+        for line in _lines(_DEMAND if src.source == "demand" else
+                           _DUTY if src.source == "duty" else ""):
+            yield line
     for b in bindings:
         n = b.load.name
         sel = "value_json.loads['%s']" % n
@@ -60,7 +72,8 @@ def configs(rep):
     device = {"identifiers": [node], "name": name,
               "manufacturer": "panelcap", "model": app.board.NAME, "sw_version": VERSION}
     status = rep.prefix + "/status"
-    for line in _entities(app.bindings):
+    control = getattr(app, "control", None)
+    for line in _entities(app.bindings, control.sources if control is not None else ()):
         comp, obj, name, which, tpl, cls, unit = line.split(";")
         diag = which == "d"
         cfg = {"name": name, "unique_id": node + "_" + obj,
@@ -71,7 +84,8 @@ def configs(rep):
             cfg["device_class"] = cls
             if comp == "sensor":
                 cfg["unit_of_measurement"] = unit
-                cfg["state_class"] = "measurement"
+                # a window's energy starts again at each window: a total, not a meter
+                cfg["state_class"] = "total" if cls == "energy" else "measurement"
         if diag:
             cfg["entity_category"] = "diagnostic"
             cfg["state_class"] = "total_increasing" if obj == "uptime" else "measurement"

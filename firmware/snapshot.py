@@ -84,6 +84,11 @@ def status(app, now, gates=None, remote=(None, 0), uptime_s=None):
         "alarms": alarms,
         "safe_mode": safe,
     }
+    control = getattr(app, "control", None)
+    if control is not None:
+        # Limit sources over time (demand.py, duty.py): each window's energy, what it allows
+        for src in control.sources:
+            out[src.source] = src.report()
     if uptime_s is not None:
         from version import VERSION
         out["version"] = VERSION

@@ -240,3 +240,36 @@ def test_make_sim_with_a_demand_window_holds_every_window(tmp_path):
         assert w <= 3000 * 1.01 or base > 3000, (k, w, base)
     # The budget is used, not wasted: the EV charges near it.
     assert sum(w for w, _ in budget.values()) / len(budget) > 2500, budget
+
+
+def test_status_and_the_snapshot_show_the_windows_energy_headroom_and_peak(tmp_path):
+    # The console's status() and the status snapshot (MQTT's state, the page's API) read
+    # the same report(): energy so far this window, the limit it allows, the headroom that
+    # leaves above the import, and the month's peak.
+    from test_console import run
+    out = run(tmp_path, """
+a.cfg['demand_window_min'] = 15
+import demand, snapshot, json
+a.demand = demand.DemandWindow(a.limits, a.clock, lambda: None, 15, 4000)
+a.control.sources.append(a.demand)
+t = [1775001600 + 60]
+a.demand.wall = lambda: t[0]
+for w in (3000, 3000):
+    a.demand.step(w)
+    a.demand.month_peak_w = 4321     # as if an earlier window this month had reached it
+    t[0] += 1
+    a.clock.sleep_ms(1000)
+status()
+s = snapshot.status(a, a.clock.ticks_ms())
+print('SNAP', json.dumps(s['demand']))
+""")
+    line = [l for l in out if l.startswith("demand window")][0]
+    snap = [l for l in out if l.startswith("SNAP ")][0]
+    import json
+    d = json.loads(snap[5:])
+    assert d["status"] == "ok" and d["window_min"] == 15 and d["budget_w"] == 4000, d
+    assert d["peak_w"] == 4321 and d["last_w"] is None, d
+    assert d["allowed_w"] == 4000 * 900 // 840 and d["headroom_w"] == d["allowed_w"] - 3000, d
+    assert line == ("demand window 15 min, budget 4000 W: %d Wh so far, %d W allowed now, "
+                    "this month's peak 4321 W, headroom %d W" % (
+                        d["window_wh"], d["allowed_w"], d["headroom_w"])), out

@@ -237,3 +237,26 @@ check(dw.reserve_w() >= (3500 * 60 + 300 * 119) // 179 - 2,
 check(owed < 30000 * 3600 // 2, 'the EV still got most of its 30 kWh: %d Wh short' % (owed // 3600))
 """)
     print(out.splitlines()[0])
+
+
+def test_status_shows_the_three_hour_average_what_it_allows_and_the_reserve(tmp_path):
+    from test_console import run
+    out = run(tmp_path, """
+c = config.defaults(board)
+c['duty_mode'] = 'on'
+c['limit_w'] = 0
+a = app.App(board, machine, Clock(), c)
+console.attach(a)
+from console import status
+dw = [s for s in a.control.sources if s.source == 'duty'][0]
+print('before', dw.allowed_w)
+dw.step(5000)
+status()
+""")
+    lines = [l for l in out if l.startswith("three-hour average")]
+    assert "before None" in out, out
+    cap = 24000 * 79 // 100
+    # at boot the three hours before count as spent at the cap (the minute in progress has
+    # used nothing yet), and nothing is known of the house: the minute's room is the cap
+    assert lines == ["three-hour average %d W (held at %d W), %d W allowed now, 0 W kept for "
+                     "the house's own loads" % (cap * 179 // 180, cap, cap)], out

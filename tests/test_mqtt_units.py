@@ -487,3 +487,115 @@ print('fails', len(fails))
     out = run_mpy(code, heap="512k").stdout
     assert "fails 0" in out, out
     assert "uptime_s %d" % (13 * 86400) in out, out
+
+
+# --- the limit sources over time (demand.py, duty.py) in the state, discovery and status() ---
+WINDOWS_FW = r"""
+import json, sys, asyncio
+import simboard as board
+from clock import Clock, WrappingClock
+import app as firmware_app
+from panelsim import machine as sim_machine
+from panelsim.vtime import VirtualTime
+from panelsim.panel import Panel
+from panelsim.adcgen import AdcGen
+
+class Flat:
+    linear = False
+    path = '<flat>'
+    def watts_at_ms(self, t_ms): return 2000
+    def watts_at(self, t_s): return 2000
+    def next_change_ms(self, t_ms): return t_ms + 3600000
+
+opts = json.loads(sys.argv[1])
+vt = VirtualTime(speed=2)
+vt.install()
+clock = WrappingClock(vt.now_ms)
+params = dict(board.PANEL)
+ev = dict(params['ev'])
+ev['arrive_h'] = 0             # the car is plugged in from the start
+params['ev'] = ev
+panel = Panel(params, Flat())
+sim_machine.attach(panel, vt, board, AdcGen(board, panel))
+cfg = {'limit_w': 0, 'duty_mode': 'on', 'demand_window_min': 15, 'demand_budget_w': 3000,
+       'mqtt_host': '127.0.0.1', 'mqtt_port': opts['port'], 'telemetry_period_ms': 1000,
+       'mqtt_topic': 'dw'}
+app = firmware_app.App(board, sim_machine, clock, cfg, log=lambda m: print(json.dumps({'log': m})))
+app.net_clock = Clock()
+app.wall = lambda: 1775001600 + vt.elapsed_ms() // 1000     # 2026-04-01 00:00 UTC on
+async def main():
+    asyncio.create_task(app.run())
+    for t in range(opts['seconds']):
+        await asyncio.sleep_ms(1000)
+        panel.advance_to(vt.elapsed_ms())
+        print(json.dumps({'t': t + 1}))
+    print(json.dumps({'done': True}))
+try:
+    asyncio.run(main())
+finally:
+    app.force_safe()
+"""
+
+
+def test_state_discovery_and_status_show_each_windows_energy_headroom_and_peak(tmp_path):
+    # Over a real broker: with a 15-minute demand budget and duty mode on, the state carries
+    # the window's energy so far, the limit it allows (the headroom), the month's peak and the
+    # three-hour average; Home Assistant finds a sensor for each. Without them, neither key.
+    import json
+    import time
+    from conftest import MICROPYTHON, mpy_env
+    from mqtt_helpers import Broker, Client, JsonLinesProcess
+
+    class Fw(JsonLinesProcess):
+        lines = None
+
+        def handle(self, d):
+            self.lines.append(d)
+
+    with Broker(tmp_path) as broker:
+        sub = Client(broker.port, "watcher")
+        sub.subscribe("#")
+        fw = Fw.__new__(Fw)
+        fw.lines = []
+        JsonLinesProcess.__init__(fw, [MICROPYTHON, "-X", "heapsize=512k", "-c", WINDOWS_FW,
+                                       json.dumps({"port": broker.port, "seconds": 12})],
+                                  ROOT, mpy_env())
+        try:
+            st = sub.wait_json("dw/state", lambda d: d.get("demand", {}).get("status") == "ok"
+                               and d["demand"]["window_wh"] > 0, timeout=40)
+            assert st is not None, fw.lines[-20:]
+            d = st["demand"]
+            assert set(d) == {"status", "window_min", "budget_w", "window_wh", "allowed_w",
+                              "headroom_w", "last_w", "peak_w"}, d
+            assert d["window_min"] == 15 and d["budget_w"] == 3000 and d["peak_w"] == 0
+            # the window's start: the budget is allowed (it rises only a minute after it was
+            # set), and the headroom is what the import may still rise by (2 kW of house)
+            assert d["allowed_w"] == 3000 and 0 < d["headroom_w"] < d["allowed_w"], d
+            assert 0 < d["window_wh"] <= 12 * 3000 // 3600 + 1, d
+            assert st["limits"]["demand"] == d["allowed_w"], st
+            du = st["duty"]
+            assert set(du) == {"avg_w", "cap_w", "allowed_w", "reserve_w"}, du
+            rating = st["setpoint_w"]               # duty mode: the setpoint is the rating
+            assert du["cap_w"] == rating * 79 // 100, du
+            assert rating * 78 // 100 < du["avg_w"] <= du["cap_w"], du    # boot: at the cap
+            assert du["reserve_w"] == 0, du         # nothing of the house seen in a whole minute
+            late = Client(broker.port, "late")
+            late.subscribe("homeassistant/#")
+            time.sleep(1.0)
+            cfgs = {m[0]: json.loads(m[1]) for m in late.take()}
+            for obj, tpl, unit in (("demand_energy", "value_json.demand.window_wh", "Wh"),
+                                   ("demand_allowed", "value_json.demand.allowed_w", "W"),
+                                   ("demand_headroom", "value_json.demand.headroom_w", "W"),
+                                   ("demand_peak", "value_json.demand.peak_w", "W"),
+                                   ("duty_average", "value_json.duty.avg_w", "W"),
+                                   ("duty_allowed", "value_json.duty.allowed_w", "W")):
+                c = cfgs.get("homeassistant/sensor/dw/%s/config" % obj)
+                assert c is not None, (obj, sorted(cfgs))
+                assert c["value_template"] == "{{ %s }}" % tpl and c["unit_of_measurement"] == unit
+                assert c["state_topic"] == "dw/state"
+                assert c["state_class"] == ("total" if unit == "Wh" else "measurement"), c
+            late.close()
+            fw.finish(60)
+        finally:
+            fw.kill()
+        sub.close()
