@@ -3,9 +3,11 @@ One process serves a whole run: each stdin line is one case, {"msgs": [[sub, pay
 ...]}: a fresh Grid in a known state (a schedule, a reservation in force, a request awaiting
 its answer, a fee quoted, a notice awaiting its ack) takes each message through
 commands.handle as <p>/cmd/grid/<sub> (ms: how long the clock runs, with an update, before
-it). Each stdout line: {"ok": accepted, "refused": refused, "bad": [what broke]}. Broken:
+it). Each stdout line: {"ok": accepted, "refused": refused, "pages": pages accepted, "whole": paged
+schedules completed, "bad": [what broke]}. Broken:
 an exception out of handle, a refusal that changed anything or whose event is not one line,
-an accepted message that left the limit above the setpoint or the tables over their bounds."""
+an accepted message that left the limit above the setpoint or the tables over their bounds
+(a paged schedule's pages held among them)."""
 
 import json
 import sys
@@ -45,7 +47,7 @@ def setup():
 
 def snap(g, limits):
     # Everything a grid message may change (the commands' counters excepted).
-    return repr((g.intervals, g.event_name, g._heard, g.reservations,
+    return repr((g.intervals, g.event_name, g._heard, g._pg, g.reservations,
                  sorted(g.pending.items()), g.answers, g.notices, g.notices_lost, g.next_id,
                  g._n, g.outbox, g.emergency_w, g._emergency_until, g._off, g.replay_wanted,
                  sorted(limits._sources.items()), sorted(g._armed.items())))
@@ -53,7 +55,7 @@ def snap(g, limits):
 
 def run(case):
     clock, limits, g, cmds, events = setup()
-    ok = refused = 0
+    ok = refused = pages = whole = 0
     bad = []
     for sub, payload, ms in case["msgs"]:
         if ms:
@@ -70,6 +72,9 @@ def run(case):
             bad.append("%s: %d events" % (sub, len(events) - n))
         if took:
             ok += 1
+            if "page" in events[-1]:
+                pages += 1
+                whole += "intervals" in events[-1]
             w = limits.effective_w(clock.t)
             if w is None or w > 9600:
                 bad.append("%s: limit %r above the setpoint" % (sub, w))
@@ -80,6 +85,16 @@ def run(case):
             for i in range(1, len(ivs)):
                 if ivs[i][0] < ivs[i - 1][1]:
                     bad.append("%s: intervals overlap" % sub)
+            pg = g._pg
+            if len(ivs) > 48 or pg is not None and (
+                    len(pg[4]) > 8 or sum(len(p) for p in pg[4] if p) > 48 or
+                    None not in pg[4]):
+                bad.append("%s: a schedule or its pages held over their bounds" % sub)
+            if pg is not None:
+                held = [iv for p in pg[4] if p for iv in p]
+                for i in range(1, len(held)):
+                    if held[i][0] < held[i - 1][1]:
+                        bad.append("%s: pages held overlap" % sub)
         else:
             refused += 1
             err = events[-1].get("error") if events else None
@@ -87,7 +102,7 @@ def run(case):
                 bad.append("%s: refusal without one line: %r" % (sub, err))
             if snap(g, limits) != before:
                 bad.append("%s: refused (%s) but changed the state" % (sub, err))
-    return {"ok": ok, "refused": refused, "bad": bad}
+    return {"ok": ok, "refused": refused, "pages": pages, "whole": whole, "bad": bad}
 
 
 for line in sys.stdin:
@@ -97,5 +112,6 @@ for line in sys.stdin:
     try:
         out = run(json.loads(line))
     except Exception as e:      # the setup or the driver itself: reported, not hidden
-        out = {"ok": 0, "refused": 0, "bad": ["driver: %s: %s" % (type(e).__name__, e)]}
+        out = {"ok": 0, "refused": 0, "pages": 0, "whole": 0,
+               "bad": ["driver: %s: %s" % (type(e).__name__, e)]}
     print(json.dumps(out))

@@ -1,4 +1,6 @@
 """Generated grid messages (issue 19 item 3): none may crash, stall or, refused, change anything.
+Schedules come whole or in pages (item 2): pages of one or two ids, in or out of order, some
+missing, some twice, some malformed; none may leave a schedule or its pages over their bounds.
 
 hypothesis (pinned in requirements.txt) draws messages in CPython: schedules, reservations,
 answers, acks, cancels, emergencies and times, built from valid pieces mixed with the wrong
@@ -7,10 +9,10 @@ NaN, huge numbers, broken JSON); one micropython process (tests/grid_fuzz_driver
 32-bit port) applies each case to a fresh Grid through commands.handle and reports what
 broke. Seeded (hypothesis seed 19, database=None): the same cases every run of the same
 tests, wherever the repository lies (derandomize would seed from the test's own digest).
-hypothesis 6.170 also draws constants from the local modules loaded, so test files run
-before this one in the same pytest change the cases (alone: 1,000 cases, 2,270 messages).
-A driver that
-does not answer a case within 60 s has stalled.
+(conftest.py keeps hypothesis from drawing constants from the local modules loaded, so the
+test files run before this one do not change the cases: 1,000 cases, 3,079 messages, 1,263
+pages taken, 189 paged schedules completed.) A driver that does not answer a case within
+60 s has stalled.
 
 PANELCAP_GRID_CASES=N for a longer search (default 1,000).
 """
@@ -96,6 +98,40 @@ def interval(draw):
 
 
 @st.composite
+def paged(draw, k=None, n=None, sid=None):
+    """A page of a small schedule (ids s1 and s2, 2 or 3 pages, page k 15 minutes after page
+    k - 1), well formed three times in four, so that pages complete a schedule; else with
+    one thing wrong: page, pages or id drawn from right and wrong ones, one of them left
+    out, a longer duration (overlapping the next page), a bad value, or any schedule's
+    fields over it."""
+    n = n or draw(st.sampled_from([2, 3, 3]))
+    k = k or draw(st.integers(1, n))
+    count = draw(st.sampled_from([1, 2, 2, 3]))
+    sid = sid or draw(st.sampled_from(["s1", "s1", "s2"]))
+    ev = {"id": sid, "page": k, "pages": n,
+          "intervalPeriod": {"start": "2026-11-26T18:%02d:00Z" % (5 + 15 * (k - 1)),
+                             "duration": "PT5M"},
+          "intervals": [{"payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5 + i]}]}
+                        for i in range(count)]}
+    fault = draw(st.integers(0, 21)) if draw(st.integers(0, 3)) == 0 else -1
+    if 0 <= fault < 3:
+        ev[("page", "pages", "id")[fault]] = draw(mixed(0, 1, 2, 4, 9, "2", True, 7, "s3"))
+    elif 3 <= fault < 6:
+        del ev[("page", "pages", "id")[fault - 3]]
+    elif 6 <= fault < 10:
+        ev["intervalPeriod"]["duration"] = draw(mixed("PT10M", "PT20M", 0, "PT1H1H"))
+    elif fault == 10:
+        ev["intervals"][0]["payloads"][0]["values"] = [draw(VALUES)]
+    elif fault == 11:
+        del ev["intervalPeriod"]["start"]
+    elif fault == 12:
+        ev["intervals"] = []
+    elif fault >= 13:
+        ev.update(draw(schedule()))     # another schedule's fields over it
+    return ev
+
+
+@st.composite
 def schedule(draw):
     ev = {"intervals": draw(st.one_of(st.lists(interval(), max_size=5), JSON)
                             if draw(st.integers(0, 8)) == 0 else st.lists(interval(), max_size=5))}
@@ -135,9 +171,12 @@ OTHERS = {
 
 @st.composite
 def message(draw):
-    sub = draw(st.sampled_from(["limits"] * 3 + ["answer", "reserve"] + sorted(OTHERS) +
+    sub = draw(st.sampled_from(["limits"] * 5 + ["answer", "reserve"] + sorted(OTHERS) +
                                ["nosuch"]))
-    obj = draw(schedule() if sub == "limits" else OTHERS.get(sub, JSON))
+    if sub == "limits":
+        obj = draw(paged() if draw(st.booleans()) else schedule())
+    else:
+        obj = draw(OTHERS.get(sub, JSON))
     if draw(st.integers(0, 6)) == 0:
         obj = draw(JSON)                     # anything at all, in place of the object
     text = json.dumps(obj)                   # NaN and Infinity as Python writes them
@@ -150,7 +189,27 @@ def message(draw):
     return [sub, text, ms]
 
 
-CASE = st.fixed_dictionaries({"msgs": st.lists(message(), min_size=1, max_size=4)})
+@st.composite
+def page_run(draw):
+    """The pages of one paged schedule in any order, one sometimes left out or sent twice, a
+    page of another id sometimes among them, a message of any kind sometimes after."""
+    n = draw(st.integers(2, 4))
+    ks = list(draw(st.permutations(range(1, n + 1))))
+    if draw(st.integers(0, 3)) == 0:
+        ks.pop(draw(st.integers(0, n - 1)))
+    if draw(st.integers(0, 3)) == 0:
+        ks.insert(draw(st.integers(0, len(ks))), draw(st.sampled_from(ks)))
+    msgs = [["limits", json.dumps(draw(paged(k, n, "s1"))), 0] for k in ks]
+    if draw(st.integers(0, 3)) == 0:
+        msgs.insert(draw(st.integers(0, len(msgs))),
+                    ["limits", json.dumps(draw(paged(None, None, "s2"))), 0])
+    if draw(st.integers(0, 2)) == 0:
+        msgs.append(draw(message()))
+    return {"msgs": msgs}
+
+
+CASE = st.one_of(st.fixed_dictionaries({"msgs": st.lists(message(), min_size=1, max_size=4)}),
+                 page_run())
 
 
 # --- the driver ------------------------------------------------------------------------------
@@ -184,8 +243,9 @@ class Driver:
 
 
 def search(driver, max_examples):
-    """Runs max_examples generated cases; returns (cases, messages, accepted, refused)."""
-    tally = [0, 0, 0, 0]
+    """Runs max_examples generated cases; returns (cases, messages, accepted, refused, pages
+    accepted, paged schedules completed)."""
+    tally = [0, 0, 0, 0, 0, 0]
 
     @seed(SEED)
     @settings(max_examples=max_examples, derandomize=False, database=None, deadline=None,
@@ -198,6 +258,8 @@ def search(driver, max_examples):
         tally[1] += len(case["msgs"])
         tally[2] += out["ok"]
         tally[3] += out["refused"]
+        tally[4] += out["pages"]
+        tally[5] += out["whole"]
         assert not out["bad"], "%s\nreplay: %s" % (out["bad"], json.dumps(case))
 
     prop()
@@ -207,12 +269,15 @@ def search(driver, max_examples):
 def test_generated_grid_messages_never_crash_stall_or_change_state_when_refused(capsys):
     driver = Driver()
     try:
-        cases, msgs, ok, refused = search(driver, CASES)
+        cases, msgs, ok, refused, pages, whole = search(driver, CASES)
     finally:
         driver.close()
     with capsys.disabled():
-        print("\ngrid fuzz: %d cases, %d messages (%d accepted, %d refused), hypothesis "
-              "seed %d" % (cases, msgs, ok, refused, SEED))
+        print("\ngrid fuzz: %d cases, %d messages (%d accepted, %d refused; %d pages taken, "
+              "%d paged schedules completed), hypothesis seed %d"
+              % (cases, msgs, ok, refused, pages, whole, SEED))
     assert cases >= CASES
-    # The generator reaches both sides: refusals, and messages taken.
+    # The generator reaches both sides: refusals, and messages taken; pages held and
+    # schedules completed from them.
     assert ok >= cases // 20 and refused >= cases // 2, (ok, refused)
+    assert pages >= cases // 20 and whole >= 5, (pages, whole)

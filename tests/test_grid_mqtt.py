@@ -55,6 +55,7 @@ sim_machine.attach(panel, vt, board, AdcGen(board, panel))
 cfg = {'limit_w': 9600, 'mqtt_host': '127.0.0.1', 'mqtt_port': opts['port'],
        'telemetry_period_ms': 1000, 'mqtt_topic': opts['prefix'], 'mqtt_discovery': '',
        'grid_subscription_w': opts['subscription_w'], 'grid_fallback_w': 0}
+cfg.update(opts.get('cfg', {}))
 logs = []
 app = firmware_app.App(board, sim_machine, clock, cfg, log=logs.append)
 app.net_clock = Clock()
@@ -102,7 +103,7 @@ async def session():
             last = c.limit_w
             print(json.dumps({'limit': last, 'real_ms': real_ms(), 'steps': app.control.steps,
                               'source': app.limits.strictest(),
-                              'lead_ms': app.limits.lead_ms}))
+                              'lead_ms': app.limits.lead_ms, 'vt_ms': vt.elapsed_ms()}))
         if vt.elapsed_ms() >= t_next:
             t_next += 1000
             t += 1
@@ -397,6 +398,96 @@ def test_every_reservation_state_reaches_the_grid_and_is_acked(tmp_path):
         site_states = [h["state"] for h in grid.history if h["by"] == "site"]
         print("grid saw %d state changes (%d sent again)" % (len(site_states), grid.repeats))
         assert site_states.count("requested") == 13
+
+
+def test_day_ahead_envelope_of_48_intervals_in_pages_over_mqtt(tmp_path):
+    """Over mosquitto: the reference grid (tools/grid_responder.py --envelope) sends a
+    48-interval envelope in pages under 900 bytes, each acked by the site's event; the
+    schedule is taken once whole and each of its 48 limits lands on its boundary. Then an
+    envelope of 52 is refused in one line naming the limit, and the 48 run on unchanged."""
+    with Broker(tmp_path) as broker:
+        sub = Client(broker.port, "watcher")
+        sub.subscribe("doe/#")
+        # 4 simulated seconds per real one; 2-s intervals: the 48 take 24 s.
+        fw = Firmware(tmp_path, {"port": broker.port, "prefix": "doe", "seconds": 160,
+                                 "subscription_w": 9600, "speed": 4,
+                                 "cfg": {"control_period_ms": 250}})
+        responder = None
+        client = None
+        try:
+            st = sub.wait_json("doe/state", lambda d: d.get("grid") is not None and
+                               d["grid"]["wall_clock"], timeout=20)
+            assert st is not None, fw.lines[-10:]
+            start = st["grid"]["unix_s"] + 24
+            values = [round(4.0 + 0.1 * i, 1) for i in range(48)]      # each step a rise
+            env = tmp_path / "envelope.json"
+            env.write_text(json.dumps({"id": "doe-48", "start": grid_responder.iso(start),
+                                       "duration_s": 2, "values_kw": values}))
+            log = tmp_path / "responder.txt"
+            with open(log, "w") as out:
+                responder = subprocess.Popen(
+                    [sys.executable, str(ROOT / "tools" / "grid_responder.py"),
+                     "--broker", "127.0.0.1:%d" % broker.port, "--prefix", "doe",
+                     "--envelope", str(env), "--seconds", "30"], stdout=out)
+            done = sub.wait_json("doe/event", lambda d: d["cmd"] == "grid/limits" and
+                                 "intervals" in d, timeout=20)
+            assert done is not None and done["ok"] and done["intervals"] == 48, done
+            acks = [json.loads(m[1]) for m in sub.take() if m[0] == "doe/event"] + [done]
+            pages = [a for a in acks if a.get("cmd") == "grid/limits"]
+            assert sorted(set(a["page"] for a in pages)) == list(range(1, done["pages"] + 1))
+            assert all(a["ok"] for a in pages) and done["pages"] >= 6, pages
+            t0 = time.monotonic()
+            while "in force" not in log.read_text() and time.monotonic() - t0 < 10:
+                time.sleep(0.1)
+            assert "envelope doe-48: 48 intervals in force" in log.read_text(), log.read_text()
+
+            # 52 intervals in 7 pages: the 7th is refused, in one line naming the limit.
+            big = grid_responder.EnvelopeSender("doe", "doe-52", grid_responder.envelope_pages(
+                "doe-52", start + 200, [5.0] * 52, 2))
+            client = grid_responder.connect(grid_responder.Responder(), "127.0.0.1",
+                                            broker.port, "doe", "test-grid", envelope=big)
+            t0 = time.monotonic()
+            while big.error is None and time.monotonic() - t0 < 20:
+                for t, p in big.due(time.monotonic()):
+                    client.publish(t, p)
+                time.sleep(0.05)
+            assert big.error == "schedule doe-52: 52 intervals, limit 48", big.error
+            assert big.done is None and len(big.acked) == 6
+
+            # The 48 land on their boundaries, one every 2 s of simulated time, in order.
+            end = fw.wait(lambda d: d.get("limit") == 9600 and d["vt_ms"] > 1000 *
+                          (start + 96 - T0_UNIX) - 2000, timeout=60)
+            steps = [d for d in fw.lines if "limit" in d and d["real_ms"] <= end["real_ms"]]
+            seen = [d["limit"] for d in steps]
+            want = [int(v * 1000 + 0.5) for v in values]
+            assert seen[-49:] == want + [9600], seen
+            at = [d["vt_ms"] for d in steps[-49:]]
+            gaps = [b - a for a, b in zip(at, at[1:])]
+            # Each rise on its boundary (the controller's step is 250 ms: a boundary is seen
+            # at the next one); the first, a step down from 9600 W, lead_ms early (issue 19
+            # item 4), so the EV is slowed before it.
+            lead = steps[-49]["lead_ms"]
+            assert all(1700 <= g <= 2300 for g in gaps[1:]), gaps
+            assert 1700 + lead <= gaps[0] <= 2300 + lead, (gaps[0], lead)
+            # ... on the board's wall clock: the first within a second of its start, less lead
+            nominal = 1000 * (start - T0_UNIX)
+            assert -lead - 1300 <= at[0] - nominal <= 1300, (at[0], nominal, lead)
+            state = sub.wait_json("doe/state", lambda d: d["grid"]["intervals"] == 0,
+                                  timeout=10)
+            assert state is not None and state["grid"]["event"] == "day-ahead"
+            fw.kill()
+        finally:
+            if fw.proc.poll() is None:
+                fw.proc.kill()
+            if responder is not None:
+                responder.terminate()
+                responder.wait(5)
+            if client is not None:
+                client.close()
+            sub.close()
+        print("48 intervals in %d pages of at most %d bytes; 52 refused: %s" % (
+            done["pages"], max(len(p) for p in grid_responder.envelope_pages(
+                "doe-48", start, values, 2)), big.error))
 
 
 def test_reservation_from_the_repl(tmp_path):

@@ -3,6 +3,7 @@ from a feeder capacity and an hourly table of forecast feeder load and price.
 
     .venv/bin/python tools/grid_responder.py --broker 127.0.0.1:1883 [--table T.json]
         [--capacity-w W] [--seconds N] [--user U --password P]
+        [--envelope E.json --prefix SITE]
 
 It subscribes to `<prefix>/grid/request` and `<prefix>/grid/reservation` for every prefix of
 up to three levels (`--prefix` for one site), answers each request on
@@ -22,6 +23,13 @@ and ended free the room the grant had booked. Every state change, from either si
 recorded (`history`; `--record FILE` appends them as JSON lines) and printed.
 
 The table (JSON): {"capacity_w": 24000, "hours": [[forecast_w, price], ... 24 rows, UTC]}.
+
+`--envelope E.json` also sends one site (`--prefix`) a day-ahead operating envelope, {"id",
+"start" (ISO UTC; default the next whole half-hour), "duration_s" (default 1800),
+"values_kw": [one import limit per interval, up to 48]}, as panelcap takes it: in pages of
+at most 900 bytes on `<prefix>/cmd/grid/limits` (`envelope_pages`), each sent again every
+5 s until the site's event on `<prefix>/event` acknowledges it, until the site says the
+schedule is in force or refuses a page (its one-line reason printed).
 The MQTT client is tools/mqttclient.py: plain CPython sockets (MQTT 3.1.1, QoS 0).
 """
 import argparse
@@ -165,13 +173,113 @@ class Responder:
         return [(site + "/cmd/grid/ack", json.dumps({"n": msg.get("n"), "id": rid}))]
 
 
+# --- a day-ahead envelope, in pages ---------------------------------------------------------
+
+MAX_PAGE_BYTES = 900        # firmware/commands.py: the longest cmd/grid/limits payload taken
+MAX_INTERVALS = 48          # firmware/gridevent.py: MAX_INTERVALS, MAX_PAGES
+MAX_PAGES = 8
+
+
+def envelope_pages(sid, start, values_kw, duration_s=1800, name="day-ahead",
+                   max_bytes=MAX_PAGE_BYTES):
+    """The JSON texts of the pages of a day-ahead envelope: one import limit (kW) per interval
+    of duration_s from start (unix s), as many intervals a page as fit in max_bytes, each page
+    an event with its own start, all with id sid. More than panelcap takes (48 intervals, 8
+    pages) is still split, so that a test can see the site refuse it."""
+    def page(first, count, k, n):
+        return json.dumps({
+            "id": sid, "page": k, "pages": n, "programID": "panelcap-responder",
+            "eventName": name,
+            "payloadDescriptors": [{"payloadType": "IMPORT_CAPACITY_LIMIT", "units": "KW"}],
+            "intervalPeriod": {"start": iso(start + first * duration_s),
+                               "duration": "PT%dM" % (duration_s // 60)
+                               if duration_s % 60 == 0 else duration_s},
+            "intervals": [{"id": first + i, "payloads": [{"type": "IMPORT_CAPACITY_LIMIT",
+                                                          "values": [values_kw[first + i]]}]}
+                          for i in range(count)]})
+
+    cuts = []
+    i = 0
+    while i < len(values_kw):
+        n = 1              # sized with two-digit page numbers, which no real page exceeds
+        while i + n < len(values_kw) and len(page(i, n + 1, 99, 99)) <= max_bytes:
+            n += 1
+        if len(page(i, n, 99, 99)) > max_bytes:
+            raise ValueError("interval %d alone is over %d bytes" % (i, max_bytes))
+        cuts.append((i, n))
+        i += n
+    return [page(first, count, k + 1, len(cuts)) for k, (first, count) in enumerate(cuts)]
+
+
+class EnvelopeSender:
+    """Sends a site the pages of an envelope, each again every resend_s until the site's
+    event acknowledges it (at most tries times); done (the interval count) when the site says
+    the schedule is in force, error (the site's one line) when it refuses a page."""
+
+    def __init__(self, site, sid, pages, resend_s=5.0, tries=6):
+        self.site = site
+        self.sid = sid
+        self.pages = pages
+        self.resend_s = resend_s
+        self.tries = tries
+        self.sent = {}             # page number -> [last send (monotonic s), sends]
+        self.acked = set()
+        self.done = None
+        self.error = None
+        self.resent = 0
+
+    def due(self, now):
+        """The (topic, payload) pairs to publish now."""
+        if self.done is not None or self.error is not None:
+            return []
+        out = []
+        for k, text in enumerate(self.pages, 1):
+            s = self.sent.get(k)
+            if k in self.acked or s and (now - s[0] < self.resend_s or s[1] >= self.tries):
+                continue
+            if s:
+                self.resent += 1
+            self.sent[k] = [now, (s[1] if s else 0) + 1]
+            out.append((self.site + "/cmd/grid/limits", text))
+        if out == [] and len(self.sent) == len(self.pages) and \
+                all(k in self.acked or self.sent[k][1] >= self.tries for k in self.sent) and \
+                len(self.acked) < len(self.pages):
+            self.error = "pages %s unacknowledged after %d sends" % (
+                sorted(set(self.sent) - self.acked), self.tries)
+        return out
+
+    def handle(self, topic, payload):
+        """The site's event for one of our pages."""
+        if topic != self.site + "/event":
+            return
+        try:
+            ev = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(ev, dict) or ev.get("cmd") != "grid/limits" or ev.get("id") != self.sid:
+            return
+        if not ev.get("ok"):
+            self.error = ev.get("error")
+            print("envelope %s refused: %s" % (self.sid, self.error), flush=True)
+        elif isinstance(ev.get("page"), int):
+            self.acked.add(ev["page"])
+            if "intervals" in ev:
+                self.done = ev["intervals"]
+                print("envelope %s: %d intervals in force (%d pages, %d sent again)"
+                      % (self.sid, self.done, len(self.pages), self.resent), flush=True)
+
+
 def connect(responder, host, port, prefix="+", client_id="grid-responder", user=None,
-            password=None):
+            password=None, envelope=None):
     """An MQTT client that feeds responder every site's requests and notices, and publishes
-    what it answers (the tests run one in their own process this way)."""
+    what it answers (the tests run one in their own process this way); envelope: an
+    EnvelopeSender, fed the site's events (the caller publishes its due() pages)."""
     box = {}
 
     def on_message(topic, payload):
+        if envelope is not None and topic.endswith("/event"):
+            envelope.handle(topic, payload)
+            return
         for t, p in responder.handle(topic, payload):
             box["client"].publish(t, p)
 
@@ -180,7 +288,23 @@ def connect(responder, host, port, prefix="+", client_id="grid-responder", user=
     for pre in prefixes:
         for kind in ("/grid/request", "/grid/reservation"):
             client.subscribe(pre + kind)
+    if envelope is not None:
+        client.subscribe(envelope.site + "/event")
     return client
+
+
+def load_envelope(path, site, now=None):
+    """An EnvelopeSender from an envelope file (see the module's docstring)."""
+    with open(path) as f:
+        env = json.load(f)
+    dur = int(env.get("duration_s", 1800))
+    if "start" in env:
+        start = parse_time(env["start"])
+    else:
+        now = time.time() if now is None else now
+        start = (int(now) // 1800 + 1) * 1800
+    sid = str(env.get("id", "envelope-%d" % start))
+    return EnvelopeSender(site, sid, envelope_pages(sid, start, env["values_kw"], dur))
 
 
 def broker_address(text):
@@ -197,9 +321,19 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
     ap.add_argument("--record", help="append every reservation state change to this file "
                     "(JSON lines)")
+    ap.add_argument("--envelope", help="JSON file: a day-ahead envelope to send the site "
+                    "--prefix, in pages")
     ap.add_argument("--user")
     ap.add_argument("--password")
     args = ap.parse_args(argv)
+    envelope = None
+    if args.envelope:
+        if args.prefix == "+":
+            ap.error("--envelope needs --prefix: the one site to send it to")
+        try:
+            envelope = load_envelope(args.envelope, args.prefix)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            ap.error("--envelope %s: %s" % (args.envelope, e))
     table = DEFAULT_TABLE
     if args.table:
         with open(args.table) as f:
@@ -210,12 +344,19 @@ def main(argv=None):
     responder.record_path = args.record
     host, port = broker_address(args.broker)
     client = connect(responder, host, port, args.prefix, "grid-responder", args.user,
-                     args.password)
+                     args.password, envelope)
     print("grid responder on %s:%d, feeder %d W" % (host, port, responder.capacity_w),
           flush=True)
+    if envelope is not None:
+        print("envelope %s: %d intervals in %d pages to %s" % (
+            envelope.sid, len(json.load(open(args.envelope))["values_kw"]),
+            len(envelope.pages), args.prefix), flush=True)
     t0 = time.monotonic()
     try:
         while not args.seconds or time.monotonic() - t0 < args.seconds:
+            if envelope is not None:
+                for t, p in envelope.due(time.monotonic()):
+                    client.publish(t, p)
             time.sleep(0.1)
     except KeyboardInterrupt:
         pass
