@@ -112,8 +112,9 @@ def _bind(app, spec):
         if app.hw.pilot is None:
             raise ValueError("load %s needs a J1772 pilot, board has none" % spec["name"])
         actuator = actuators.PilotCharger(app.hw.pilot, load.max_a)
-    elif driver == "mqtt" or driver == "tasmota":
-        # Another maker's device over MQTT: the module is imported only when a load names it.
+    elif driver is not None:
+        # Another maker's device over MQTT: the module is imported only when a load names it
+        # (config.RELAY_DRIVERS: a relay's adapter is adapt_<driver>.py).
         if driver == "mqtt":
             import evmqtt
             actuator = evmqtt.from_cfg(app.cfg, load, app.clock, app.log)

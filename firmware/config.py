@@ -100,7 +100,7 @@ CT = (
 # Per load ("loads.ev.priority"). Only name, kind, priority, leg and rated_w are required;
 # a load has an output (contactor index) or a driver ("pilot": the board's J1772 pilot;
 # RELAY_DRIVERS: another maker's relay over MQTT, its adapter module adapt_<driver>.py).
-RELAY_DRIVERS = ("tasmota",)
+RELAY_DRIVERS = ("tasmota", "shelly")
 LOAD = (
     ("name", "str", 1, 16, "", None, "short name, letters, digits and _"),
     ("kind", "enum", KINDS, None, "", None,
@@ -110,10 +110,12 @@ LOAD = (
     ("rated_w", "int", 0, 100000, "W", None, "nameplate power"),
     ("output", "int", 0, 15, "", None, "contactor output index (K1 is 0)"),
     ("driver", "enum", ("pilot", "mqtt") + RELAY_DRIVERS, None, "", None,
-     "pilot: the J1772 pilot; mqtt: a charger over MQTT; tasmota: a Tasmota relay"),
-    ("device", "str", 1, 32, "", None, "tasmota: the relay's Topic (cmnd/<device>/POWER)"),
+     "pilot: the J1772 pilot; mqtt: a charger over MQTT; tasmota, shelly: their relays"),
+    ("device", "str", 1, 32, "", None,
+     "tasmota: the relay's Topic (cmnd/<device>/POWER); shelly: its topic prefix"),
     ("report_s", "int", 1, 3600, "s", None,
-     "tasmota: its TelePeriod (default 10); silent 3 times this, it is lost"),
+     "tasmota: its TelePeriod; shelly: status asked this often (default 10); "
+     "silent 3 times this, it is lost"),
     ("feed_output", "int", 0, 15, "", None, "contactor feeding a charger"),
     ("ct", "str", 0, 8, "", None, "the load's own CT channel, e.g. CT3; empty: none"),
     ("min_on_s", "int", 0, 86400, "s", None, "shortest on time (contactor wear, compressors)"),

@@ -1,8 +1,10 @@
 """Other makers' relays as loads (firmware/adaptrelay.py and its dialects), under micropython:
-the Tasmota adapter's parsing, the profile's freshness rules (silent, offline, disobedient:
-lost, shed, its rated power counted), the command sent on each change as an event and
-repeated as a heartbeat; config's checks; and the firmware on the simulated board driving a
-simulated Tasmota (tools/tasmota_sim.py) through mosquitto."""
+the Tasmota and Shelly adapters' parsing, the profile's freshness rules (silent, offline,
+disobedient: lost, shed, its rated power counted), the command sent on each change as an
+event and repeated as a heartbeat; config's checks; and the firmware on the simulated board
+driving a simulated Tasmota (tools/tasmota_sim.py) and a simulated Shelly
+(tools/shelly_sim.py) through mosquitto."""
+import pytest
 import json
 import subprocess
 import sys
@@ -13,11 +15,12 @@ from conftest import MICROPYTHON, ROOT, mpy_env, run_mpy
 from mqtt_helpers import Broker, Client
 
 sys.path.insert(0, str(ROOT / "tools"))
+from shelly_sim import ShellySim  # noqa: E402
 from tasmota_sim import TasmotaSim  # noqa: E402
 
 SETUP = """
 import json
-import adapt_tasmota
+import adapt_tasmota, adapt_shelly
 from fakeclock import FakeClock
 clock = FakeClock(20000)             # every timer crosses the ESP32's tick wrap
 class Link:                          # what an adapter uses of net.MqttLink
@@ -118,6 +121,56 @@ print('CLEARED', r.confirmed(clock.t))
     assert out[-3:] == ["LOST False", "STILL False", "CLEARED True"], out
 
 
+def test_shelly_dialect():
+    out = run("""
+r = adapt_shelly.Shelly(clock, "shellyplus1pm-wh", 240, 1000)
+r.attach(link)
+import asyncio
+async def once():
+    t = asyncio.create_task(r.run()); await asyncio.sleep_ms(10); t.cancel()
+asyncio.run(once())
+print('SUBS', sorted(link.subs))
+for m in link.sent: d = json.loads(m[2]); print('SENT', m[0], m[1], d['id'], d['src'], d['method'], sorted(d['params'].items()))
+link.sent.clear()
+r.set(True)
+for m in link.sent: d = json.loads(m[2]); print('SENT', m[0], m[1], d['id'], d['src'], d['method'], sorted(d['params'].items()))
+answer = lambda d: link.cb(b"panelcap-shellyplus1pm-wh/rpc", json.dumps(d).encode())
+answer({"id": 1, "src": "shellyplus1pm-x", "dst": "panelcap-shellyplus1pm-wh",
+        "result": {"was_on": False}})
+print('SET', r.reported_on, r.reports)
+answer({"id": 2, "src": "x", "dst": "y", "result": {"id": 0, "output": True, "apower": 1200.5,
+                                                  "voltage": 240.1}})
+print('STATUS', r.confirmed(clock.t), r.actual_ma, r.reports)
+link.cb(b"shellyplus1pm-wh/status/switch:0", b'{"id":0,"output":false,"apower":0.0}')
+print('NTF', r.reported_on, r.actual_ma)
+for bad in (b'{"id":2,"error":{"code":-105,"message":"no"}}', b'{"id":2,"result":{"output":1,"apower":5}}',
+            b'{"id":2,"result":{"output":true}}', b'{"id":1,"result":{}}', b'[]', b'nope'):
+    link.cb(b"panelcap-shellyplus1pm-wh/rpc", bad)
+link.cb(b"shellyplus1pm-wh/status/switch:0", b'{"id":0,"output":true,"apower":-3}')
+print('BAD', r.bad_reports)
+link.cb(b"shellyplus1pm-wh/online", b"false")
+print('OFFLINE', r.confirmed(clock.t))
+link.cb(b"shellyplus1pm-wh/online", b"true")
+link.cb(b"shellyplus1pm-wh/status/switch:0", b'{"id":0,"output":true,"apower":1200}')
+print('ONLINE', r.confirmed(clock.t))
+""")
+    assert out[0] == ("SUBS ['panelcap-shellyplus1pm-wh/rpc', 'shellyplus1pm-wh/online', "
+                      "'shellyplus1pm-wh/status/switch:0']"), out
+    head = "shellyplus1pm-wh/rpc %d panelcap-shellyplus1pm-wh"
+    # After the subscription: the command (off) and a status request, both readings.
+    assert out[1] == ("SENT r " + head % 0 + " Switch.Set [('id', 0), ('on', False)]"), out
+    assert out[2] == ("SENT r " + head % 2 + " Switch.GetStatus [('id', 0)]"), out
+    # A change: an event, with the flip-back timer of 3 report periods (the safe state).
+    assert out[3] == ("SENT e " + head % 1 + " Switch.Set [('id', 0), ('on', True), "
+                      "('toggle_after', 3)]"), out
+    assert out[4] == ("SENT r " + head % 2 + " Switch.GetStatus [('id', 0)]"), out
+    assert out[5] == "SET True 0", out
+    assert out[6] == "STATUS True 5002 1", out
+    assert out[7] == "NTF False 0", out
+    assert out[8] == "BAD 7", out
+    assert out[9:] == ["OFFLINE False", "ONLINE True"], out
+
+
 def test_config_takes_a_relay_driver_only_for_onoff_loads_with_a_device():
     out = run_mpy(r"""
 import config, simboard as board
@@ -133,12 +186,14 @@ print('NODEV', errs({k: v for k, v in wh.items() if k != 'device'}))
 print('NOHOST', errs(wh, ''))
 print('MOD', errs(dict(wh, kind='modulated')))
 print('PERIOD', errs(dict(wh, report_s=0)))
+print('SHELLY', errs(dict(wh, driver='shelly', device='shellyplus1pm-a8032ab1')))
 """, heap="512k").stdout.splitlines()
     assert out[0] == "OK []", out
     assert "needs device" in out[1], out
     assert "driver 'tasmota' needs mqtt_host" in out[2], out
     assert "driver 'tasmota' is for an onoff load" in out[3], out
     assert "report_s must be an int in 1..3600 s" in out[4], out
+    assert out[5] == "SHELLY []", out
 
 
 FIRMWARE = """
@@ -159,14 +214,15 @@ panel = Panel(params, ConstantProfile(1000))
 machine.attach(panel, vt, board, AdcGen(board, panel))
 import config
 loads = [{"name": "heater", "kind": "onoff", "priority": 2, "leg": "L1L2", "rated_w": 3000,
-          "driver": "tasmota", "device": "heater_relay", "report_s": 1},
+          "driver": "DRIVER", "device": "heater_relay", "report_s": 1},
          dict(config.DEFAULT_LOADS[1])]
 cfg = {"mqtt_host": "127.0.0.1", "mqtt_port": PORT, "mqtt_discovery": "",
        "telemetry_period_ms": 1000, "stagger_s": 1, "limit_w": 19200, "loads": loads}
 logs = []
 app = app_mod.App(board, machine, clock, cfg, log=logs.append)
 app.net_clock = Clock()
-print(json.dumps({"adapter": "adapt_tasmota" in sys.modules, "evmqtt": "evmqtt" in sys.modules}))
+print(json.dumps({"adapter": "adapt_DRIVER" in sys.modules, "evmqtt": "evmqtt" in sys.modules,
+                  "others": [m for m in sys.modules if m.startswith("adapt_")]}))
 async def main():
     asyncio.create_task(app.run())
     for t in range(SECONDS * 4):
@@ -185,18 +241,25 @@ finally:
 """
 
 
-def test_firmware_drives_a_simulated_tasmota_through_mosquitto(tmp_path):
+@pytest.mark.parametrize("driver", ["tasmota", "shelly"])
+def test_firmware_drives_a_simulated_relay_through_mosquitto(tmp_path, driver):
     # The relay runs, falls silent (lost: shed, its 3000 W counted), comes back, drops off
-    # the broker (its LWT says Offline: lost at once), and comes back again.
+    # the broker (its last will says so: lost at once), and comes back again.
     with Broker(tmp_path) as broker:
-        sim = TasmotaSim("127.0.0.1", broker.port, "heater_relay", rated_w=3000,
-                         tele_period_s=1)
+        if driver == "tasmota":
+            sim = TasmotaSim("127.0.0.1", broker.port, "heater_relay", rated_w=3000,
+                             tele_period_s=1)
+        else:
+            # Its own status only on a change (and every 60 s): panelcap asks every report_s.
+            sim = ShellySim("127.0.0.1", broker.port, "heater_relay", rated_w=3000,
+                            period_s=60)
         sim.start()
         watcher = Client(broker.port, "watcher")
-        watcher.subscribe("stat/heater_relay/#")
+        watcher.subscribe("#")
         proc = subprocess.Popen(
             [MICROPYTHON, "-X", "heapsize=1m", "-c",
-             FIRMWARE.replace("PORT", str(broker.port)).replace("SECONDS", "48")],
+             FIRMWARE.replace("PORT", str(broker.port)).replace("SECONDS", "48")
+             .replace("DRIVER", driver)],
             cwd=ROOT, env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         rows = []
         reader = threading.Thread(target=lambda: rows.extend(
@@ -221,7 +284,8 @@ def test_firmware_drives_a_simulated_tasmota_through_mosquitto(tmp_path):
         answers = watcher.take()
         sim.close()
     assert proc.returncode == 0, proc.stderr.read()[-3000:]
-    assert rows[0] == {"adapter": True, "evmqtt": False}, rows[0]
+    # Only the configured adapter is loaded.
+    assert rows[0] == {"adapter": True, "evmqtt": False, "others": ["adapt_" + driver]}, rows[0]
     samples = [r for r in rows if "t" in r]
     log = [r["log"] for r in rows if "log" in r]
 
@@ -245,6 +309,13 @@ def test_firmware_drives_a_simulated_tasmota_through_mosquitto(tmp_path):
     off = [r["t"] for r in between(marks["offline"], marks["online"]) if r["alarm"] == "lost"]
     assert off and off[0] - marks["offline"] <= 1000 + 1500, (marks, off[:1])
     assert samples[-1]["alarm"] is None and not samples[-1]["stuck"], samples[-1]
-    # The relay's side: each change went out on cmnd/<topic>/POWER, answered on stat/.
-    assert "OFF" in sim.commands and "ON" in sim.commands
-    assert any(t == "stat/heater_relay/POWER" and p == b"OFF" for t, p, _ in answers)
+    # The relay's side: each change went out in its dialect, and was answered.
+    if driver == "tasmota":
+        assert "OFF" in sim.commands and "ON" in sim.commands
+        assert any(t == "stat/heater_relay/POWER" and p == b"OFF" for t, p, _ in answers)
+    else:
+        sets = [p["on"] for m, p in sim.requests if m == "Switch.Set"]
+        assert True in sets and False in sets
+        assert any(m == "Switch.GetStatus" for m, p in sim.requests)
+        assert any(t == "panelcap-heater_relay/rpc" and b'"was_on"' in p
+                   for t, p, _ in answers)

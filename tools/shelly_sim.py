@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""A Shelly Gen2+ switch with a power meter (a Plus 1PM, say), simulated in CPython on the
+project's MQTT client, speaking Shelly's published MQTT API, so the firmware's adapter
+(firmware/adapt_shelly.py) is tested against the dialect, not against itself:
+
+- JSON-RPC 2.0 requests on `<prefix>/rpc` ({"id", "src", "method", "params"}), each answered
+  on `<src>/rpc` with {"id", "src": <device id>, "dst": <src>, "result"} or "error"
+  ({"code", "message"}): Switch.Set ({"id": 0, "on": bool, "toggle_after": s}, result
+  {"was_on"}), Switch.Toggle, Switch.GetStatus (the status below), anything else 404;
+- the switch's status {"id": 0, "source", "output", "apower", "voltage", "current",
+  "aenergy": {"total"}, "temperature": {"tC", "tF"}} on `<prefix>/status/switch:0` whenever
+  it changes (the MQTT component's status_ntf), and its power every report period;
+- `<prefix>/online`: true (retained) at start; false, as the broker publishes its last will,
+  when it is made to drop off (`offline()`);
+- toggle_after: the output flips back this long after the Set that asked for it.
+
+    tools/shelly_sim.py --broker HOST:PORT --prefix PREFIX [--rated-w W] [--period S]
+        [--seconds S]
+
+Tests drive its faults from Python: silent(), resume(), offline(), online(), stuck(True)."""
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mqttclient import Mqtt  # noqa: E402
+
+
+class ShellySim(Mqtt):
+    def __init__(self, host, port, prefix, rated_w=2000, period_s=60, volts=240):
+        self.prefix = prefix
+        self.device_id = "shellyplus1pm-sim" + str(abs(hash(prefix)) % 100000)
+        self.rated_w = rated_w
+        self.period_s = period_s
+        self.volts = volts
+        self.on = False
+        self.total_wh = 0.0
+        self.requests = []           # (method, params) received, in order
+        self._quiet = False
+        self._stuck = False
+        self._flip_at = None         # monotonic time toggle_after runs out
+        self.stop = threading.Event()
+        self.mutex = threading.Lock()
+        super().__init__(host, port, self.device_id, keepalive_s=0)
+
+    # --- faults, for tests ---------------------------------------------------------------
+    def silent(self):
+        self._quiet = True
+
+    def resume(self):
+        self._quiet = False
+
+    def offline(self):
+        self._quiet = True
+        self.publish(self.prefix + "/online", "false", retain=True)
+
+    def online(self):
+        self.publish(self.prefix + "/online", "true", retain=True)
+        self._quiet = False
+
+    def stuck(self, flag):
+        self._stuck = flag
+
+    # --- the dialect ---------------------------------------------------------------------
+    def status(self):
+        w = self.rated_w if self.on else 0
+        return {"id": 0, "source": "MQTT", "output": self.on, "apower": float(w),
+                "voltage": float(self.volts), "current": round(w / self.volts, 3),
+                "aenergy": {"total": round(self.total_wh, 3)},
+                "temperature": {"tC": 41.2, "tF": 106.2}}
+
+    def notify(self):
+        self.publish(self.prefix + "/status/switch:0", json.dumps(self.status()))
+
+    def deliver(self, topic, payload, retain):
+        if topic != self.prefix + "/rpc":
+            return
+        try:
+            req = json.loads(payload)
+            ident, src, method = req["id"], req["src"], req["method"]
+            params = req.get("params") or {}
+        except (ValueError, KeyError, TypeError):
+            return                   # no id or src: nowhere to answer
+        with self.mutex:
+            self.requests.append((method, params))
+            if self._quiet:
+                return
+            changed = False
+            result = error = None
+            if method in ("Switch.Set", "Switch.Toggle", "Switch.GetStatus") and \
+                    params.get("id") != 0:
+                error = {"code": -105, "message": "Argument 'id', value %r not found!"
+                         % params.get("id")}
+            elif method == "Switch.Set":
+                if not isinstance(params.get("on"), bool):
+                    error = {"code": -103, "message": "Invalid argument 'on'!"}
+                else:
+                    result = {"was_on": self.on}
+                    if not self._stuck:
+                        changed = self.on != params["on"]
+                        self.on = params["on"]
+                        after = params.get("toggle_after")
+                        self._flip_at = time.monotonic() + after if after else None
+            elif method == "Switch.Toggle":
+                result = {"was_on": self.on}
+                if not self._stuck:
+                    self.on = not self.on
+                    changed = True
+            elif method == "Switch.GetStatus":
+                result = self.status()
+            else:
+                error = {"code": 404, "message": "No handler for %s" % method}
+        answer = {"id": ident, "src": self.device_id, "dst": src}
+        if error is None:
+            answer["result"] = result
+        else:
+            answer["error"] = error
+        self.publish(src + "/rpc", json.dumps(answer))
+        if changed:
+            self.notify()
+
+    def run(self, seconds):
+        self.subscribe(self.prefix + "/rpc")
+        self.online()
+        self.notify()
+        end = time.monotonic() + seconds
+        next_beat = time.monotonic() + self.period_s
+        last = time.monotonic()
+        while time.monotonic() < end and not self.stop.is_set():
+            now = time.monotonic()
+            with self.mutex:
+                self.total_wh += (self.rated_w if self.on else 0) * (now - last) / 3600
+                last = now
+                flip = self._flip_at is not None and now >= self._flip_at
+                if flip:
+                    self._flip_at = None
+                    self.on = not self.on    # toggle_after ran out: flipped back
+            if (flip or now >= next_beat) and not self._quiet:
+                self.notify()
+            if now >= next_beat:
+                next_beat += self.period_s
+            self.stop.wait(0.05)
+
+    def start(self, seconds=3600):
+        t = threading.Thread(target=self.run, args=(seconds,), daemon=True)
+        t.start()
+        return t
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--broker", required=True)
+    ap.add_argument("--prefix", required=True)
+    ap.add_argument("--rated-w", type=int, default=2000)
+    ap.add_argument("--period", type=float, default=60)
+    ap.add_argument("--seconds", type=float, default=3600)
+    args = ap.parse_args(argv)
+    host, _, port = args.broker.rpartition(":")
+    dev = ShellySim(host, int(port), args.prefix, args.rated_w, args.period)
+    try:
+        dev.run(args.seconds)
+    finally:
+        dev.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
