@@ -353,8 +353,9 @@ class MqttLink(MQTTClient):
         """Queue a message without dropping one (discovery, retained state, grid requests):
         on a connected link once the queue is empty, so a burst of them holds one message's
         RAM at a time, not a full queue's; on a link that is down, if the queue has room (it
-        goes out after the reconnect). False if it could not be queued: the link is down
-        with a full queue, or the wait timed out."""
+        goes out after the reconnect). Queued as an event: later readings never evict it.
+        False if it could not be queued: the link is down with a full queue, or the wait
+        timed out."""
         clock = self._clock
         t0 = clock.ticks_ms()
         while self.outbox.n:
