@@ -12,9 +12,10 @@ under the shed controller's import limit, its timers and its operation caps."""
 # soaking): a water heater's boost (or thermostat raised), an EV's "charge from solar". A
 # contactor load that is off is switched on to soak; a modulated one has its setpoint raised
 # by whole amps. Ending a soak clears soak_w and leaves the command to the import controller.
-# A soak's start and end are operations in the load's hour ring (the same max_ops_per_h, with
-# room kept for the end); its start waits min_off_s since the last end, its end min_on_s since
-# the start (an EV also waits its response_s between changes).
+# A soak's start and end are operations in the load's hour ring (the same max_ops_per_h): a
+# start keeps room for itself, its end and the switch off (or pause) the load may still need,
+# as a restore keeps room for its shed; its start waits min_off_s since the last end, its end
+# min_on_s since the start (an EV also waits its response_s between changes).
 
 from limits import NO_LIMIT
 from shed import AGE_CAP_MS
@@ -139,7 +140,7 @@ class Soaker:
             if clock.ticks_diff(now, load._soak_ms) < load.min_off_ms:
                 return False
             ctl._drop_old_ops(load, now)
-            if load._ops_n + 2 > load.max_ops_per_h:
+            if load._ops_n + 3 > load.max_ops_per_h:
                 return False
             inc = load.rated_w - draw
             # Over a grid limit any excess starts it; surplus alone only if the export
@@ -171,7 +172,7 @@ class Soaker:
             if clock.ticks_diff(now, load._soak_ms) < load.min_off_ms:
                 return False
             ctl._drop_old_ops(load, now)
-            if load._ops_n + 2 > load.max_ops_per_h:
+            if load._ops_n + 3 > load.max_ops_per_h:
                 return False
             if add < load._on_a:
                 if self.excess_w <= 0:

@@ -279,3 +279,143 @@ check(s.limit_w == 1500, "the lowest export limit wins")
 s.clear_limit("grid")
 check(s.limit_w == 3000, "back to the installer's")
 """)
+
+
+RANDOM = r"""
+# Seeded random sites: 1-4 loads (contactors, EVs with and without a floor) on any leg, an
+# import limit in W and/or A with grid cuts, PV and base steps on either leg, an export limit
+# or surplus mode or both, bad and old measurements, time jumps; ticks from just under the
+# wrap. After every update: a soak never exceeds its load's command; a soak that rose did
+# so on good data, outside a shed, with the projection under every restore threshold; a
+# step over the shed threshold or on bad data leaves no soak; starts wait min_off since the
+# last end and every hour's operations stay within the cap.
+seed = [SEED]
+def rnd(n):
+    seed[0] = (seed[0] * 1103515245 + 12345) & 0x7fffffff
+    return (seed[0] >> 8) % n
+
+cases = steps_total = rises = 0
+for case in range(CASES):
+    clock = FakeClock(t=(1 << 30) - 1 - rnd(400000))
+    setpoint_w = 3000 + rnd(15000)
+    kw = {"setpoint_w": setpoint_w, "band_pct": 1 + rnd(15), "clock": clock}
+    if rnd(2):
+        kw["setpoint_a"] = 20 + rnd(60)
+    lim = Limits(**kw)
+    loads = []
+    for i in range(1 + rnd(4)):
+        leg = ("L1", "L2", "L1L2")[rnd(3)]
+        v = 240 if leg == "L1L2" else 120
+        mo, mf, ops = rnd(200), rnd(200), 2 + rnd(14)
+        if rnd(2):
+            loads.append(Load("c%d" % i, KIND_ONOFF, 1 + rnd(5), leg, 500 + rnd(5000), volts=v,
+                              min_on_s=mo, min_off_s=mf, max_ops_per_h=ops, response_s=rnd(3)))
+        else:
+            loads.append(Load("m%d" % i, KIND_MODULATED, 1 + rnd(5), leg, 7680, volts=v,
+                              min_on_s=mo, min_off_s=mf, max_ops_per_h=ops, min_a=(0, 6)[rnd(2)],
+                              max_a=8 + rnd(24), ramp_step_a=1 + rnd(4), resume_pause_s=rnd(300),
+                              response_s=rnd(6)))
+    ctl = Controller(loads, lim, clock, stale_ms=3000, settle_s=rnd(20), stagger_s=rnd(20))
+    order = list(loads)
+    if rnd(2):
+        order.reverse()
+    sk = export.Soaker(ctl, order, None if rnd(3) == 0 else rnd(4000), rnd(2) == 1)
+    m = Measurement()
+    base = [0, 0]
+    pv = 0
+    allowed = [0] * len(loads)
+    ends = {}                         # load -> second of its last soak end
+    ops = {l.name: [] for l in loads}
+    t = 0
+    for step in range(1500):
+        r = rnd(100)
+        if r < 8:
+            base[rnd(2)] = rnd(6000)
+        elif r < 14:
+            pv = rnd(9000)
+        elif r < 16:
+            lim.set("grid", w=500 + rnd(10000))
+        elif r < 17:
+            lim.clear("grid")
+        elif r < 18:
+            sk.set_limit("grid", rnd(5000))
+        dt = 1000 if rnd(50) else 1000 + rnd(200000)
+        clock.advance(dt)
+        t += dt
+        valid = rnd(60) != 0
+        age = 0 if rnd(40) else rnd(8000)
+        # Each load draws what it was allowed (its own demand and any soak).
+        l1 = base[0] * 1000 // 120
+        l2 = base[1] * 1000 // 120
+        tot = base[0] + base[1] - pv
+        for i, l in enumerate(loads):
+            d = allowed[i]
+            l.measured_w = d
+            tot += d
+            ma = d * 1000 // l.volts
+            if l.on_l1:
+                l1 += ma
+            if l.on_l2:
+                l2 += ma
+        # PV on both legs: the legs' magnitudes fall by its current, not below 0.
+        pma = pv * 1000 // 240
+        l1 = l1 - pma if l1 > pma else pma - l1
+        l2 = l2 - pma if l2 > pma else pma - l2
+        m.valid = valid
+        m.t_ms = clock.ticks_add(clock.t, -age)
+        m.total_w = tot
+        m.leg_ma[0] = l1
+        m.leg_ma[1] = l2
+        before = [l.soak_w for l in loads]
+        sw = [l.switch_ops for l in loads]
+        ctl.update(m)
+        good = valid and age <= 3000
+        s = t // 1000
+        for i, l in enumerate(loads):
+            w = l.soak_w
+            where = "case %d step %d %s" % (case, step, l.name)
+            check(w <= l.command_w(), where + ": soak %d above the command %d" % (w, l.command_w()))
+            if not good or ctl.state in ("shedding", "overload", "failsafe"):
+                check(w == 0, where + ": soak %d in state %s" % (w, ctl.state))
+            if w > before[i]:
+                rises += 1
+                check(good and ctl.state not in ("shedding", "overload", "failsafe"),
+                      where + ": soak rose in state " + ctl.state)
+                check(ctl.projected_w <= ctl._restore_w and ctl._p1 <= ctl._restore_ma and
+                      ctl._p2 <= ctl._restore_ma,
+                      where + ": soak rose to a projection over the restore thresholds")
+            if before[i] == 0 and w > 0:
+                if l.name in ends:
+                    check(s - ends[l.name] >= l.min_off_ms // 1000,
+                          where + ": soak restarted %d s after its end" % (s - ends[l.name]))
+            # Operations: a soak's start or end, a switch; a soak started by switching the
+            # load on is one.
+            started = before[i] == 0 and w > 0
+            if (before[i] > 0) != (w > 0):
+                ops[l.name].append(s)
+                if w == 0:
+                    ends[l.name] = s
+            if l.switch_ops != sw[i] and not (started and l.on):
+                ops[l.name].append(s)
+            recent = [x for x in ops[l.name] if x > s - 3600]
+            ops[l.name] = recent
+            check(len(recent) <= l.max_ops_per_h,
+                  where + ": %d operations in an hour, cap %d" % (len(recent), l.max_ops_per_h))
+            allowed[i] = l.command_w()
+        steps_total += 1
+    cases += 1
+print('cases', cases, 'steps', steps_total, 'soak rises', rises)
+"""
+
+
+def test_random_sites_soaks_within_import_limit_timers_and_caps():
+    out = mpy_checks(RANDOM.replace("[SEED]", "[20261204]").replace("CASES", "60"))
+    rises = int(out.split("soak rises")[1].split()[0])
+    assert rises > 150, out[-500:]
+
+
+def test_random_sites_catch_a_soak_that_ignores_the_import_room():
+    plant = "export.Soaker._room = lambda self, load, inc: True\n"
+    out = run_mpy(PRELUDE + plant + RANDOM.replace("[SEED]", "[20261204]").replace("CASES", "60") +
+                  "\nprint('fails', len(fails))\n").stdout
+    assert "fails 0" not in out and "over the restore thresholds" in out, out[-1000:]

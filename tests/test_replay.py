@@ -283,3 +283,55 @@ def test_demand_window_options_refused_in_one_line(tmp_path, args, expect):
     last = proc.stderr.strip().splitlines()[-1]          # argparse's usage may come first
     assert proc.returncode == 2 and last.startswith("sim.py: error: ") and expect in last, \
         proc.stderr
+
+
+def pv_case(tmp_path):
+    """1-minute rows over 6 h: a 500 W house, a 3 kW water heater that asks for 40 minutes at
+    the end, and PV: 4 kW from the first hour to the fifth, a cloud (300 W) every half hour."""
+    rows = []
+    for m in range(360):
+        wh = 3000 if m >= 320 else 0
+        pv = 0 if m < 60 or m >= 300 else (300 if m % 30 < 5 else 4000)
+        rows.append([f"2024-06-01 {8 + m // 60:02d}:{m % 60:02d}:00", 500 + wh, wh, pv])
+    return write_csv(tmp_path / "pv.csv", ["Time", "House", "WH", "PV"], rows)
+
+
+def pv_run(tmp_path, *extra):
+    out = tmp_path / "pv.json"
+    proc = sim(pv_case(tmp_path), "--total", "House", "--water-heater", "WH", "--pv", "PV",
+               "--limit-w", 7200, "--json", out, "--strategies", "panelcap,no_control", *extra)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text()), proc
+
+
+def test_export_limit_soaks_the_surplus_into_the_tank(tmp_path):
+    plain, _ = pv_run(tmp_path, "--export-measure-w", 1000)
+    lim, proc = pv_run(tmp_path, "--export-limit-w", 1000, "--soak-store-wh", 8000)
+    assert "export kWh" in proc.stdout and "soaked kWh" in proc.stdout
+    p, l, nc = plain["panelcap"], lim["panelcap"], lim["no_control"]
+    # 4 h of sun, 3,500 W exported outside the clouds: no soaking without a limit.
+    assert p["soaked_wh"] == 0 and nc["soaked_wh"] == 0
+    assert p["pv_wh"] == pytest.approx(nc["pv_wh"]) and p["export_wh"] > 10000
+    # With a 1,000 W limit the 3 kW heater soaks the tank full (8 kWh, all of it surplus:
+    # 3,500 W exported covers it), then the export goes on above the limit: no room left.
+    assert l["soaked_wh"] == pytest.approx(8000, rel=0.02)
+    assert l["export_wh"] == pytest.approx(p["export_wh"] - l["soaked_wh"], rel=0.02)
+    assert l["export_over_wh"] < p["export_over_wh"]
+    # The tank served the evening's 2 kWh of hot water: the heater drew nothing then.
+    assert l["loads"]["WH"]["soaked_wh"] >= l["soaked_wh"]
+    assert l["loads"]["WH"]["delivered_wh"] == pytest.approx(l["loads"]["WH"]["soaked_wh"], abs=10)
+    # Above the limit with room in the tank only while the soak waited its min off time.
+    assert l["export_over_room_s"] <= 120
+
+
+def test_surplus_mode_and_export_options_refused_in_one_line(tmp_path):
+    sur, _ = pv_run(tmp_path, "--surplus", "--soak-store-wh", 1000)
+    assert sur["panelcap"]["soaked_wh"] == pytest.approx(1000, rel=0.02)
+    assert sur["panelcap"]["soak_import_wh"] < 20
+    for args, expect in ((["--export-limit-w", -1], "--export-limit-w must be in 0..500000"),
+                         (["--soak-store-wh", -5], "--soak-store-wh must be in 0..200000")):
+        proc = sim(pv_case(tmp_path), "--total", "House", "--water-heater", "WH", "--pv", "PV",
+                   "--limit-w", 7200, *args)
+        assert proc.returncode == 2 and expect in proc.stderr, proc.stderr
+    proc = sim(pv_case(tmp_path), "--total", "House", "--limit-w", 7200, "--surplus")
+    assert proc.returncode == 2 and "need a --pv column" in proc.stderr

@@ -2,7 +2,8 @@
 
 Usage: micropython replay_mpy.py ROWS_FILE STRATEGY [TRACE_FILE]
 ROWS_FILE (written by tools/sim.py): a JSON header line, then one line per input row
-"t_s base_w demand_w..." (base_w x: no valid measurement), then "end t_s". STRATEGY is
+"t_s base_w [pv_w] demand_w..." (base_w x: no valid measurement; pv_w with a PV column),
+then "end t_s". STRATEGY is
 panelcap (decisions from firmware/shed.py), no_control or current_shaper. Prints the metrics
 as one JSON line; a controller setting shed.py refuses is one "error: ..." line on stderr,
 exit 2; a crash puts its traceback there, exit 1. The panel model: a contactor acts at the
@@ -293,9 +294,10 @@ def main():
     has_pv = bool(hdr.get("pv"))
     off = 3 if has_pv else 2           # a row: t base [pv] demand...
     pv = [0]
-    exp_lim = hdr.get("export_limit_w")
+    # Export counted above the limit acted on, or above one only measured (--export-measure-w).
+    exp_lim = hdr.get("export_limit_w", hdr.get("export_measure_w"))
     export_ws = export_over_ws = export_over_s = export_over_room_s = 0
-    pv_ws = 0
+    pv_ws = surplus_ws = soak_import_ws = 0
 
     def apply(parts):
         b = None if parts[1] == "x" else int(parts[1])
@@ -326,14 +328,23 @@ def main():
         b_now = base if valid else 0
         total = b_now - pv[0] if valid else 0
         ctl_on = False
+        soak_s = 0
         for ld in loads:
+            s0 = ld.soaked_ws
             dw = ld.step(t)
+            soak_s += ld.soaked_ws - s0
             total += dw
             if dw > 0:
                 ctl_on = True
         steps += 1
         if has_pv and valid:
             pv_ws += pv[0]
+            # Soaked from surplus: what would have been exported without the soak's draw;
+            # the rest of the soak came from the grid.
+            spare = soak_s - total
+            spare = 0 if spare < 0 else spare if spare < soak_s else soak_s
+            surplus_ws += spare
+            soak_import_ws += soak_s - spare
             if total < 0:
                 export_ws -= total
                 if exp_lim is not None and -total > exp_lim:
@@ -461,7 +472,8 @@ def main():
     if has_pv:
         res["pv_wh"] = round(pv_ws / _WS_PER_WH, 1)
         res["export_wh"] = round(export_ws / _WS_PER_WH, 1)
-        res["soaked_wh"] = round(sum(ld.soaked_ws for ld in loads) / _WS_PER_WH, 1)
+        res["soaked_wh"] = round(surplus_ws / _WS_PER_WH, 1)
+        res["soak_import_wh"] = round(soak_import_ws / _WS_PER_WH, 1)
         if exp_lim is not None:
             res["export_over_wh"] = round(export_over_ws / _WS_PER_WH, 1)
             res["export_over_s"] = export_over_s

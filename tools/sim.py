@@ -2,12 +2,17 @@
 
     .venv/bin/python tools/sim.py FILE.csv[.gz] --total COL [--ev COL] [--water-heater COL]
         (--limit-w W | --limit-a A [--volts V]) [--json F] [--plot F.png] [--csv F]
+        [--pv COL [--export-limit-w W] [--surplus]]
 
 FILE has a time column (ISO date-time or epoch seconds) and watt columns. --total names the
 whole-house column; --ev / --water-heater (repeatable) name controllable loads metered inside
 that total; their order on the command line is their priority (first = most important).
 The uncontrolled base is total minus the controllable loads. A controllable load's column is
 its unconstrained demand: energy it cannot take when asked is owed and drawn later.
+--pv names a PV generation column (W): the panel then sees base + loads - PV, negative when
+the site exports; --export-limit-w and --surplus let panelcap soak the export into the
+water heaters' tanks (--soak-store-wh) and the EVs' batteries (--ev-soak-wh) through
+firmware/export.py.
 
 Control steps every simulated second (the base is held between rows). The panelcap
 strategy's decisions come from firmware/shed.py running under the MicroPython unix port
@@ -132,12 +137,14 @@ def read_table(path, time_col, columns):
     return header, time_col, rows
 
 
-def read_csv(path, time_col, total_col, load_cols):
-    """Rows as (t_s, total or None, [load W]); t_s from the first row. Raises InputError."""
-    if len(set(load_cols)) != len(load_cols) or total_col in load_cols:
-        raise InputError(f"{path}:1: a column is named twice among --total/--ev/--water-heater")
+def read_csv(path, time_col, total_col, load_cols, pv_col=None):
+    """Rows as (t_s, total or None, [load W], PV W); t_s from the first row. Raises
+    InputError."""
+    named = list(load_cols) + ([pv_col] if pv_col else [])
+    if len(set(named)) != len(named) or total_col in named:
+        raise InputError(f"{path}:1: a column is named twice among --total/--ev/--water-heater/--pv")
     header, _, table = read_table(path, time_col, [("--total", total_col)] + [
-        ("--ev/--water-heater", c) for c in load_cols])
+        ("--ev/--water-heater", c) for c in load_cols] + ([("--pv", pv_col)] if pv_col else []))
     if len(table) < 2:
         lineno = table[-1][0] if table else 1
         raise InputError(f"{path}:{lineno}: need at least two data rows, got {len(table)}")
@@ -149,7 +156,9 @@ def read_csv(path, time_col, total_col, load_cols):
     if last - t0 > MAX_SPAN_DAYS * 86400:
         raise InputError(f"{path}:{lineno}: the rows span {(last - t0) / 86400:.0f} days; "
                          f"the replay takes at most {MAX_SPAN_DAYS}")
-    rows = [(ts - t0, vals[0], [max(0.0, v or 0.0) for v in vals[1:]])
+    k = 1 + len(load_cols)
+    rows = [(ts - t0, vals[0], [max(0.0, v or 0.0) for v in vals[1:k]],
+             max(0.0, vals[k] or 0.0) if pv_col else 0.0)
             for _, ts, _, vals in table]
     return rows, t0
 
@@ -181,7 +190,7 @@ def prepare(rows, gap_rows):
     out = []
     last_s = -1
     clipped = 0
-    for (t, total, loads), miss in zip(rows, missing):
+    for (t, total, loads, pv), miss in zip(rows, missing):
         s = int(round(t))
         if s == last_s:
             out.pop()        # finer than a second: the last row in each second wins
@@ -190,22 +199,25 @@ def prepare(rows, gap_rows):
         if miss:
             base = None
             ld = [0] * len(ld)
+            pv = 0.0
         else:
             base = int(round(total)) - sum(ld)
             if base < 0:
                 clipped += 1
                 base = 0
-        out.append((s, base, ld))
+        out.append((s, base, ld, int(round(pv))))
     diffs = sorted(out[k + 1][0] - out[k][0] for k in range(len(out) - 1))
     step = max(1, diffs[len(diffs) // 2])
     return out, step, clipped, sum(missing)
 
 
 def write_rows(path, hdr, rows, end_s):
+    pv = hdr.get("pv")
     with open(path, "w") as f:
         f.write(json.dumps(hdr) + "\n")
-        for s, base, ld in rows:
-            f.write(f"{s} {'x' if base is None else base} {' '.join(map(str, ld))}\n")
+        for s, base, ld, pv_w in rows:
+            f.write(f"{s} {'x' if base is None else base} {f'{pv_w} ' if pv else ''}"
+                    f"{' '.join(map(str, ld))}\n")
         f.write(f"end {end_s}\n")
 
 
@@ -270,6 +282,10 @@ def format_table(results, load_names, strategies):
         head += ["worst 3 h avg % of rating", "over 100 % s"]
     if "peak_window_kw" in results[strategies[0]]:
         head += ["peak window kW", "windows over budget (controllable)"]
+    if "export_wh" in results[strategies[0]]:
+        head += ["PV kWh", "export kWh", "soaked kWh"]
+        if "export_over_wh" in results[strategies[0]]:
+            head += ["over export limit kWh", "over export s (room)"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for s in strategies:
@@ -285,6 +301,12 @@ def format_table(results, load_names, strategies):
         if "peak_window_kw" in r:
             cells += [r["peak_window_kw"], f"{r['over_budget_windows']} "
                       f"({r['over_budget_windows_controllable']})"]
+        if "export_wh" in r:
+            cells += [f"{r['pv_wh'] / 1000:.1f}", f"{r['export_wh'] / 1000:.1f}",
+                      f"{r['soaked_wh'] / 1000:.1f}"]
+            if "export_over_wh" in r:
+                cells += [f"{r['export_over_wh'] / 1000:.1f}",
+                          f"{r['export_over_s']} ({r['export_over_room_s']})"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -403,6 +425,21 @@ def parse_args(argv):
     ap.add_argument("--duty-mode", action="store_true",
                     help="the limit is the 80 %% line of a rating 100/80 of it: panelcap may "
                          "use up to the rating at any moment, 80 %% as a 3-hour average")
+    ap.add_argument("--pv", dest="pv_col", metavar="COL",
+                    help="a PV generation column, W: the panel sees base + loads - PV")
+    ap.add_argument("--export-limit-w", type=int,
+                    help="export limit, W (with --pv): panelcap soaks export above it "
+                         "(firmware/export.py)")
+    ap.add_argument("--export-measure-w", type=int,
+                    help="count export above this W (default: --export-limit-w) without "
+                         "acting on it")
+    ap.add_argument("--surplus", action="store_true",
+                    help="surplus mode (with --pv): panelcap soaks any export")
+    ap.add_argument("--soak-store-wh", type=int, default=6000,
+                    help="what each water heater's tank takes ahead of demand, Wh (default "
+                         "6000: 250 l from 55 to 75 C)")
+    ap.add_argument("--ev-soak-wh", type=int, default=0,
+                    help="what each EV takes ahead of its sessions, Wh (default 0)")
     ap.add_argument("--gap-rows", type=int, default=10,
                     help="this many exact-zero totals in a row are missing data (default 10)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -432,10 +469,19 @@ def main(argv=None):
         ap.exit(2, "sim.py: error: --window-min and --budget-kw go together\n")
     if args.budget_kw is not None and not 0.1 <= args.budget_kw <= 200:
         ap.exit(2, f"sim.py: error: --budget-kw must be in 0.1..200, got {args.budget_kw}\n")
+    if (args.export_limit_w is not None or args.surplus or args.export_measure_w is not None) \
+            and not args.pv_col:
+        ap.exit(2, "sim.py: error: --export-limit-w, --export-measure-w and --surplus need a "
+                   "--pv column\n")
+    if args.export_limit_w is not None and not 0 <= args.export_limit_w <= 500000:
+        ap.exit(2, f"sim.py: error: --export-limit-w must be in 0..500000, got {args.export_limit_w}\n")
+    for option, value in (("--soak-store-wh", args.soak_store_wh), ("--ev-soak-wh", args.ev_soak_wh)):
+        if not 0 <= value <= 200000:
+            ap.exit(2, f"sim.py: error: {option} must be in 0..200000, got {value}\n")
     t_start = time.monotonic()
     cols = [c for _, c in args.loads]
     try:
-        raw, t0 = read_csv(args.csv, args.time_col, args.total, cols)
+        raw, t0 = read_csv(args.csv, args.time_col, args.total, cols, args.pv_col)
     except InputError as e:
         print(f"sim.py: error: {e}", file=sys.stderr)
         return 2
@@ -452,6 +498,8 @@ def main(argv=None):
             rated = max(1, peak)
         load_specs.append({"name": col, "kind": kind, "rated_w": int(rated), "volts": args.volts,
                            "max_a": max_a, "min_a": 6})
+        if args.pv_col:
+            load_specs[-1]["store_wh"] = args.ev_soak_wh if kind == "ev" else args.soak_store_wh
     hdr = {"limit_w": limit_w, "volts": args.volts, "loads": load_specs,
            "ev_delay_s": args.ev_delay_s, "band_pct": args.band_pct, "settle_s": args.settle_s,
            "stagger_s": args.stagger_s, "stale_s": args.stale_s, "min_on_s": args.min_on_s,
@@ -460,6 +508,14 @@ def main(argv=None):
            "trace_step_s": args.trace_step_s}
     if args.duty_mode:
         hdr["duty"] = True
+    if args.pv_col:
+        hdr["pv"] = True
+        if args.export_limit_w is not None:
+            hdr["export_limit_w"] = args.export_limit_w
+        if args.export_measure_w is not None:
+            hdr["export_measure_w"] = args.export_measure_w
+        if args.surplus:
+            hdr["surplus"] = True
     if args.window_min:
         hdr.update(window_min=args.window_min, budget_w=round(args.budget_kw * 1000),
                    t0_unix=int(t0))
