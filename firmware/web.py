@@ -55,6 +55,23 @@ def lan_address(peer):
         or (a == 169 and b == 254)
 
 
+_KEEP = (b"authorization", b"content-length", b"content-type")
+
+
+def _trim(head):
+    """The request head with only the headers the page reads (_KEEP): a phone sends a dozen
+    others, which cost microdot's parse 5.5 KB of heap and ~9 ms on the ESP32 (cost model)
+    for nothing. A line that is no header at all is kept, so that microdot refuses it."""
+    keep = []
+    lines = head.split(b"\n")
+    for i, line in enumerate(lines):
+        if not line.strip():            # the blank line: the head ends, the rest stays
+            return b"\n".join(keep + lines[i:])
+        if i == 0 or b":" not in line or line.split(b":", 1)[0].strip().lower() in _KEEP:
+            keep.append(line)
+    return b"\n".join(keep)
+
+
 def _line(status, reason, text, extra=""):
     # A refusal in one line, written before microdot has a request to answer.
     return ("HTTP/1.0 %d %s\r\nContent-Type: text/plain\r\n%sContent-Length: %d\r\n\r\n%s\n" % (
@@ -77,6 +94,7 @@ class WebServer(Microdot):
         self.host = host or ("0.0.0.0" if sys.platform == "esp32" else "127.0.0.1")
         self.history = History(app.clock)
         self._slots = [None] * _MAX_CONN      # (task, opened at) per open connection
+        self._turn = asyncio.Lock()           # held while one request is parsed and answered
         self._sock = None
         self._steps = -1
         self._last_ms = app.clock.ticks_ms()
@@ -209,19 +227,24 @@ class WebServer(Microdot):
             writer.write(_line(431, "Too Large", "error: request head over %d bytes" % _HEAD_MAX))
             await writer.drain()
             return
-        try:
-            req = await Request.create(self, AsyncBytesIO(head), writer, peer)
-        except Exception:  # a request line or header microdot cannot parse
-            req = None
+        # One request is parsed and answered at a time, the others waiting their turn: the
+        # heap holds one parse, not six (under a flood at the 128 KB budget six at once
+        # left no room to import the page).
+        async with self._turn:
+            try:
+                req = await Request.create(self, AsyncBytesIO(_trim(head)), writer, peer)
+            except Exception:  # a request line or header microdot cannot parse
+                req = None
+            if req is not None:
+                # Parsing, the answer and writing it are separate stretches: the
+                # scheduler runs the others between them.
+                await asyncio.sleep_ms(0)
+                res = await self.dispatch_request(req)
         if req is None:
             self.refused += 1
             writer.write(_line(400, "Bad Request", "error: malformed HTTP request"))
             await writer.drain()
             return
-        # Parsing, the answer and writing it are three stretches, not one (~10 ms each at
-        # most on an ESP32): the scheduler runs the others between them.
-        await asyncio.sleep_ms(0)
-        res = await self.dispatch_request(req)
         if res.status_code >= 400:
             self.refused += 1
         else:
@@ -239,10 +262,13 @@ class WebServer(Microdot):
             if not piece:
                 return None
             buf += piece
-            if b"\r\n\r\n" in buf or b"\n\n" in buf:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                end = buf.find(b"\n\n")
+            if 0 <= end < _HEAD_MAX:
                 return buf
-            if len(buf) > _HEAD_MAX:
-                return False
+            if end >= 0 or len(buf) > _HEAD_MAX:
+                return False    # over, even when the piece that went over also ended it
 
     # --- routes (GET only: nothing here changes anything) -----------------------------
     def _check_password(self, req):
@@ -266,14 +292,18 @@ class WebServer(Microdot):
     def _page(self, req):
         # The page's bytes are loaded for the request and dropped after it is written: kept
         # imported they cost 5.3 KB of heap (32-bit port, .mpy) for a file a phone fetches
-        # once and then only polls /api/status.
+        # once and then only polls /api/status. Written a piece (<= 1 KB) at a time.
         import sys
         import webpage
-        page = webpage.PAGE
+        parts = webpage.PARTS
         webpage = None
         sys.modules.pop("webpage", None)
-        return Response(page, headers={"Content-Type": "text/html; charset=UTF-8",
-                                       "Cache-Control": "no-store"})
+        size = 0
+        for part in parts:
+            size += len(part)
+        return Response(_Pieces(parts), headers={"Content-Type": "text/html; charset=UTF-8",
+                                                 "Content-Length": str(size),
+                                                 "Cache-Control": "no-store"})
 
     def _status(self, req):
         app = self._app
@@ -293,3 +323,21 @@ class WebServer(Microdot):
 
     def _not_allowed(self, req):
         return "error: GET only: the status page changes nothing\n", 405
+
+
+class _Pieces:
+    """A response body written one piece at a time (microdot awaits each write)."""
+
+    def __init__(self, parts):
+        self._parts = parts
+        self._i = 0
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        i = self._i
+        if i >= len(self._parts):
+            raise StopAsyncIteration
+        self._i = i + 1
+        return self._parts[i]

@@ -1,8 +1,10 @@
 """The status page's HTML: one page for a phone that polls /api/status every second and
-draws the last hour from /api/history in the browser (docs/web.md). Bytes, served whole;
-imported with the first page request."""
+draws the last hour from /api/history in the browser (docs/web.md). Bytes in pieces of at
+most 1 KB, written one after another: served without a 5 KB block of heap (under a flood at
+the 128 KB budget such a block was not always to be had) and without one long stretch;
+imported with each page request and dropped after it (web.py)."""
 
-PAGE = b"""<!DOCTYPE html>
+PARTS = (b"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <title>panelcap</title>
@@ -22,7 +24,8 @@ th{font-weight:500;color:#667;border:0}
 #alarms li{color:#c0392b}#alarms li.muted{color:#667;list-style:none}
 small,.muted{color:#667}
 canvas{width:100%;height:160px}
-</style></head><body><main>
+""",
+         b"""</style></head><body><main>
 <h1>panelcap <small id="control"></small></h1>
 <div class="card" id="power">
 <div class="muted">panel power</div>
@@ -38,7 +41,8 @@ L2 <b id="leg_a1">-</b> A</div>
 <div class="card"><div class="muted">last hour: panel power (10 s peaks) and limit, kW</div>
 <canvas id="chart" width="540" height="160"></canvas></div>
 <div class="muted">firmware <span id="version">-</span> &middot; up <span id="uptime">-</span>
-&middot; last reset <span id="reset_cause">-</span> &middot; <span id="age">connecting</span></div>
+""",
+         b"""&middot; last reset <span id="reset_cause">-</span> &middot; <span id="age">connecting</span></div>
 </main><script>
 var SRC={setpoint:"installer",remote:"command",grid:"grid schedule",subscription:"grid subscription",
 emergency:"grid emergency",demand:"demand window",uncontrolled:"installer"};
@@ -53,7 +57,8 @@ t("total_w",d.total_w);t("limit_w",d.limit_w==null?"none":d.limit_w);
 t("limit_source",SRC[d.limit_source]||d.limit_source);t("headroom_w",d.headroom_w);
 t("leg_a0",d.leg_a[0].toFixed(1));t("leg_a1",d.leg_a[1].toFixed(1));t("control",d.control);
 var f=d.limit_w?Math.min(100,100*d.total_w/d.limit_w):0;$("bar").style.width=f+"%";
-$("power").className="card"+(d.limit_w&&d.total_w>d.limit_w?" over":"");
+""",
+         b"""$("power").className="card"+(d.limit_w&&d.total_w>d.limit_w?" over":"");
 var tb=$("loads").tBodies[0];tb.textContent="";
 d.loads.forEach(function(l){var r=tb.insertRow();r.setAttribute("data-load",l.name);
 var c=r.insertCell();c.textContent=l.name;
@@ -66,7 +71,8 @@ t("version",d.version);t("uptime",dur(d.uptime_s));t("reset_cause",d.reset_cause
 last=Date.now();}
 function poll(){fetch("api/status",{cache:"no-store"}).then(function(r){return r.json()})
 .then(show).catch(function(){}).then(function(){setTimeout(poll,1000)})}
-function age(){t("age",last?"updated "+Math.round((Date.now()-last)/1000)+" s ago":"connecting")}
+""",
+         b"""function age(){t("age",last?"updated "+Math.round((Date.now()-last)/1000)+" s ago":"connecting")}
 function chart(h){var c=$("chart"),g=c.getContext("2d"),W=c.width,H=c.height,n=h.points;
 g.clearRect(0,0,W,H);if(!n)return;var top=1;
 for(var i=0;i<n;i++)top=Math.max(top,h.peak_w[i],h.limit_w[i]);top*=1.1;
@@ -76,8 +82,9 @@ for(var k=0;k<=top/1000;k+=Math.max(1,Math.ceil(top/4000))){g.beginPath();g.move
 g.fillText("-60 min",2,H-2);g.fillText("now",W-24,H-2);
 g.strokeStyle="#c0392b";g.beginPath();for(i=0;i<n;i++){var v=h.limit_w[i];if(v)g.lineTo(x(i),y(v));else g.moveTo(x(i),y(0))}g.stroke();
 g.strokeStyle="#2e6fb0";g.lineWidth=1.5;g.beginPath();for(i=0;i<n;i++)g.lineTo(x(i),y(h.peak_w[i]));g.stroke();g.lineWidth=1}
-function hist(){fetch("api/history",{cache:"no-store"}).then(function(r){return r.json()})
+""",
+         b"""function hist(){fetch("api/history",{cache:"no-store"}).then(function(r){return r.json()})
 .then(chart).catch(function(){}).then(function(){setTimeout(hist,10000)})}
 poll();hist();setInterval(age,1000);
 </script></body></html>
-"""
+""")

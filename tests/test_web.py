@@ -21,7 +21,7 @@ HEAP = "512k"       # behaviour; the heap the page costs is measured in tests/te
 class WebFirmware(JsonLinesProcess):
     """tests/web_fw.py under micropython; its per-second JSON lines, collected live."""
 
-    def __init__(self, opts, heap=HEAP):
+    def __init__(self, opts, heap=HEAP, env=None):
         self.lines = []
         self.logs = []
         self.events = []        # (host monotonic s, {load: output})
@@ -29,7 +29,7 @@ class WebFirmware(JsonLinesProcess):
         self.port = opts.setdefault("port", free_port())
         super().__init__([MICROPYTHON, "-X", "heapsize=" + heap,
                           str(ROOT / "tests" / "web_fw.py"), json.dumps(opts)],
-                         ROOT, mpy_env())
+                         ROOT, env or mpy_env())
 
     def handle(self, d):
         if "raw" in d:
@@ -40,6 +40,8 @@ class WebFirmware(JsonLinesProcess):
             self.events.append((time.monotonic(), d["event"]))
         elif "done" in d:
             self.done = d
+        elif "footprint" in d:
+            self.footprint = d["footprint"]
         else:
             self.lines.append(d)
 
@@ -165,6 +167,10 @@ def test_status_api_page_history_and_bad_requests_in_one_line():
             "bad length": raw(fw.port, b"GET / HTTP/1.0\r\nContent-Length: lots\r\n\r\n"),
             # (sent whole before the answer: a longer one would be cut mid-send, RST)
             "too long": raw(fw.port, b"GET /" + b"a" * 1150 + b" HTTP/1.0\r\n\r\n"),
+            "big headers": raw(fw.port, b"GET / HTTP/1.0\r\n" + b"X-Pad: %s\r\n" % (b"p" * 90)
+                               * 12 + b"\r\n"),
+            "no version": raw(fw.port, b"GET /\r\n\r\n"),
+            "bad version": raw(fw.port, b"GET / HTTP1.0\r\n\r\n"),
             "post": raw(fw.port, b"POST /api/status HTTP/1.0\r\nContent-Length: 17\r\n\r\n"
                                  b'{"limit_w": 20000}'),
             "put limit": raw(fw.port, b"PUT /api/limit HTTP/1.0\r\n\r\n"),
