@@ -34,8 +34,8 @@ class App:
         self.grid = None             # grid.Grid, built on first use (get_grid)
         self.wall = wall_unix        # unix seconds or None: the simulator injects its own
         # Hardware, meter, sampler, loads, controller: appbuild.py runs once and is dropped
-        # after, so the code that builds them (3.9 KB on the 32-bit port) is not in RAM
-        # while they run.
+        # after: kept, it would hold ~7 KB loaded from .mpy (stock MicroPython, where every
+        # KB counts), ~5 KB even from the romfs partition (32-bit port, docs/architecture.md).
         import appbuild
         try:
             appbuild.build(self, machine, cfg, drop_config)
@@ -131,8 +131,9 @@ class App:
         return entries
 
     def network_entries(self):
-        # netsetup.py builds the network side once and is dropped after (2.1 KB of code on
-        # the 32-bit port).
+        # netsetup.py builds the network side once and is dropped after: 2.3 KB loaded from
+        # .mpy, which a stock MicroPython with everything on cannot spare; from the romfs
+        # partition it would be 0.7 KB (32-bit port, docs/architecture.md).
         import netsetup
         try:
             return netsetup.setup(self)
