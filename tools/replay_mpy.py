@@ -164,6 +164,7 @@ class Duty:
         self.ctl_over_s = 0
         self.over_100_s = 0
         self.run = self.longest_100 = 0
+        self.over_100_ctl_s = self.crun = self.longest_100_ctl = 0
 
     def add(self, total_w, base_w):
         if total_w > self.rating_w:
@@ -171,8 +172,15 @@ class Duty:
             self.run += 1
             if self.run > self.longest_100:
                 self.longest_100 = self.run
+            if total_w > base_w:            # a controllable load was drawing
+                self.over_100_ctl_s += 1
+                self.crun += 1
+                if self.crun > self.longest_100_ctl:
+                    self.longest_100_ctl = self.crun
+            else:
+                self.crun = 0
         else:
-            self.run = 0
+            self.run = self.crun = 0
         r = self.ring
         br = self.bring
         i = self.i
@@ -482,6 +490,8 @@ def main():
         res["longest_over_80pct_s"] = run_max
         res["over_100pct_s"] = duty_metrics.over_100_s
         res["longest_over_100pct_s"] = duty_metrics.longest_100
+        res["over_100pct_controllable_s"] = duty_metrics.over_100_ctl_s
+        res["longest_over_100pct_controllable_s"] = duty_metrics.longest_100_ctl
         res["worst_3h_avg_pct"] = duty_metrics.pct(duty_metrics.worst)
         res["worst_3h_avg_pct_base"] = duty_metrics.pct(duty_metrics.bworst)
         res["worst_3h_avg_pct_controllable"] = duty_metrics.pct(duty_metrics.cworst)
