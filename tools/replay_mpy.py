@@ -388,7 +388,7 @@ def main():
         if windows is not None:
             windows.add(t, total, total - b_now)
         if duty_metrics is not None:
-            duty_metrics.add(total, b_now)
+            duty_metrics.add(total, b_now - pv[0])   # the base net of any PV, as total is
         # The strategy decides from this second's measurement.
         if strategy == "panelcap":
             clock.advance(1000)
