@@ -118,17 +118,21 @@ class App:
                     charger.attach(link)
                 entries.append(supervisor_mod.Supervised(
                     "charger", lambda c=charger: c, 0, critical=False))
-        if cfg["web_port"]:
-            # The status page (docs/web.md): web.py and microdot are imported only when on.
-            # Optional like MQTT: one that cannot be built (even for want of memory) is
-            # logged and the controller runs without it.
-            try:
-                import web
-                entries.append(web.entry(self))
-            except Exception as e:  # MemoryError, a bad setting: never the controller's end
-                sys.modules.pop("web", None)
-                self.log("web: not started: %s" % e)
-        return entries
+        return entries + self.web_entries()
+
+    def web_entries(self):
+        if not self.cfg["web_port"]:
+            return []
+        # The status page (docs/web.md): web.py and microdot are imported only when on.
+        # Optional like MQTT: one that cannot be built (even for want of memory) is logged
+        # and the controller runs without it.
+        try:
+            import web
+            return [web.entry(self)]
+        except Exception as e:  # MemoryError, a bad setting: never the controller's end
+            sys.modules.pop("web", None)
+            self.log("web: not started: %s" % e)
+            return []
 
     def network_entries(self):
         # netsetup.py builds the network side once and is dropped after: 2.3 KB loaded from
@@ -150,11 +154,14 @@ class App:
         gc.threshold(_GC_EVERY_BYTES)
         if self.safe_reason:
             self.force_safe()    # no controller and no watchdog
-            if not self.cfg["mqtt_host"]:
-                return           # the REPL is free to fix it
-            # Telemetry alone reports why (app.safe_reason); Ctrl-C gives the REPL.
+            # Telemetry and the status page alone say why (app.safe_reason); Ctrl-C gives
+            # the REPL. Neither on: the REPL is free to fix it.
+            entries = (self.network_entries() if self.cfg["mqtt_host"] else []) + \
+                self.web_entries()
+            if not entries:
+                return
             self.supervisor = supervisor_mod.Supervisor(
-                self.clock, self.network_entries(), self.force_safe, None,
+                self.clock, entries, self.force_safe, None,
                 period_ms=self.cfg["supervisor_period_ms"], log=self.log)
             await self.supervisor.run()
             return

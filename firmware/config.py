@@ -486,7 +486,7 @@ def parse(text, board=None):
         reason = "config file is corrupt or incomplete (%s): %s" % (
             ", ".join(critical), (errors or rejected)[0])
         # Defaults for everything but the network settings that were read fine, so that
-        # telemetry can still say why the board is in safe mode.
+        # telemetry and the status page can still say why the board is in safe mode.
         for row in TOP:
             if row[0].startswith(_NETWORK_PREFIXES):
                 base[row[0]] = cfg[row[0]]
@@ -494,7 +494,7 @@ def parse(text, board=None):
     return Loaded(cfg, rejected, reason, migrated_from)
 
 
-_NETWORK_PREFIXES = ("wifi_", "mqtt_", "telemetry_")
+_NETWORK_PREFIXES = ("wifi_", "mqtt_", "telemetry_", "web_")
 
 
 def _parse_cts(cts, cfg, rejected):
