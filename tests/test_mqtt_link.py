@@ -1,6 +1,7 @@
 """net.MqttLink alone against mosquitto: the broker's address resolved once across
 reconnects, the drop-oldest queue while the broker is away, events kept through a flood of
-readings, an oversized incoming packet skipped without losing the connection, and TLS with
+readings (and the firmware's every answer through bursts of commands with the profile device
+on), an oversized incoming packet skipped without losing the connection, and TLS with
 the broker's certificate checked."""
 import json
 import subprocess
@@ -287,3 +288,42 @@ print('bad', bad)
 """
     out = run_mpy(code, timeout=120).stdout
     assert "bad 0" in out, out
+
+
+def test_bursts_of_commands_with_the_profile_device_on_lose_no_answer(tmp_path):
+    # The firmware (tests/mqtt_fw.py) with profile_device on: bursts of remote commands and
+    # profile commands, each pass queueing answers beside the state, diag and the profile's
+    # readings. Every answer arrives; readings give way.
+    from test_mqtt_broker import Firmware
+    with Broker(tmp_path) as broker:
+        sub = Client(broker.port, "obs")
+        sub.subscribe("pl/event")
+        sub.subscribe("pcp/pl_limit/ack")
+        sub.subscribe("pl/diag")
+        fw = Firmware({"port": broker.port, "seconds": 16, "period_ms": 1000, "prefix": "pl",
+                       "mqtt_discovery": "", "profile_device": "on"})
+        try:
+            assert sub.wait_for(lambda m: m[0] == "pl/diag", timeout=30), fw.logs
+            time.sleep(1.5)                          # the profile device has announced
+            for k in range(1, 11):
+                sub.publish("pl/cmd/limit", '{"limit_w": %d, "duration_s": 600, "id": %d}'
+                            % (6000 + k, k))
+                sub.publish("pl/cmd/status", "")
+                sub.publish("pcp/pl_limit/set", '{"id": "c-%d", "setpoint": %d}' % (k, 9000 + k))
+                sub.publish("pl/cmd/limit", '{"limit_w": %d, "duration_s": 600, "id": %d}'
+                            % (7000 + k, 100 + k))
+                time.sleep(0.3)
+            time.sleep(3)
+            done = fw.finish(60)
+        finally:
+            fw.proc.kill() if fw.proc.poll() is None else None
+        msgs = sub.take()
+    events = [json.loads(p) for t, p, _ in msgs if t == "pl/event"]
+    acks = [json.loads(p) for t, p, _ in msgs if t == "pcp/pl_limit/ack"]
+    ids = sorted(e["id"] for e in events if e.get("cmd") == "limit")
+    assert ids == sorted(list(range(1, 11)) + list(range(101, 111))), events
+    assert all(e["ok"] for e in events if e.get("cmd") == "limit"), events
+    assert sorted(a["id"] for a in acks) == sorted("c-%d" % k for k in range(1, 11)), acks
+    diags = [json.loads(p) for t, p, _ in msgs if t == "pl/diag"]
+    assert diags and diags[-1]["mqtt"]["events_dropped"] == 0, diags[-1:]
+    assert done is not None
