@@ -6,6 +6,7 @@ override gates. Pure: no network here. Loaded with the first command (telemetry.
 Topics (under the prefix): cmd/limit, cmd/load/<name>, cmd/status, cmd/grid/<sub> (grid
 signals: handed to grid.py, imported only when one arrives). See docs/mqtt.md."""
 
+import gc
 import json
 
 from micropython import const
@@ -85,6 +86,16 @@ def handle(cmds, prefix, topic, payload):
         cmds.refused += 1
         event["ok"] = False
         event["error"] = str(e)
+        cmds._emit(event)
+        return False
+    except MemoryError:
+        # Building the grid on its first message, or a schedule's arrays: the sender must
+        # hear that the command was not confirmed (a grid counts on the answer), and what
+        # failed to fit is garbage once collected, so the answer itself finds room.
+        gc.collect()
+        cmds.refused += 1
+        event["ok"] = False
+        event["error"] = "out of memory (%d bytes free)" % gc.mem_free()
         cmds._emit(event)
         return False
     cmds.accepted += 1
