@@ -7,10 +7,8 @@ from micropython import const
 
 from gridtime import MAX_AHEAD_S, parse_duration, parse_time, show
 
-# A day-ahead envelope: 48 intervals (half-hours), in at most 8 pages of one message each
-# (the link takes 1 KiB packets; commands.py 900 bytes of payload: 6 to 14 intervals a page).
+# A day-ahead envelope: 48 intervals (half-hours), whole or in pages (gridpages.py).
 MAX_INTERVALS = const(48)
-MAX_PAGES = const(8)
 
 IMPORT = "IMPORT_CAPACITY_LIMIT"
 EXPORT = "EXPORT_CAPACITY_LIMIT"
@@ -135,23 +133,3 @@ def intervals(obj, m, off):
     name = obj.get("eventName", obj.get("id"))
     return out, (name if isinstance(name, str) and len(name) <= 40 else None)
 
-
-def page_of(obj):
-    """(page, pages, schedule id) of one page of a schedule: page and pages are ints, 1 <=
-    page <= pages <= MAX_PAGES, and id (a short string or an int, the same on every page)
-    names the schedule the page belongs to; or raises ValueError."""
-    k = obj.get("page")
-    n = obj.get("pages")
-    for v in (k, n):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError("page and pages must be ints, 1 <= page <= pages, got %r of %r"
-                             % (k, n))
-    if n > MAX_PAGES:
-        raise ValueError("%d pages, limit %d" % (n, MAX_PAGES))
-    if k > n:
-        raise ValueError("page %d of %d pages" % (k, n))
-    sid = obj.get("id")
-    if not (isinstance(sid, str) and 0 < len(sid) <= 32 or
-            isinstance(sid, int) and not isinstance(sid, bool)):
-        raise ValueError("a paged schedule needs an id, the same on each page")
-    return k, n, sid

@@ -76,9 +76,7 @@ class Grid:
         self._mono = 0
         self._off = None                  # grid seconds - mono seconds, once a wall clock is known
         self.intervals = []               # (start, end, import_w, import_a, export_w) (mono s)
-        # The paged schedule being received: [id, pages, mono s of its last page, name,
-        # [intervals of page 1, ... (None: not yet)]]; None when none is.
-        self._pg = None
+        self._pg = None                   # a gridpages.Pages being received, or None
         self.event_name = None
         self._heard = None                # mono s of the last schedule
         self.reservations = []            # [start, end, extra_w, fee_cents, id] (mono s)
@@ -169,60 +167,16 @@ class Grid:
         self.update(now)
 
     def page(self, obj, now):
-        """One page of a schedule too long for one message ("page", "pages", and an "id" the
-        same on every page; each page an event in itself, its intervals in order after the
-        pages before it). Held apart until every page of that id is in, then the schedule
-        replaces the old one at once; a page of another id starts that schedule afresh.
-        Raises ValueError and changes nothing (the pages held too) for a page that is
-        malformed, overlaps a page held, or brings the schedule over MAX_INTERVALS. Returns
-        the event's fields: page, pages, have (pages held), and intervals once in force."""
-        import gridevent
+        """One page of a schedule too long for one message (gridpages.py, loaded by the
+        first page): held apart until every page of its id is in, then the schedule
+        replaces the old one at once. Raises ValueError and changes nothing (the pages held
+        neither). Returns the event's fields: page, pages, have (pages held), and intervals
+        once in force."""
+        import gridpages
         m = self.mono_s(now)
-        k, n, sid = gridevent.page_of(obj)
-        ivs, name = gridevent.intervals(obj, m, self._off)
-        if not ivs:
-            raise ValueError("page %d of %d has no intervals" % (k, n))
-        if k > 1 and "start" not in obj.get("intervalPeriod", {}) and \
-                "start" not in obj["intervals"][0].get("intervalPeriod", {}):
-            # (from now, it would overlap page 1, or start a day-ahead envelope too soon)
-            raise ValueError("page %d of %d needs a start: only page 1 may begin now" % (k, n))
-        pg = self._pg
-        pages = None
-        if pg is not None and pg[0] == sid:
-            if pg[1] != n:
-                raise ValueError("schedule %s has %d pages, not %d" % (sid, pg[1], n))
-            pages = pg[4]
-        total = len(ivs)
-        if pages is not None:
-            for j in range(n):
-                p = pages[j]
-                if p is None or j == k - 1:
-                    continue
-                total += len(p)
-                if j < k - 1 and p[-1][1] > ivs[0][0] or j > k - 1 and ivs[-1][1] > p[0][0]:
-                    raise ValueError("page %d overlaps page %d (or is out of order)"
-                                     % (k, j + 1))
-        if total > gridevent.MAX_INTERVALS:
-            raise ValueError("schedule %s: %d intervals, limit %d"
-                             % (sid, total, gridevent.MAX_INTERVALS))
-        out = {"page": k, "pages": n}
-        if pages is None:              # the first page of this schedule: a new one
-            if pg is not None:
-                out["dropped"] = pg[0]      # the one half received before it
-            pages = [None] * n
-            pg = self._pg = [sid, n, m, None, pages]
-        pages[k - 1] = ivs             # a page sent again replaces itself
-        pg[2] = m
-        if k == 1:
-            pg[3] = name
-        have = n - pages.count(None)
-        out["have"] = have
-        if have == n:                  # all in: the schedule replaces the old one whole
-            self._pg = None
-            ivs = []
-            for p in pages:
-                ivs.extend(p)
-            self._take(ivs, pg[3], m, now)
+        self._pg, out, ivs, name = gridpages.add(self._pg, obj, m, self._off)
+        if ivs is not None:
+            self._take(ivs, name, m, now)
             out["intervals"] = len(self.intervals)
         return out
 
@@ -429,7 +383,7 @@ class Grid:
         ivs = self.intervals
         while ivs and ivs[0][1] <= m:
             ivs.pop(0)
-        if self._pg is not None and m - self._pg[2] >= _PAGES_WAIT_S:
+        if self._pg is not None and m - self._pg.heard >= _PAGES_WAIT_S:
             self._pg = None            # the rest of a paged schedule never came
         rs = self.reservations
         i = 0

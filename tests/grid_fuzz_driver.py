@@ -47,7 +47,9 @@ def setup():
 
 def snap(g, limits):
     # Everything a grid message may change (the commands' counters excepted).
-    return repr((g.intervals, g.event_name, g._heard, g._pg, g.reservations,
+    pg = g._pg
+    return repr((g.intervals, g.event_name, g._heard,
+                 pg and (pg.sid, pg.n, pg.heard, pg.name, pg.held), g.reservations,
                  sorted(g.pending.items()), g.answers, g.notices, g.notices_lost, g.next_id,
                  g._n, g.outbox, g.emergency_w, g._emergency_until, g._off, g.replay_wanted,
                  sorted(limits._sources.items()), sorted(g._armed.items())))
@@ -87,11 +89,11 @@ def run(case):
                     bad.append("%s: intervals overlap" % sub)
             pg = g._pg
             if len(ivs) > 48 or pg is not None and (
-                    len(pg[4]) > 8 or sum(len(p) for p in pg[4] if p) > 48 or
-                    None not in pg[4]):
+                    len(pg.held) > 8 or sum(len(p) for p in pg.held if p) > 48 or
+                    None not in pg.held):
                 bad.append("%s: a schedule or its pages held over their bounds" % sub)
             if pg is not None:
-                held = [iv for p in pg[4] if p for iv in p]
+                held = [iv for p in pg.held if p for iv in p]
                 for i in range(1, len(held)):
                     if held[i][0] < held[i - 1][1]:
                         bad.append("%s: pages held overlap" % sub)

@@ -493,7 +493,9 @@ cmds = commands.Commands(limits, {}, clock, 19200, events.append, grid=lambda: g
 def send(obj):
     return cmds.handle('pc', 'pc/cmd/grid/limits', json.dumps(obj))
 def snap():
-    return repr((g.intervals, g.event_name, g._heard, g._pg, limits.effective_w(clock.t)))
+    pg = g._pg
+    return repr((g.intervals, g.event_name, g._heard, limits.effective_w(clock.t),
+                 pg and (pg.sid, pg.n, pg.heard, pg.name, pg.held)))
 check(send(event(0, 'P1D', [8.0])), 'old one')
 old = repr((g.intervals, g.event_name, limits.effective_w(clock.t)))
 def unchanged(what):
@@ -546,7 +548,7 @@ check(send(page(1, 3, 0, 8, sid='m')) and send(page(3, 3, 16, 8, sid='m')), 'pag
 for _ in range(59):
     clock.advance(1000)
     g.update(clock.t)
-check(g._pg is not None and g._pg[0] == 'm', 'held for 60 s')
+check(g._pg is not None and g._pg.sid == 'm', 'held for 60 s')
 clock.advance(1000)
 g.update(clock.t)
 check(g._pg is None, 'dropped after 60 s')
@@ -854,13 +856,13 @@ check(ok == 50, 'allocated in %d of 50 passes' % (50 - ok))
 """)
 
 
-# grid.py and what it loads with the Grid (gridevent.py, sntp.py and atomicfile.py come
-# later, with the first grid message, SNTP query and save).
+# grid.py and what it loads with the Grid (gridevent.py, gridpages.py, sntp.py and
+# atomicfile.py come later, with the first grid message, first page, SNTP query and save).
 GRID_MODULES = ("grid", "gridlimits", "gridtime", "compliance")
 
 
 def test_grid_modules_cross_compile_for_the_esp32(tmp_path):
-    for name in GRID_MODULES + ("gridevent", "sntp", "atomicfile"):
+    for name in GRID_MODULES + ("gridevent", "gridpages", "sntp", "atomicfile"):
         src = ROOT / "firmware" / (name + ".py")
         assert "assert " not in src.read_text()
         subprocess.run([MPY_CROSS, "-O1", "-march=xtensawin", "-o",

@@ -176,7 +176,7 @@ class Responder:
 # --- a day-ahead envelope, in pages ---------------------------------------------------------
 
 MAX_PAGE_BYTES = 900        # firmware/commands.py: the longest cmd/grid/limits payload taken
-MAX_INTERVALS = 48          # firmware/gridevent.py: MAX_INTERVALS, MAX_PAGES
+MAX_INTERVALS = 48          # firmware/gridevent.py's MAX_INTERVALS, gridpages.py's _MAX_PAGES
 MAX_PAGES = 8
 
 
