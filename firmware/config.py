@@ -56,6 +56,12 @@ TOP = (
      "Home Assistant discovery prefix; empty: no discovery messages"),
     ("telemetry_period_ms", "int", 1000, 3600000, "ms", 10000,
      "one state and one diag message per period"),
+    # A mains meter beside the CTs (mainscheck.py; docs/profile.md): empty, not imported.
+    ("mains_meter", "str", 0, 64, "", "",
+     "a device-profile sensor on the mains (pcp/<id>/reading) cross-checked with the CTs"),
+    ("mains_meter_s", "int", 1, 3600, "s", 10, "mains meter: its interval_s"),
+    ("mains_tolerance_w", "int", 50, 100000, "W", 500,
+     "mains meter: a larger disagreement 3 readings in a row: every load shed"),
     ("profile_device", "enum", ("off", "on"), None, "", "off",
      "on: announce panelcap in the open device profile as a sensor and an actuator "
      "(docs/profile.md); off: devprofile.py is not imported"),
@@ -310,6 +316,10 @@ def validate(cfg, board=None):
     elif cfg["demand_window_min"] and cfg["demand_budget_w"] < 100:
         errors.append("demand_budget_w must be at least 100 W with a demand window, got %d"
                       % cfg["demand_budget_w"])
+    m = cfg["mains_meter"]
+    if m and ("/" in m or "+" in m or "#" in m or not cfg["mqtt_host"]):
+        errors.append("mains_meter must be a device id (no /, + or #) and needs mqtt_host, "
+                      "got %r" % m)
     cts = cfg.get("ct")
     if not isinstance(cts, dict):
         errors.append("ct must be a table of CT settings, got %r" % (cts,))

@@ -187,6 +187,12 @@ print('NOHOST', errs(wh, ''))
 print('MOD', errs(dict(wh, kind='modulated')))
 print('PERIOD', errs(dict(wh, report_s=0)))
 print('SHELLY', errs(dict(wh, driver='shelly', device='shellyplus1pm-a8032ab1')))
+def mains(m, host='127.0.0.1'):
+    cfg = config.defaults(board)
+    cfg['mqtt_host'] = host
+    cfg['mains_meter'] = m
+    return [e for e in config.validate(cfg, board) if 'mains' in e]
+print('MAINS', mains('meter1'), mains('a/b'), mains('meter1', ''))
 """, heap="512k").stdout.splitlines()
     assert out[0] == "OK []", out
     assert "needs device" in out[1], out
@@ -194,6 +200,8 @@ print('SHELLY', errs(dict(wh, driver='shelly', device='shellyplus1pm-a8032ab1'))
     assert "driver 'tasmota' is for an onoff load" in out[3], out
     assert "report_s must be an int in 1..3600 s" in out[4], out
     assert out[5] == "SHELLY []", out
+    assert out[6].startswith("MAINS [] [") and \
+        out[6].count("mains_meter must be a device id (no /, + or #) and needs mqtt_host") == 2, out
 
 
 FIRMWARE = """
@@ -319,3 +327,98 @@ def test_firmware_drives_a_simulated_relay_through_mosquitto(tmp_path, driver):
         assert any(m == "Switch.GetStatus" for m, p in sim.requests)
         assert any(t == "panelcap-heater_relay/rpc" and b'"was_on"' in p
                    for t, p, _ in answers)
+
+
+MAINS = """
+import asyncio, json, sys
+from panelsim.vtime import VirtualTime
+from panelsim import machine
+from panelsim.panel import Panel
+from panelsim.adcgen import AdcGen
+from panelsim.profile import ConstantProfile
+from clock import Clock, WrappingClock
+import simboard as board
+import app as app_mod
+vt = VirtualTime(speed=1); vt.install()          # real time: the meter is a real client
+clock = WrappingClock(vt.now_ms)
+params = dict(board.PANEL)
+ev = dict(params["ev"]); ev["arrive_h"] = None; params["ev"] = ev
+wh = dict(params["water_heater"]); wh["start_c"] = 50; params["water_heater"] = wh
+panel = Panel(params, ConstantProfile(1500))
+machine.attach(panel, vt, board, AdcGen(board, panel))
+cfg = {"mqtt_host": "127.0.0.1", "mqtt_port": PORT, "mqtt_discovery": "",
+       "telemetry_period_ms": 1000, "stagger_s": 1, "limit_w": 19200,
+       "mains_meter": "meter1", "mains_meter_s": 1, "mains_tolerance_w": 500}
+logs = []
+app = app_mod.App(board, machine, clock, cfg, log=logs.append)
+app.net_clock = Clock()
+print(json.dumps({"loaded": "mainscheck" in sys.modules}))       # not before the network
+async def main():
+    asyncio.create_task(app.run())
+    for t in range(SECONDS * 4):
+        await asyncio.sleep_ms(250)
+        panel.advance_to(vt.elapsed_ms())
+        chk = getattr(app, "mains_check", None)
+        whb = [b for b in app.bindings if b.load.name == "water_heater"][0]
+        print(json.dumps({"t": vt.elapsed_ms(), "truth_w": panel.total_w,
+                          "ct_w": app.sampler.total_w, "limit_w": app.controller.limit_w,
+                          "fault": chk.fault if chk else None, "wh": whb.actuator.is_on}))
+        while logs:
+            print(json.dumps({"log": logs.pop(0)}))
+    print(json.dumps({"loaded": "mainscheck" in sys.modules}))
+try:
+    asyncio.run(main())
+finally:
+    app.force_safe()
+"""
+
+
+def test_mains_meter_beside_the_cts_is_cross_checked(tmp_path):
+    # A profile sensor on the mains reports the panel's true power, once a second; then it
+    # reads 3 kW high (a disagreement: every load shed), then true again (cleared), then it
+    # falls silent (the check is lost, nothing else).
+    from mqttclient import Mqtt
+    with Broker(tmp_path) as broker:
+        meter = Mqtt("127.0.0.1", broker.port, "meter1", keepalive_s=0)
+        proc = subprocess.Popen(
+            [MICROPYTHON, "-X", "heapsize=1m", "-c",
+             MAINS.replace("PORT", str(broker.port)).replace("SECONDS", "40")],
+            cwd=ROOT, env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        rows = []
+        reader = threading.Thread(target=lambda: rows.extend(
+            json.loads(line) for line in proc.stdout if line.startswith("{")), daemon=True)
+        reader.start()
+        seq = 0
+        t0 = time.monotonic()
+        while proc.poll() is None and time.monotonic() - t0 < 80:
+            last = next((r for r in reversed(rows) if "t" in r), None)
+            if last is not None and last["t"] < 32000:
+                off = 3000 if 14000 <= last["t"] < 22000 else 0
+                seq += 1
+                meter.publish("pcp/meter1/reading", json.dumps(
+                    {"seq": seq, "valid": True, "w": last["truth_w"] + off}))
+            time.sleep(1)
+        proc.wait(10)
+        reader.join(5)
+        meter.close()
+    assert proc.returncode == 0, proc.stderr.read()[-3000:]
+    assert [r for r in rows if "loaded" in r] == [{"loaded": False}, {"loaded": True}], rows[:1]
+    samples = [r for r in rows if "t" in r]
+    log = [r["log"] for r in rows if "log" in r]
+    before = [r for r in samples if 3000 <= r["t"] < 14000]
+    assert before and not any(r["fault"] for r in before), log
+    assert any(r["wh"] for r in before), log                  # the water heater ran
+    # 3 readings in a row off by 3 kW (1 s apart), a control step: fault, limit 0, shed.
+    fault = [r for r in samples if 14000 <= r["t"] < 22000 and r["fault"]]
+    assert fault and fault[0]["t"] <= 14000 + 3000 + 1000 + 2000, log
+    assert fault[0]["limit_w"] == 0 or fault[1]["limit_w"] == 0, fault[:2]
+    assert not fault[-1]["wh"], fault[-1]
+    assert any(l.startswith("alarm: mains meter disagrees") for l in log), log
+    # True readings again: cleared after 3 in a row.
+    after = [r for r in samples if 22000 <= r["t"] < 32000]
+    cleared = [r for r in after if not r["fault"]]
+    assert cleared and cleared[0]["t"] <= 22000 + 3000 + 1000 + 2000, log
+    assert after[-1]["limit_w"] != 0 and "alarm: mains meter agrees again: cleared" in log
+    # Silent: the check is lost, logged, and nothing is shed for it.
+    assert "mains meter: silent: no cross-check" in log, log
+    assert not samples[-1]["fault"] and samples[-1]["limit_w"] != 0, samples[-1]
