@@ -242,6 +242,35 @@ def test_when_the_page_cannot_start_the_controller_runs_without_it():
     _control_ok(fw.lines)
 
 
+def safe_mode_config(tmp_path, port):
+    """A config.json that puts the board in safe mode (its protected settings and loads are
+    gone, as in a damaged save) with the page's port still readable in it."""
+    (tmp_path / "config.json").write_text(json.dumps({"version": 2, "web_port": port}))
+    return {"seconds": 10, "port": port, "config_dir": str(tmp_path)}
+
+
+def test_safe_mode_is_said_plainly_and_the_page_still_serves(tmp_path):
+    fw = WebFirmware(safe_mode_config(tmp_path, free_port()))
+    try:
+        fw.wait_serving()
+        fw.wait_t(3)
+        code, _, text = get(fw.url("/api/status"))
+        d = json.loads(text)
+        code_page, _, page = get(fw.url("/"))
+        done = fw.finish()
+    finally:
+        fw.kill()
+    assert code == 200 and d["safe_mode"].startswith("config file is corrupt or incomplete"), d
+    assert d["alarms"] == ["safe mode: " + d["safe_mode"]], d
+    assert d["loads"] == [] and d["version"] == "0.1.0", d
+    assert code_page == 200 and 'id="safe"' in page and "SAFE MODE" in page
+    assert any(line.startswith("SAFE MODE: every controllable load shed") for line in fw.logs)
+    # Nothing but the page runs: no controller, no sampler, nothing energised.
+    assert fw.lines[-1]["steps"] == 0 and fw.lines[-1]["outputs"] == {}, fw.lines[-1]
+    assert set(fw.lines[-1]["crashes"]) == {"web"}, fw.lines[-1]
+    assert "web" in done["modules"]
+
+
 # --- hostile clients ----------------------------------------------------------------------
 class Attack:
     """Bounded load from this host's loopback only: each kind runs in its own thread until

@@ -35,6 +35,7 @@ def test_page_in_headless_chromium_follows_the_panel(tmp_path):
                 page.goto(fw.url("/"))
                 page.wait_for_function("document.getElementById('version').textContent "
                                        "== '0.1.0'", timeout=5000)
+                assert not page.is_visible("#safe")     # shown in safe mode only
                 fw.wait_t(32)       # the EV charging, after the boot stagger
                 # What the page shows against the simulator's truth: read the truth, then
                 # the page, then the truth again; a change in between reads again.
@@ -87,6 +88,34 @@ def test_page_in_headless_chromium_follows_the_panel(tmp_path):
                 shot.parent.mkdir(exist_ok=True)
                 page.screenshot(path=str(shot), full_page=True)
                 assert shot.stat().st_size > 10000
+            finally:
+                browser.close()
+        fw.finish()
+    finally:
+        fw.kill()
+
+
+def test_safe_mode_shows_in_headless_chromium(tmp_path):
+    from playwright import sync_api
+    from mqtt_helpers import free_port
+    from test_web import safe_mode_config
+    fw = WebFirmware(safe_mode_config(tmp_path, free_port()))
+    try:
+        fw.wait_serving()
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 390, "height": 844})
+                page.goto(fw.url("/"))
+                page.wait_for_selector("#safe", state="visible", timeout=5000)
+                said = page.text_content("#safe")
+                assert "SAFE MODE: every controllable load is off." in said, said
+                assert "config file is corrupt or incomplete" in said, said
+                assert page.text_content("#control") == "SAFE MODE"
+                assert "safe mode: " in page.text_content("#alarms")
+                shot = ROOT / "out" / "web-safe.png"
+                shot.parent.mkdir(exist_ok=True)
+                page.screenshot(path=str(shot), full_page=True)
             finally:
                 browser.close()
         fw.finish()

@@ -165,7 +165,14 @@ def main():
         print(json.dumps({"footprint": gc.mem_alloc()}))
         return
     logs = []
-    app = firmware_app.App(board, sim_machine, clock, cfg, log=logs.append)
+    if opts.get("config_dir"):
+        # As the board boots: config.json read from "flash" (this directory), safe mode if it
+        # is missing or damaged; the options' settings unused.
+        import os
+        os.chdir(opts["config_dir"])
+        app = firmware_app.build(board, sim_machine, clock, None, log=logs.append)
+    else:
+        app = firmware_app.App(board, sim_machine, clock, cfg, log=logs.append)
     app.net_clock = Clock()      # connection deadlines are about real sockets: real time
     APP.append(app)
     probe = GapProbe(_PROBE_MS, _PROBE_MS // speed if speed else 0)
