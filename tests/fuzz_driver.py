@@ -9,6 +9,10 @@ of anything that escaped}.
             {"m": "cal.current", ...} (cal.current)
     config  a config file's bytes at boot: {"b": ...}; config.load reads it from flash
     mqtt    one MQTT command: {"t": topic bytes, "b": payload bytes}
+    profile one open-profile command to panelcap's actuator (devprofile.Device.on_set, what
+            the link hands a message on pcp/<id>_limit/set): {"b": payload bytes}; "out" is
+            every message it published, "changed" any limit or device state besides the
+            refusal counter
 """
 
 import json
@@ -147,7 +151,62 @@ def run_mqtt(case):
     return ok, out, mqtt_state() != before
 
 
-RUN = {"cfg": run_cfg, "config": run_config, "mqtt": run_mqtt}
+class ProfileLink:
+    """The link as devprofile.Device sees it: routes kept, what it publishes recorded."""
+
+    connected = False
+    connects = 0
+
+    def __init__(self):
+        self.routes = {}
+        self.sent = []
+
+    def route(self, topic, handler):
+        self.routes[topic] = handler
+
+    def publish(self, topic, msg, retain=False):
+        self.sent.append([topic, msg])
+
+    publish_event = publish
+
+
+import devprofile  # noqa: E402
+
+profile_link = ProfileLink()
+device = devprofile.Device(the_app, profile_link, clock, "panelcap", 10000)
+
+
+def profile_state():
+    return (repr(sorted(the_app.limits._sources.items())), device.limit_w, device._heard,
+            device._heard_ms, device.accepted, device.state_seq, device.seq,
+            the_app.setpoint_w, device.setpoint_w)
+
+
+def profile_reset():
+    the_app.limits.clear(devprofile.SOURCE)
+    device.limit_w = None
+    device._heard = False
+    device._heard_ms = 0
+
+
+def run_profile(case):
+    profile_reset()
+    before = profile_state()
+    del profile_link.sent[:]
+    profile_link.routes[device.t_set](decode(case["b"]))
+    out = [json.dumps(m) for m in profile_link.sent]
+    acks = [json.loads(m[1]) for m in profile_link.sent if m[0] == device.t_ack]
+    ok = len(acks) == 1 and acks[0].get("ok") is True
+    changed = profile_state() != before
+    if ok:
+        # what an accepted command leaves in force: never above the installer's setpoint
+        w = the_app.limits.in_force_w().get(devprofile.SOURCE)
+        if w is not None and w > the_app.setpoint_w:
+            out.append("RAISED %r" % (w,))
+    return ok, out, changed
+
+
+RUN = {"cfg": run_cfg, "config": run_config, "mqtt": run_mqtt, "profile": run_profile}
 
 for line in sys.stdin:
     case = json.loads(line)

@@ -8,8 +8,12 @@ every run) draws the input in CPython; the firmware's parsers run in one micropy
 stalled. tools/sim.py's CSV reader is CPython and runs here. Each test prints how many cases
 its parser was given ("fuzz <parser>: N cases ...").
 
-Not here: grid messages (cmd/grid/...: tests/test_grid*.py); the open profile of issue
-"Sensors and actuators from other makers" does not exist yet.
+The open profile's messages (docs/profile.md): the commands a controller sends panelcap's
+actuator (`pcp/<node>_limit/set`, devprofile.Device.on_set), each answered by exactly one
+`ack`; a refusal is `ok: false` with a one-line `error` and changes nothing; an accepted one
+never leaves a limit above the installer's setpoint.
+
+Not here: grid messages (cmd/grid/...: tests/test_grid*.py).
 """
 import json
 import math
@@ -352,6 +356,79 @@ def test_mqtt_commands(driver, capsys):
     assert driver.counts["mqtt"]["cases"] >= CASES
 
 
+# --- the open profile's commands (devprofile.Device.on_set) ----------------------------------
+
+PROFILE_ID = st.one_of(
+    st.integers(-2, 5), st.sampled_from([(1 << 30) - 1, 1 << 30, -(1 << 31), 1 << 64, True,
+                                         False, None, 1.0, "", "c-41", "x" * 32, "x" * 33,
+                                         "a\nb", "\x7f", "\u00e9"]),
+    TEXT, VALUE)
+PROFILE_SETPOINT = st.one_of(
+    st.sampled_from([-1, 0, 1, 6000, 9599, 9600, 9601, 1 << 30, 1 << 64, True, None, 6000.0,
+                     "6000", float("nan"), float("inf")]),
+    st.integers(-100, 20000), VALUE)
+
+
+@st.composite
+def profile_commands(draw):
+    """Half near a command's shape (id and setpoint at and past their edges, a field missing
+    or added), half anything: other JSON, bytes that are not UTF-8, payloads past 256 bytes."""
+    how = draw(st.sampled_from(["good", "good", "near", "near", "json", "bytes", "long"]))
+    if how == "good":       # valid but for, now and then, one thing
+        obj = {"id": draw(st.one_of(st.integers(0, (1 << 30) - 1), st.text(
+                   st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=32))),
+               "setpoint": draw(st.integers(0, 9600))}
+        if draw(st.integers(0, 2)) == 0:
+            obj[draw(st.sampled_from(["id", "setpoint", "extra"]))] = draw(
+                st.one_of(PROFILE_ID, PROFILE_SETPOINT))
+        return json.dumps(plain(obj), allow_nan=True).encode()
+    if how == "bytes":
+        return draw(st.binary(max_size=300))
+    if how == "json":
+        return json.dumps(plain(draw(VALUE))).encode()
+    obj = draw(st.fixed_dictionaries({}, optional={"id": PROFILE_ID,
+                                                   "setpoint": PROFILE_SETPOINT}))
+    if draw(st.integers(0, 4)) == 0:
+        obj[draw(st.one_of(st.sampled_from(["on", "Setpoint", "seq", "id ", ""]), TEXT))] = \
+            draw(VALUE)
+    payload = json.dumps(plain(obj), allow_nan=True).encode()
+    if how == "long":
+        payload += b" " * draw(st.integers(0, 300))
+    return payload
+
+
+def test_profile_commands(driver, capsys):
+    @fuzz(profile_commands())
+    def check_profile(payload):
+        got = driver.run("profile", b=payload)
+        sent = [json.loads(m) for m in got["out"] if m.startswith("[")]
+        assert len(sent) == len(got["out"]), (payload, got["out"])   # nothing but messages
+        acks = [json.loads(msg) for topic, msg in sent if topic.endswith("_limit/ack")]
+        assert len(acks) == 1, (payload, got["out"])                 # one answer, always
+        ack = acks[0]
+        if not got["ok"]:
+            assert ack["ok"] is False and len(sent) == 1, (payload, got)
+            assert isinstance(ack["error"], str) and "\n" not in ack["error"], ack
+            assert not got["changed"], (payload, got)
+        else:
+            assert 0 <= ack["setpoint"] <= 9600 and got["changed"], (payload, got)
+    check_profile()
+    report(capsys, "open profile commands (devprofile.Device.on_set)", driver.counts["profile"])
+    assert driver.counts["profile"]["cases"] >= CASES
+
+
+def test_found_profile_refusal_echoes_only_a_valid_id(driver):
+    for payload, ident in ((b'{"id": "c-1", "setpoint": 9601}', "c-1"),
+                           (b'{"id": true, "setpoint": 1}', None),
+                           (b'{"id": "%s", "setpoint": 1}' % (b"x" * 33), None)):
+        got = driver.run("profile", b=payload)
+        (topic, msg), = [json.loads(m) for m in got["out"]]
+        ack = json.loads(msg)
+        assert not got["ok"] and not got["changed"] and ack["id"] == ident, (payload, ack)
+    got = driver.run("profile", b=b'{"id": 7, "setpoint": 9600}')
+    assert got["ok"] and got["changed"]
+
+
 # --- the replay tool's CSVs (tools/sim.py, CPython) ------------------------------------------
 
 CELL = st.one_of(
@@ -411,8 +488,9 @@ def test_replay_csvs(tmp_path, capsys):
         # what main() does with the rows before the controller sees them
         out, step, clipped, missing = sim.prepare(rows, 300)
         assert step >= 1 and out
-        assert all(isinstance(s, int) for s, _, _ in out)
-        assert [s for s, _, _ in out] == sorted({s for s, _, _ in out})
+        # (a row is (second, ...): the columns after it grew with tools/sim.py's options)
+        assert all(isinstance(r[0], int) for r in out)
+        assert [r[0] for r in out] == sorted({r[0] for r in out})
     check_csv()
     report(capsys, "replay CSVs (tools/sim.py read_csv, prepare)", counts)
     assert counts["cases"] >= CASES * 2
