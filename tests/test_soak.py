@@ -6,8 +6,12 @@ that pass on the firmware as it is must fail on the planted bugs."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+import soak as soak_tool  # noqa: E402
 
 # Two hours say little about drift per day (a few hundred bytes of scatter between samples
 # read as thousands a day): the bound here only has to tell the planted leak (2 KB a
@@ -48,6 +52,15 @@ def test_the_soak_passes_with_every_fault_and_fails_on_a_planted_leak_and_missed
     assert proc.returncode == 0
     assert clean["crashes"] == 0
     assert clean["longest_controllable_excursion_s"] <= clean["response_s"]
+    # Its own build: compiled into its work directory, nothing else on the firmware's path,
+    # and every boot (four here) loaded the firmware from there.
+    fw = clean["firmware"]
+    build = (tmp_path / "clean" / "out" / "soak_work" / "build").resolve()
+    assert Path(fw["build"]) == build and fw["source"] == "HEAD" and fw["commit"]
+    assert clean["checks"]["own_build"] and fw["boots_from_elsewhere"] == []
+    for entry in fw["micropypath"].split(":"):
+        assert entry == ".frozen" or Path(entry).resolve().is_relative_to(build), entry
+    assert (build / "app.mpy").exists() and (build / "soak_sim.py").exists()
 
     proc, planted = soak(tmp_path / "planted", "--plant", "leak", "--plant", "no_relief")
     assert proc.returncode == 1 and not planted["passed"]
@@ -58,3 +71,23 @@ def test_the_soak_passes_with_every_fault_and_fails_on_a_planted_leak_and_missed
     assert planted["longest_controllable_excursion_s"] > planted["response_s"]
     assert planted["slow_reliefs"]
     assert checks["no_crash"], planted        # the plants break control, not the run
+
+
+def test_a_boot_from_another_build_and_a_gap_outside_an_outage_fail_the_soak(tmp_path):
+    build = tmp_path / "soak_work" / "build"
+    assert soak_tool.in_build(str(build / "app.mpy"), build)
+    assert not soak_tool.in_build("/work/main/build/unix-x86/app.mpy", build)
+    assert not soak_tool.in_build(None, build)
+    # Reports every 10 s; one boot at 0. A gap inside a broker restart (outage 100..160 s)
+    # is an outage's; one at 500..560 s with no outage is not, and the link's log line
+    # near it is kept to explain it.
+    reports = [t for t in range(0, 1000, 10) if not 100 < t < 200 and not 500 < t < 560]
+    times, gaps, unexplained = soak_tool.telemetry_gaps(reports, [0], [[100, 160]])
+    assert gaps == [[100, 200], [500, 560]] and unexplained == [[500, 560]]
+    log = tmp_path / "soak.log"
+    log.write_text("3 s: mqtt: connected to 127.0.0.1:1\n"
+                   "553 s: mqtt: 127.0.0.1:1: no reply within the keepalive (errno 110); "
+                   "retry in 600 ms\n555 s: report: something else\n")
+    assert soak_tool.link_events(log) == [
+        (3, "mqtt: connected to 127.0.0.1:1"),
+        (553, "mqtt: 127.0.0.1:1: no reply within the keepalive (errno 110); retry in 600 ms")]
