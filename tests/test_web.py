@@ -425,6 +425,40 @@ def test_hostile_clients_stall_nothing_and_an_overload_is_still_shed():
         (ln["t"], ln["panel_w"], ln["outputs"]) for ln in lines[36:]]
 
 
+def test_a_crowd_of_idle_connections_stalls_nothing_and_leaves_no_trace():
+    # 40 clients connect at once and send nothing (more than the 6 slots and the listen
+    # backlog: the rest wait in the network stack), twice; control runs on, every slot is
+    # cut at its deadline or refused, and the page answers at once when they are gone.
+    fw = WebFirmware({"seconds": 24, "steps": [[0, 1500]]})
+    socks = []
+    try:
+        fw.wait_serving()
+        fw.wait_t(3)
+        for _ in range(2):
+            for _ in range(40):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", fw.port))
+                socks.append(s)
+            time.sleep(7)
+            for s in socks:
+                s.close()
+            socks = []
+        code, _, text = get(fw.url("/api/status"), timeout=3)
+        assert code == 200 and json.loads(text)["total_w"] > 0
+        done = fw.finish()
+    finally:
+        for s in socks:
+            s.close()
+        fw.kill()
+    _control_ok(fw.lines)
+    _gaps_ok(done)
+    last = fw.lines[-1]
+    assert last["crashes"]["web"] == 0 and last["web"]["errors"] == 0, last
+    print("web: %s; worst gap %d ms" % (last["web"], done["worst_ms"]))
+    assert last["web"]["cut"] + last["web"]["refused"] >= 6, last
+
+
 def test_make_sim_web_serves_the_page_and_refuses_a_bad_port(tmp_path):
     # `make sim WEB=PORT`: tools/run_sim.py --web PORT prints one line with the address and
     # serves the page and the API from the simulated controller while it runs.
