@@ -106,10 +106,19 @@ class DutyWindow:
                 self._bws += e // 1000
                 self._brem_wms = e % 1000
         elapsed = clock.ticks_diff(now, self._minute_ms)
-        while elapsed >= _MINUTE_MS:
-            self._close_minute()
-            elapsed -= _MINUTE_MS
-            self._minute_ms = clock.ticks_add(self._minute_ms, _MINUTE_MS)
+        if elapsed >= _MINUTE_MS:
+            n = elapsed // _MINUTE_MS
+            elapsed -= n * _MINUTE_MS
+            self._minute_ms = clock.ticks_add(self._minute_ms, n * _MINUTE_MS)
+            if n > WINDOW_MIN:
+                # After a stall this long the window holds nothing but the stall's empty
+                # minutes: closing more would change nothing but the day's count.
+                self._day_left -= n - WINDOW_MIN
+                n = WINDOW_MIN
+            while n:
+                self._close_minute()
+                n -= 1
+            self.minute_w = self._plan()       # once, for the minute now running
         minute_w = self.minute_w
         if minute_w > _LIMIT_CAP_W:
             minute_w = _LIMIT_CAP_W        # x 60 stays a small int
@@ -153,7 +162,7 @@ class DutyWindow:
         self._sum_prev += avg - m[(h + 1) % WINDOW_MIN]
         m[h] = avg
         base = self.base
-        base[h] = self._bws // 60
+        b = base[h] = self._bws // 60
         # The base's spans ending now: its highest energy over 1..180 minutes, per day.
         self._day_left -= 1
         env = self.env
@@ -163,16 +172,18 @@ class DutyWindow:
             env = self.env
             for j in range(WINDOW_MIN):
                 env[j] = 0
-        s = 0
-        i = h
-        for j in range(WINDOW_MIN):
-            s += base[i]
-            if s > env[j]:
-                env[j] = s
-            i = i - 1 if i else WINDOW_MIN - 1
+        if b:
+            # (a minute of no base adds no span longer than one already kept: skipped, so
+            # the empty minutes after a stall cost nothing)
+            s = 0
+            i = h
+            for j in range(WINDOW_MIN):
+                s += base[i]
+                if s > env[j]:
+                    env[j] = s
+                i = i - 1 if i else WINDOW_MIN - 1
         self._head = (h + 1) % WINDOW_MIN
         self._ws = 0
         self._rem_wms = 0
         self._bws = 0
         self._brem_wms = 0
-        self.minute_w = self._plan()

@@ -260,3 +260,26 @@ status()
     # used nothing yet), and nothing is known of the house: the minute's room is the cap
     assert lines == ["three-hour average %d W (held at %d W), %d W allowed now, 0 W kept for "
                      "the house's own loads" % (cap * 179 // 180, cap, cap)], out
+
+
+def test_a_long_stall_closes_its_empty_minutes_at_once_and_keeps_what_it_learned():
+    mpy_checks(r"""
+import time
+clock = FakeClock(5000)
+lim = Limits(setpoint_w=RATING_W, rating_a=100, clock=clock, duty=True)
+dw = duty.DutyWindow(lim, clock, RATING_W)
+for s in range(3600):
+    dw.step(3000 if s < 1800 else 500)
+    clock.advance(1000)
+env = list(dw.env)
+check(dw.reserve_w() > 0, 'it learned the house: %d' % dw.reserve_w())
+clock.advance(5 * 3600 * 1000)        # no valid measurement for five hours: no steps
+t0 = time.ticks_us()
+dw.step(0)
+us = time.ticks_diff(time.ticks_us(), t0)
+print('catch-up after 5 h: %d us' % us)     # 180 minutes closed, not 300, each empty one cheap
+check(dw._sum_prev == 0, 'the window holds only the stall: %d' % dw._sum_prev)
+# (the minute in progress when it stalled closes with the house it saw: it may add)
+check(all(a >= b for a, b in zip(dw.env, env)), 'what it learned of the house is kept')
+check(dw.minute_w == dw._plan(), 'the minute now running is planned')
+""")
