@@ -264,6 +264,26 @@ def export_section(rows):
         "",
         export_table(rows),
         "",
+    ] + export_reading(rows)
+
+
+def export_reading(rows):
+    room = ", ".join(f"{stem} {r['limit']['export_over_room_s']:,} of "
+                     f"{r['limit']['export_over_s']:,} s" for stem, r in rows)
+    grid = ", ".join(f"{stem} {r['limit']['soak_import_wh'] / 1000:.1f} kWh"
+                     for stem, r in rows)
+    return [
+        "- The limit holds while a deferrable load has room, and one 6 kWh tank is soon full:",
+        f"  of the seconds above {EXPORT_LIMIT_W} W, those with room left in the tank were {room}",
+        "  (there the heater was waiting its min off time, its hour's operations or the import",
+        "  side's room). A site that must hold an export limit all day needs more to soak into",
+        "  (an EV at home, a battery) or a curtailing inverter (not done: docs/shed.md).",
+        "- Under a limit, any excess starts the 4.5 kW heater, so most of its early energy came",
+        f"  from the grid ({grid}); it is energy the tank would have taken later anyway (no",
+        "  standing loss is modelled), moved earlier, not energy added.",
+        "- Surplus mode starts the heater only on 2,250 W of surplus, which a 5 kWp roof in a",
+        "  British winter seldom has: it soaks less there, and less from the grid.",
+        "",
     ]
 
 
