@@ -462,26 +462,45 @@ class Grid:
         seconds: kept only once the wall clock is known, and written only when they changed."""
         if not self.path or self._off is None:
             return
-        off = self._off
-        # Built once, compared and written from the same lists, streamed to the file: a
-        # schedule arrives at the heap's peak (its parsed JSON and the command code alive).
-        ivs = [(iv[0] + off, iv[1] + off, iv[2], iv[3], iv[4]) for iv in self.intervals]
-        res = [(r[0] + off, r[1] + off, r[2], r[3], r[4]) for r in self.reservations]
-        # What was written is remembered by its digest: 32 B, not the text (2 KB at 48
-        # intervals) held for as long as the schedule.
+        # A schedule arrives at the heap's peak (its last page parsed, its pages held): the
+        # file's text is made a row at a time, for its digest and then for the file, never
+        # whole (2 KB at 48 intervals) nor as lists in grid seconds (1.8 KB more). What was
+        # written is remembered by that digest, 32 B. "heard" is left out of it.
         import hashlib
-        body = hashlib.sha256(json.dumps([ivs, res, self.event_name])).digest()
+        h = hashlib.sha256()
+        for piece in self._text(False):
+            h.update(piece)
+        body = h.digest()
         if body == self._saved:
             return   # the same schedule sent again: no flash write (its "heard" stays older)
-        data = {"v": 1, "name": self.event_name,
-                "heard": None if self._heard is None else self._heard + off,
-                "iv": ivs, "res": res}
+
+        def write(f):
+            for piece in self._text(True):
+                f.write(piece)
         import atomicfile    # loaded by the first save
         try:
-            atomicfile.write(self.path, lambda f: json.dump(data, f))
+            atomicfile.write(self.path, write)
         except OSError:
             return   # a full or read-only flash: the schedule still applies until a reboot
         self._saved = body   # only once written: the same schedule again retries a failed write
+
+    def _text(self, heard):
+        # grid.json in pieces: {"v": 1, "name", "heard" (null unless heard), "iv", "res"},
+        # each interval and reservation a row in grid seconds.
+        off = self._off
+        h = self._heard if heard else None
+        yield '{"v": 1, "name": %s, "heard": %s, "iv": [' % (
+            json.dumps(self.event_name), json.dumps(None if h is None else h + off))
+        sep = ""
+        for iv in self.intervals:
+            yield sep + json.dumps((iv[0] + off, iv[1] + off, iv[2], iv[3], iv[4]))
+            sep = ", "
+        yield '], "res": ['
+        sep = ""
+        for r in self.reservations:
+            yield sep + json.dumps((r[0] + off, r[1] + off, r[2], r[3], r[4]))
+            sep = ", "
+        yield "]}"
 
     def _restore(self, data, m):
         off = self._off
