@@ -29,6 +29,50 @@ AZIMUTH = 180
 UK_LON = -1.5
 
 
+def load(path=OUT):
+    """The profile's hourly AC W, a list of 8760 ints (no pvlib needed)."""
+    with open(path) as f:
+        return [int(line.split(",")[1]) for line in f
+                if line[0].isdigit()]
+
+
+def watts(table, t_unix):
+    """AC W at unix second t_unix: the hourly means placed at their hours' middles, linear
+    between them, by the UTC hour of the year (February 29 reads February 28)."""
+    import datetime
+    d = datetime.datetime.fromtimestamp(t_unix, datetime.timezone.utc)
+    day = d.timetuple().tm_yday - 1
+    if d.month > 2 and d.year % 4 == 0 and (d.year % 100 or d.year % 400 == 0):
+        day -= 1
+    h = day * 24 + d.hour + (d.minute * 60 + d.second) / 3600 - 0.5
+    i = int(h // 1)
+    f = h - i
+    n = len(table)
+    return round(table[i % n] * (1 - f) + table[(i + 1) % n] * f)
+
+
+def add_pv(src, dst, column="PV", path=OUT):
+    """Copies a household CSV (.csv or .csv.gz, a Time column as tools/sim.py reads it) to
+    dst with a PV column from the profile at each row's time."""
+    import csv
+    import gzip
+    import sys
+    sys.path.insert(0, str(ROOT / "tools"))
+    import sim
+    table = load(path)
+    op_in = gzip.open if str(src).endswith(".gz") else open
+    op_out = gzip.open if str(dst).endswith(".gz") else open
+    with op_in(src, "rt", newline="") as fi, op_out(dst, "wt", newline="") as fo:
+        r = csv.reader(fi)
+        w = csv.writer(fo)
+        head = next(r)
+        ti = head.index("Time") if "Time" in head else 0
+        w.writerow(head + [column])
+        for rec in r:
+            if rec:
+                w.writerow(rec + [watts(table, sim._time(rec[ti]))])
+
+
 def main(argv=None):
     import numpy as np
     import pandas as pd
