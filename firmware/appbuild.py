@@ -8,6 +8,7 @@ import gc
 import sys
 
 _FEED_OPEN_MS = 6000       # J1772 gives a vehicle 5 s to stop after a pause
+_IMPL_MARGIN_MA = 2000     # metercal.setup's implausible_margin_ma, widened for PV (below)
 
 
 def build(app, machine, cfg, drop_config):
@@ -35,7 +36,14 @@ def build(app, machine, cfg, drop_config):
     app.reset_cause = hw_.reset_cause()
     nch = len(board.CHANNELS)
     hz = board.MAINS_HZ
-    app.meter = meter.Meter(channels, board.ADC_SLOT_US, board.MAINS_VOLTS, hz)
+    pv_ma = {}
+    if cfg["pv_rated_w"]:
+        # PV behind the mains CTs: a mains leg legitimately reads below its sub-metered loads
+        # by up to the PV's current on that leg (rms magnitudes), which the meter's
+        # plausibility check (metercal.py: 2 A margin) would call a fallen-off CT.
+        pv_ma["implausible_margin_ma"] = _IMPL_MARGIN_MA + cfg["pv_rated_w"] * 1000 // (
+            cfg["volts"] * limits.legs(cfg["system"]))
+    app.meter = meter.Meter(channels, board.ADC_SLOT_US, board.MAINS_VOLTS, hz, **pv_ma)
     for i, ch in enumerate(channels):
         app.meter.calibrate(i, gain=ch["gain"], phase_deg=ch["phase_deg"])
     sys.modules.pop("metercal", None)     # the meter's set-up code (6.8 KB): only to build
@@ -78,6 +86,19 @@ def build(app, machine, cfg, drop_config):
         app.control.sources.append(duty.DutyWindow(
             app.limits, clock, limits.rating_w(cfg["panel_rating_a"], limits.legs(cfg["system"]),
                                                cfg["volts"]), [b.load for b in app.bindings]))
+    app.soaker = None
+    # Export limit and surplus (export.py): built only when a load has a soak rank and
+    # something can ask for soaking: the installer's limit, surplus mode, or a grid envelope
+    # (grid messages come over MQTT; gridlimits.Grid hands its export limit to app.soaker).
+    ranks = [(spec["soak"], i) for i, spec in enumerate(specs) if spec.get("soak")]
+    if ranks and (cfg["export_limit_w"] or cfg["surplus_mode"] == "on" or cfg["mqtt_host"]):
+        import export
+        by_name = {}
+        for b in app.bindings:
+            by_name[b.load.name] = b.load
+        ranks.sort()         # soak order; equal ranks in the order the loads are listed
+        app.soaker = export.Soaker(app.controller, [by_name[specs[i]["name"]] for _, i in ranks],
+                                   cfg["export_limit_w"] or None, cfg["surplus_mode"] == "on")
     sys.modules.pop("shedsetup", None)    # builds shed's objects: needed only to build
 
 

@@ -93,6 +93,14 @@ TOP = (
     ("duty_mode", "enum", ("off", "on"), None, "", "off",
      "on: up to 100 % of the rating at any moment, 80 % as a three-hour average; "
      "NOT an NEC 750 setpoint"),
+    # Export limit and solar surplus (export.py; docs/shed.md): loads with a soak rank take
+    # what the site exports. Neither set and no MQTT (no grid envelope): not imported.
+    ("export_limit_w", "int", 0, 500000, "W", 0,
+     "installer's export limit: export above it is soaked into loads with a soak rank; 0: none"),
+    ("surplus_mode", "enum", ("off", "on"), None, "", "off",
+     "on: soak any solar surplus into loads with a soak rank (solar charging)"),
+    ("pv_rated_w", "int", 0, 100000, "W", 0,
+     "AC rating of the PV behind the mains CTs (the meter allows for it); 0: no PV"),
 )
 
 # Per current transformer, keyed by the board's channel name ("ct.L1.gain").
@@ -129,6 +137,8 @@ LOAD = (
     ("max_a", "int", 1, 80, "A", None, "highest pilot current (charger or circuit rating)"),
     ("min_a", "int", 0, 80, "A", None, "lowest pilot current before pausing (J1772: 6)"),
     ("resume_pause_s", "int", 0, 86400, "s", None, "wait before resuming a paused charger"),
+    ("soak", "int", 0, 1000, "", None,
+     "soak order for export and surplus: 1 soaks first; 0 or absent: never soaked"),
 )
 _REQUIRED_LOAD = ("name", "kind", "priority", "leg", "rated_w")
 
@@ -267,6 +277,9 @@ def _check_load(spec, where):
             errors.append("%s: driver %r needs device" % (where, spec["driver"]))
         if "feed_output" in spec and not has_drv:
             errors.append("%s: feed_output is for a charger (a load with a driver)" % where)
+        if kind == KIND_NEVER and spec.get("soak"):
+            errors.append("%s: a 'never' load cannot soak (no actuator), got soak %d" % (
+                where, spec["soak"]))
         if spec.get("min_a", 0) > spec.get("max_a", 80):
             errors.append("%s: min_a (%d A) is above max_a (%d A)" % (
                 where, spec["min_a"], spec["max_a"]))
@@ -376,6 +389,15 @@ def validate(cfg, board=None):
         if (spec.get("driver") == "mqtt" or spec.get("driver") in RELAY_DRIVERS) and \
                 not cfg["mqtt_host"]:
             errors.append("%s: driver %r needs mqtt_host" % (where, spec["driver"]))
+    if (cfg["export_limit_w"] or cfg["surplus_mode"] == "on") and \
+            not [spec for spec in loads if isinstance(spec, dict) and spec.get("soak")]:
+        errors.append("%s needs a load to soak into: set loads.<name>.soak to 1 or more" % (
+            "export_limit_w" if cfg["export_limit_w"] else "surplus_mode on"))
+    elif (cfg["export_limit_w"] or cfg["surplus_mode"] == "on") and not cfg["pv_rated_w"]:
+        # A soak draws more than the mains while the PV exports: without the PV's current
+        # allowed for, the meter's check (a mains leg well below its loads) fails safe.
+        errors.append("%s needs pv_rated_w, the PV's AC rating in W, got 0" % (
+            "export_limit_w" if cfg["export_limit_w"] else "surplus_mode on"))
     if board is not None:
         for ch in board.CHANNELS:
             if ch["kind"] == "ct" and ch["name"] not in cts:

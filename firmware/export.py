@@ -66,6 +66,18 @@ class Soaker:
                 w = self._lims[name]
         self.limit_w = None if w >= NO_LIMIT else w
 
+    def report(self):
+        """The export side of the status snapshot (snapshot.py; docs/mqtt.md)."""
+        soaking = []
+        soak_w = 0
+        for load in self.loads:
+            if load.soak_w:
+                soaking.append(load.name)
+                soak_w += load.soak_w
+        return {"limit_w": self.limit_w, "limits": dict(self._lims),
+                "surplus": self.surplus, "export_w": self.export_w,
+                "excess_w": self.excess_w, "soak_w": soak_w, "soaking": soaking}
+
     def drop(self, now):
         """Ends every soak at once: fail-safe, shed or overload (the end is an operation)."""
         for load in self.loads:

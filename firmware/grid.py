@@ -23,6 +23,7 @@ def attach(app):
     g.monitor = compliance.Monitor(
         compliance.Log(publish=lambda line: g.send("grid/log", line)), g.stamp, app.limits,
         app.sampler.leg_ma)
+    g.soaker = getattr(app, "soaker", None)     # the envelope's export limit (export.py)
     g.update(app.clock.ticks_ms())
     app.grid = g
     if getattr(app, "mqtt", None) is not None:

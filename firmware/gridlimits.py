@@ -99,6 +99,10 @@ class Grid:
         self.monitor = None               # a compliance.Monitor, attached by the app
         self._dw = self._da = self._de = None
         self._what = None
+        # An export.Soaker (the app's, when built: grid.attach): the envelope's export limit
+        # is handed to it as source "grid" and cleared when no interval sets one.
+        self.soaker = None
+        self._soak_w = None
         if path:
             import atomicfile    # read() also finds the old file a cut save set aside
             try:
@@ -433,6 +437,15 @@ class Grid:
             na = self._da
         self._dynamic_at(m)
         self._arm(SRC_DYNAMIC, self._dw, self._da, c, nw, na)
+        s = self.soaker
+        if s is not None and self._de != self._soak_w:
+            # Taken at this pass (each control period), not queued by tick: an export limit
+            # is met by soaking, which the import limit and the fail-safe rules still bound.
+            if self._de is None:
+                s.clear_limit(SRC_DYNAMIC)
+            else:
+                s.set_limit(SRC_DYNAMIC, self._de)
+            self._soak_w = self._de
         w = self._sub_at(m)
         c = self._sub_change(m)
         self._arm(SRC_SUB, w, None, c, None if c is None else self._sub_at(c), None)

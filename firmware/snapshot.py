@@ -89,6 +89,10 @@ def status(app, now, gates=None, remote=(None, 0), uptime_s=None):
         # Limit sources over time (demand.py, duty.py): each window's energy, what it allows
         for src in control.sources:
             out[src.source] = src.report()
+    soaker = getattr(app, "soaker", None)
+    if soaker is not None:
+        # Export limit and surplus (export.py): only when built
+        out["export"] = soaker.report()
     if uptime_s is not None:
         from version import VERSION
         out["version"] = VERSION
