@@ -106,6 +106,8 @@ print('LIMIT', 'export' in sys.modules, s.limit_w, [l.name for l in s.loads], s.
 print('SNAP', json.dumps(snapshot.status(a, clock.t)['export']))
 a, clock = build(mqtt_host='192.0.2.1', soak=HEATER_SOAKS)
 print('GRID', a.soaker.limit_w, [l.name for l in a.soaker.loads], a.meter._impl_margin)
+a, clock = build(surplus_mode='on', pv_rated_w=3000, soak={'ev': 1})
+print('SURPLUS', a.soaker.limit_w, a.soaker.surplus, [l.name for l in a.soaker.loads])
 """.replace("HEATER_SOAKS", repr(HEATER_SOAKS)))
     assert "PLAIN None False False" in out, out
     assert "RANK None False" in out, out
@@ -115,6 +117,7 @@ print('GRID', a.soaker.limit_w, [l.name for l in a.soaker.loads], a.meter._impl_
     assert snap == {"limit_w": 1500, "limits": {"setting": 1500}, "surplus": False,
                     "export_w": 0, "excess_w": 0, "soak_w": 0, "soaking": []}
     assert "GRID None ['water_heater'] 2000" in out, out
+    assert "SURPLUS None True ['ev']" in out, out
 
 
 def test_export_py_heap_when_configured_and_nothing_when_not(tmp_path):
@@ -145,7 +148,8 @@ print('HEAP', m1 - m0, m2 - m1, export.__file__)
 def test_a_grid_export_interval_reaches_the_soaker_and_clears_when_it_ends(tmp_path):
     # The grid's envelope (an EXPORT_CAPACITY_LIMIT interval, docs/grid.md) reaches the
     # App's Soaker as source "grid" through grid.attach; the lowest limit in force wins; the
-    # interval's end clears it. The import limit stays the Limits' alone.
+    # interval's end clears it. The same interval's import limit goes to the Limits as
+    # before, untouched by the export side.
     out = mpy(tmp_path, r"""
 import grid
 T0 = 1796000000
@@ -153,9 +157,11 @@ a, clock = build(mqtt_host='192.0.2.1', export_limit_w=3000, pv_rated_w=5000, so
 g = a.get_grid()
 g.set_wall(T0, clock.t)
 obj = {'programID': 'doe', 'eventName': 'exp',
-       'payloadDescriptors': [{'payloadType': 'EXPORT_CAPACITY_LIMIT', 'units': 'KW'}],
+       'payloadDescriptors': [{'payloadType': 'EXPORT_CAPACITY_LIMIT', 'units': 'KW'},
+                              {'payloadType': 'IMPORT_CAPACITY_LIMIT', 'units': 'KW'}],
        'intervalPeriod': {'start': grid.format_time(grid.parse_time(T0) + 60), 'duration': 'PT2M'},
-       'intervals': [{'id': 0, 'payloads': [{'type': 'EXPORT_CAPACITY_LIMIT', 'values': [1.2]}]}]}
+       'intervals': [{'id': 0, 'payloads': [{'type': 'EXPORT_CAPACITY_LIMIT', 'values': [1.2]},
+                                            {'type': 'IMPORT_CAPACITY_LIMIT', 'values': [5]}]}]}
 g.schedule(obj, clock.t)
 def at(s):
     while g.mono_s(clock.t) < s:
@@ -171,7 +177,7 @@ print('AFTER', json.dumps(at(200)))
            if line.split(" ")[0] in ("BEFORE", "DURING", "AFTER")}
     setpoint = 19200          # 80 % of 100 A on 2 x 120 V: the import side as it was
     assert got["BEFORE"] == [3000, [["setting", 3000]], setpoint], got
-    assert got["DURING"] == [1200, [["grid", 1200], ["setting", 3000]], setpoint], got
+    assert got["DURING"] == [1200, [["grid", 1200], ["setting", 3000]], 5000], got
     assert got["AFTER"] == [3000, [["setting", 3000]], setpoint], got
 
 
