@@ -64,6 +64,16 @@ for k in ('export_limit_w', 'surplus_mode', 'pv_rated_w'):
 r = config.parse(json.dumps(data), board)
 print(json.dumps([r.rejected, r.safe_reason, r.cfg == cfg, r.cfg['export_limit_w'],
                   r.cfg['surplus_mode'], r.cfg['pv_rated_w']]))
+# Not protected: a damaged export_limit_w on flash falls back to 0 (logged), the rest runs;
+# a damaged pv_rated_w leaves the export limit without it: the check fails, safe mode.
+cfg['export_limit_w'] = 1000
+cfg['pv_rated_w'] = 5000
+cfg['loads'][0]['soak'] = 1
+for key in ('export_limit_w', 'pv_rated_w'):
+    data = json.loads(config.to_json(cfg))
+    data[key] = 'x'
+    r = config.parse(json.dumps(data), board)
+    print(json.dumps([r.rejected, r.safe_reason, r.cfg['export_limit_w']]))
 """).stdout.splitlines()
     got = [json.loads(line) for line in out]
     assert got[0] == ["export_limit_w must be an int in 0..500000 W, got -5"]
@@ -74,6 +84,11 @@ print(json.dumps([r.rejected, r.safe_reason, r.cfg == cfg, r.cfg['export_limit_w
     assert got[4] == ["loads.water_heater: soak must be an int in 0..1000, got 'first'"]
     assert got[5] == []
     assert got[6] == [[], None, True, 0, "off", 0]
+    assert got[7] == [["export_limit_w must be an int in 0..500000 W, got 'x'; using the "
+                       "default 0"], None, 0], got[7]
+    assert got[8][1].startswith("config file is corrupt or incomplete") and \
+        got[8][1].endswith("export_limit_w needs pv_rated_w, the PV's AC rating in W, got 0"), \
+        got[8]
 
 
 def test_the_simulator_refuses_a_bad_export_setting_in_one_line():
