@@ -61,6 +61,11 @@ def test_the_soak_passes_with_every_fault_and_fails_on_a_planted_leak_and_missed
     for entry in fw["micropypath"].split(":"):
         assert entry == ".frozen" or Path(entry).resolve().is_relative_to(build), entry
     assert (build / "app.mpy").exists() and (build / "soak_sim.py").exists()
+    # A reboot clears the board's RAM: what the simulator holds as the firmware boots does
+    # not grow boot by boot (the last boot's firmware modules, kept until the next import,
+    # took 14-32 KB of the heap through every reboot's build).
+    allocs = [b[2] for b in clean["boots_detail"][1:]]
+    assert len(allocs) == 3 and max(allocs) - min(allocs) < 2048, clean["boots_detail"]
 
     proc, planted = soak(tmp_path / "planted", "--plant", "leak", "--plant", "no_relief")
     assert proc.returncode == 1 and not planted["passed"]

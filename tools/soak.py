@@ -598,6 +598,10 @@ def main(argv=None):
                            for k in sorted({e["fault"] for e in faults})},
         "tick_wraps_crossed": wraps,
         "boots": len(boots),
+        # [simulated s, reset cause, heap the simulator held as the firmware booted (B)]: a
+        # reboot clears the board's RAM, so the last figure must not grow boot by boot
+        "boots_detail": [[e["t"], e.get("cause"), e.get("sim_alloc")]
+                         for e in events if "boot" in e][:20],
         "crashes": len(crashes),
         "crash_details": crashes,
         "heap_slope_bytes_per_day": round(slope, 1),
