@@ -321,7 +321,14 @@ class Attack:
         # are sent: a client that sends none at all may never leave a full listen backlog.
         while self._running():
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=15) as s:
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=15)
+            except OSError:
+                # Never let in by the network stack (its backlog full all along, on a busy
+                # host): nothing the server held open.
+                self.count("hold not connected")
+                continue
+            try:
+                with s:
                     s.sendall(b"GET / HTTP/1.1\r\nHost: panel\r\n")
                     t0 = time.monotonic()     # connected (a full backlog delays the SYN)
                     got = s.recv(100)
@@ -397,6 +404,9 @@ def test_hostile_clients_stall_nothing_and_an_overload_is_still_shed():
         fw.kill()
     lines = fw.lines
     print("attack: %s" % sorted(attack.counts.items()))
+    print("held open, s until cut or refused: %s; the server's oldest connection %d ms" % (
+        sorted(round(t, 1) for t, _ in attack.held_closed_s),
+        max(ln["web"]["oldest_ms"] for ln in lines)))
     print("web: %s; worst gap %d ms, %d of %d wakes over %d ms late" % (
         lines[-1]["web"], done["worst_ms"], done["late"], done["wakes"], done["late_ms"]))
     _control_ok(lines)
@@ -410,7 +420,13 @@ def test_hostile_clients_stall_nothing_and_an_overload_is_still_shed():
     # Cut at the 5 s deadline; a client the network stack let connect before the server
     # accepted it (a full backlog) waits that long on top.
     assert held and all(4.5 <= s <= 14 for s in held), attack.held_closed_s
-    assert "hold never cut" not in attack.counts, attack.counts
+    # The server never held a connection much past its 5 s deadline (sampled each second).
+    # A client may still wait longer than that for its answer: one the network stack took
+    # in while the listen backlog was full waits there until the server accepts it, seen
+    # now and then on a host at load 15 ("hold never cut", at most one of ~25).
+    oldest = max(ln["web"]["oldest_ms"] for ln in lines)
+    assert oldest <= 6000, oldest
+    assert attack.counts.get("hold never cut", 0) <= 1, attack.counts
     assert len(held) + len(busy) == len(attack.held_closed_s), attack.held_closed_s
     # An endless request line is refused at the head limit (431, or a reset where the close
     # beat the answer to the client), never read on until its deadline cuts it.

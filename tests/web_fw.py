@@ -112,6 +112,14 @@ def _percentile(h, per_mille):
     return len(h) - 1
 
 
+def _oldest_ms(web, net):
+    # The age of the oldest connection the server holds (by its own slots, on the real clock):
+    # never much past its deadline, whatever the clients do.
+    now = net.ticks_ms()
+    ages = [net.ticks_diff(now, slot[1]) for slot in web._slots if slot is not None]
+    return max(ages) if ages else 0
+
+
 def _fill(h):
     # The ring as after an hour on a big panel: every point taken, each figure six digits
     # (the longest text a point makes: limits reach 960 kW), so /api/history is the longest
@@ -224,7 +232,7 @@ def main():
                     "failsafe": c.failsafe_count,
                     "web": None if web is None else {
                         "requests": web.requests, "refused": web.refused, "cut": web.cut,
-                        "errors": web.errors},
+                        "errors": web.errors, "oldest_ms": _oldest_ms(web, app.net_clock)},
                     "crashes": {e.name: e.crashes for e in app.supervisor.entries}
                     if app.supervisor else {}}
             probe.window_ms = 0
