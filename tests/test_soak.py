@@ -50,7 +50,7 @@ def test_the_soak_passes_with_every_fault_and_fails_on_a_planted_leak_and_missed
     assert clean["compliance_log"]["excursions_logged"] >= 1
     assert clean["passed"] and all(clean["checks"].values()), (clean, proc.stderr[-2000:])
     assert proc.returncode == 0
-    assert clean["crashes"] == 0
+    assert clean["crashes"] == 0 and clean["memory_errors"] == 0
     assert clean["longest_controllable_excursion_s"] <= clean["response_s"]
     # Its own build: compiled into its work directory, nothing else on the firmware's path,
     # and every boot (four here) loaded the firmware from there.
@@ -93,6 +93,12 @@ def test_a_boot_from_another_build_and_a_gap_outside_an_outage_fail_the_soak(tmp
     log.write_text("3 s: mqtt: connected to 127.0.0.1:1\n"
                    "553 s: mqtt: 127.0.0.1:1: no reply within the keepalive (errno 110); "
                    "retry in 600 ms\n555 s: report: something else\n")
+    log2 = tmp_path / "soak2.log"
+    log2.write_text(log.read_text() + "16124 s: report: MemoryError: memory allocation "
+                    "failed, allocating 541 bytes\n")
+    assert soak_tool.link_events(log2, None) == [
+        (16124, "report: MemoryError: memory allocation failed, allocating 541 bytes")]
+    assert soak_tool.link_events(log, None) == []
     assert soak_tool.link_events(log) == [
         (3, "mqtt: connected to 127.0.0.1:1"),
         (553, "mqtt: 127.0.0.1:1: no reply within the keepalive (errno 110); retry in 600 ms")]

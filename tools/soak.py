@@ -261,15 +261,18 @@ def in_build(path, build):
         return False
 
 
-def link_events(log_path):
-    """[(simulated s, message)] of the firmware's MQTT link lines in its log (stderr): what
-    the link said near a telemetry gap no outage explains."""
+def link_events(log_path, what="mqtt:"):
+    """[(simulated s, message)] of the firmware's log lines (stderr) that start with `what`
+    (the MQTT link's by default: what the link said near a telemetry gap no outage explains),
+    or, what None, that name a MemoryError anywhere."""
     found = []
     try:
         with open(log_path) as f:
             for line in f:
                 t, sep, msg = line.partition(" s: ")
-                if sep and msg.startswith("mqtt:") and t.isdigit():
+                if not sep or not t.isdigit():
+                    continue
+                if msg.startswith(what) if what else "MemoryError" in msg:
                     found.append((int(t), msg.strip()))
     except OSError:
         pass
@@ -578,8 +581,12 @@ def main(argv=None):
     telemetry_ok = bool(times) and not unexplained
     configs_ok = all(e.get("safe_reason") is None for e in events if "boot" in e)
     link_log = link_events(log_path)
+    # A MemoryError the firmware survived (a report skipped, a task restarted) is no crash,
+    # but it is the firmware out of heap in its budget (--firmware-kb): it fails the soak.
+    memory_errors = link_events(log_path, None)
     explained = [[a, b, [m for t, m in link_log if a - GAP_S <= t <= b]] for a, b in unexplained]
     checks = {"no_crash": not crashes and configs_ok, "own_build": bool(boots) and not foreign,
+              "no_memory_error": not memory_errors,
               "heap_flat": heap_ok,
               "overloads_relieved": relief_ok, "telemetry_gaps_only_in_outages": telemetry_ok,
               "compliance_log_complete": log_ok}
@@ -604,6 +611,9 @@ def main(argv=None):
                          for e in events if "boot" in e][:20],
         "crashes": len(crashes),
         "crash_details": crashes,
+        "memory_errors": len(memory_errors),
+        "memory_error_lines": memory_errors[:10],
+        "firmware_kb": args.firmware_kb,
         "heap_slope_bytes_per_day": round(slope, 1),
         "heap_slope_limit_bytes_per_day": args.heap_slope_limit,
         "heap_mean_by_week_bytes": {w: round(sum(v) / len(v)) for w, v in weeks.items()},
@@ -642,6 +652,8 @@ def main(argv=None):
           "telemetry gaps %d (%d outside outages), compliance log %d lines" % (
               slope, args.heap_slope_limit, an.longest_ctl, RESPONSE_S, len(gaps),
               len(unexplained), len(entries)))
+    for t, msg in memory_errors[:3]:
+        print("  at %d s, with %d KB for the firmware: %s" % (t, args.firmware_kb, msg))
     for a, b, said in explained[:5]:
         print("  gap %d..%d s outside outages; the link said: %s" % (a, b, "; ".join(said) or
                                                                      "nothing"))
