@@ -119,6 +119,7 @@ def _parse(cmds, prefix, topic, payload):
             raise Refused("unknown command %s" % _short(name))
     most = _MAX_GRID_PAYLOAD if name == "grid/limits" else _MAX_PAYLOAD
     if len(payload) > most:
+        # (also a message the link skipped unread for its size: net.Oversized)
         raise Refused("payload longer than %d bytes" % most)
     if name == "status" and not payload:
         return name, {}, None

@@ -70,6 +70,18 @@ def _randbelow(random):
     return rand
 
 
+class Oversized:
+    """The payload of a message skipped for its size: only its length is known. It goes to
+    the inbox in the payload's place, so the command layer refuses it in one line naming its
+    limit (commands.py) and the sender hears of it, where a silent skip told no one."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+
 class DropQueue:
     """A bounded FIFO that, when full, drops its oldest item and counts it."""
 
@@ -628,8 +640,25 @@ class MqttLink(MQTTClient):
             self.oversized += 1
             self._skip = total - have
             self._rx_len = 0
+            if rx[0] & 0xF0 == 0x30 and have >= i + 2:
+                self._refuse_oversized(i, n, have)
             return 0
         return total if total <= have else 0
+
+    def _refuse_oversized(self, i, n, have):
+        # A PUBLISH too large to read: its topic came with its first bytes (in practice
+        # always), and a command topic gets its refusal (a message routed to a device
+        # handler, a reading, is only counted).
+        tlen = (self._rx[i] << 8) | self._rx[i + 1]
+        if have < i + 2 + tlen:
+            return
+        topic = bytes(self._rxmv[i + 2:i + 2 + tlen])
+        routes = self._routes
+        if routes is not None and topic in routes:
+            return
+        qos = (self._rx[0] >> 1) & 3
+        self.received += 1
+        self.inbox.put((topic, Oversized(n - 2 - tlen - (2 if qos else 0))))
 
     def _consume(self, total):
         rest = self._rx_len - total

@@ -454,6 +454,17 @@ def test_day_ahead_envelope_of_48_intervals_in_pages_over_mqtt(tmp_path):
             assert big.error == "schedule doe-52: 52 intervals, limit 48", big.error
             assert big.done is None and len(big.acked) == 6
 
+            # A whole envelope in one message over the link's 1 KiB packets: skipped unread,
+            # yet refused in one line naming the limit, not dropped in silence.
+            whole = json.dumps({"id": "doe-1msg", "intervals": [
+                {"id": i, "payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5.0]}]}
+                for i in range(48)]})
+            assert len(whole) > 1024
+            sub.publish("doe/cmd/grid/limits", whole)
+            too_big = sub.wait_json("doe/event", lambda d: d["cmd"] == "grid/limits" and
+                                    not d["ok"] and "doe-52" not in d["error"], timeout=20)
+            assert too_big is not None and too_big["error"] == "payload longer than 900 bytes"
+
             # The 48 land on their boundaries, one every 2 s of simulated time, in order.
             end = fw.wait(lambda d: d.get("limit") == 9600 and d["vt_ms"] > 1000 *
                           (start + 96 - T0_UNIX) - 2000, timeout=60)
