@@ -128,11 +128,20 @@ class App:
         # and the controller runs without it.
         try:
             import web
-            return [web.entry(self)]
+            entries = [web.entry(self)]
         except Exception as e:  # MemoryError, a bad setting: never the controller's end
             sys.modules.pop("web", None)
             self.log("web: not started: %s" % e)
             return []
+        if not self.cfg["mqtt_host"] and self.cfg["wifi_ssid"]:
+            # Without MQTT nothing else joins the Wi-Fi, and a phone could not reach the page.
+            import supervisor as supervisor_mod
+            import wifi
+            w = wifi.build(self.cfg, getattr(self, "net_clock", None) or self.clock, self.log)
+            if w is not None:
+                entries.append(supervisor_mod.Supervised("wifi", supervisor_mod.task(w), 60000,
+                                                         critical=False))
+        return entries
 
     def network_entries(self):
         # netsetup.py builds the network side once and is dropped after: 2.3 KB loaded from

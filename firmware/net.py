@@ -24,6 +24,8 @@ import socket
 from micropython import const
 from umqtt.simple import MQTTClient, MQTTException
 
+from backoff import Backoff, describe_error  # noqa: F401 (net.Backoff for the link's users)
+
 _POLL_MS = const(20)            # poll period while waiting on a socket operation
 _IDLE_MS = const(200)           # poll period of a connected, quiet link
 _RX_SIZE = const(1024)          # largest packet accepted from the broker (commands are small)
@@ -36,38 +38,6 @@ _POLL_FAIL = const(0x18)        # POLLERR | POLLHUP
 
 _CONNACK_REASONS = ("accepted", "unacceptable protocol version", "client id rejected",
                     "server unavailable", "bad user name or password", "not authorised")
-
-
-class Backoff:
-    """Exponential backoff with "equal jitter": the n-th delay is uniform in [d/2, d] with
-    d = first_ms * 2**n capped at max_ms, so a fleet that lost its broker together does not
-    come back in step. rand(n) returns an int in 0..n-1 (injected for tests)."""
-
-    def __init__(self, first_ms, max_ms, rand=None):
-        if rand is None:
-            import random
-            rand = _randbelow(random)
-        self.first_ms = first_ms
-        self.max_ms = max_ms
-        self._rand = rand
-        self.failures = 0
-
-    def next_ms(self):
-        d = self.first_ms << min(self.failures, 16)
-        if d > self.max_ms:
-            d = self.max_ms
-        self.failures += 1
-        half = d >> 1
-        return half + self._rand(d - half + 1)
-
-    def reset(self):
-        self.failures = 0
-
-
-def _randbelow(random):
-    def rand(n):
-        return (random.getrandbits(16) * n) >> 16
-    return rand
 
 
 class Oversized:
@@ -779,13 +749,3 @@ class MqttLink(MQTTClient):
 
 def _getaddrinfo(host, port):
     return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
-
-
-def describe_error(e):
-    if isinstance(e, OSError):
-        if len(e.args) > 1:
-            return "%s (errno %d)" % (e.args[1], e.args[0])
-        code = e.args[0] if e.args else 0
-        name = errno.errorcode.get(code, "") if hasattr(errno, "errorcode") else ""
-        return "socket error %s%s" % (code, " " + name if name else "")
-    return "%s: %s" % (type(e).__name__, e)

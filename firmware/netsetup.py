@@ -47,19 +47,14 @@ def setup_tasks(app, net_clock=None, network=None, log=None):
     log = log or app.log
     prefix = cfg["mqtt_topic"]
     check_prefix(prefix)
-    if network is None and cfg["wifi_ssid"]:
-        try:
-            import network
-        except ImportError:  # unix port: the host's network is simply there
-            network = None
     entries = []
     wifi = None
-    if network is not None:
+    if network is not None or cfg["wifi_ssid"]:
         import wifi as wifi_mod
-        wifi = wifi_mod.Wifi(network, cfg["wifi_ssid"], cfg["wifi_password"], net_clock,
-                             log=log)
-        entries.append(supervisor_mod.Supervised("wifi", supervisor_mod.task(wifi), 60000,
-                                                 critical=False))
+        wifi = wifi_mod.build(cfg, net_clock, log, network)
+        if wifi is not None:
+            entries.append(supervisor_mod.Supervised("wifi", supervisor_mod.task(wifi), 60000,
+                                                     critical=False))
     client_id = "panelcap-" + "".join("%02x" % b for b in app.hw.unique_id())
     link = net.MqttLink(client_id, cfg["mqtt_host"], cfg["mqtt_port"], net_clock,
                         user=cfg["mqtt_user"], password=cfg["mqtt_password"],

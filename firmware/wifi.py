@@ -1,10 +1,24 @@
-"""Wi-Fi station mode for the network side (netsetup.py builds it where the port has a
-`network` module and an SSID is set; on the unix port the network is simply there and this
-module is never loaded). Behind the same rule as the MQTT link: nothing here waits."""
+"""Wi-Fi station mode for the network side (netsetup.py builds it for MQTT, app.py for a
+status page without MQTT, where the port has a `network` module and an SSID is set; on the
+unix port the network is simply there and this module is never loaded). Behind the same
+rule as the MQTT link: nothing here waits."""
 
 import asyncio
 
-from net import Backoff, describe_error
+from backoff import Backoff, describe_error
+
+
+def build(cfg, clock, log, network=None):
+    """The Wifi for these settings, or None where there is nothing to join (no SSID, or a
+    port whose network is simply there)."""
+    if network is None and cfg["wifi_ssid"]:
+        try:
+            import network
+        except ImportError:  # unix port
+            network = None
+    if network is None:
+        return None
+    return Wifi(network, cfg["wifi_ssid"], cfg["wifi_password"], clock, log=log)
 
 
 class Wifi:

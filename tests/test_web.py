@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 
-from conftest import MICROPYTHON, ROOT, mpy_env
+from conftest import MICROPYTHON, ROOT, mpy_env, run_mpy
 from mqtt_helpers import JsonLinesProcess, free_port
 from test_mqtt_broker import GAP_LIMIT_MS, LATE_MS, _gaps_ok  # noqa: F401
 
@@ -508,3 +508,38 @@ def test_make_sim_web_serves_the_page_and_refuses_a_bad_port(tmp_path):
                          cwd=ROOT, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0, bad.stderr
     assert bad.stderr.startswith("error: --web needs a TCP port"), bad.stderr
+
+
+def test_a_page_without_mqtt_joins_the_wifi():
+    """Only the MQTT side started Wi-Fi: with the page on and MQTT off, a board never joined
+    its network and no phone could reach the page. Now the page's entries bring Wi-Fi; with
+    MQTT on, netsetup starts it once, as before."""
+    code = r"""
+import sys
+from snippet import check, fails
+from clock import Clock
+class Network:
+    STA_IF = 0
+    def WLAN(self, iface):
+        return object()
+sys.modules['network'] = Network()
+import app as app_mod
+class Fake:
+    web_entries = app_mod.App.web_entries
+    def __init__(self, **cfg):
+        self.cfg = {'web_port': 8080, 'web_password': '', 'mqtt_host': '', 'wifi_ssid': 'home',
+                    'wifi_password': 'pw'}
+        self.cfg.update(cfg)
+        self.clock = Clock()
+        self.logs = []
+        self.log = self.logs.append
+names = lambda a: [e.name for e in a.web_entries()]
+check(names(Fake()) == ['web', 'wifi'], 'page alone: web and wifi %r' % names(Fake()))
+check(names(Fake(mqtt_host='10.0.0.2')) == ['web'], 'with MQTT, netsetup joins it')
+check(names(Fake(wifi_ssid='')) == ['web'], 'no SSID: nothing to join')
+del sys.modules['network']
+check(names(Fake()) == ['web'], 'a port whose network is simply there')
+print('fails', len(fails))
+"""
+    out = run_mpy(code, heap="512k", extra_path=["tests", "lib"]).stdout
+    assert "fails 0" in out, out
