@@ -144,7 +144,7 @@ deploy: build romfs
 		$(MPR) romfs deploy $(ROMFS_IMG) + exec "$(call CLEAN_ROOT,('py', 'mpy')); $(DROP_WEB)" \
 			$(foreach f,$(BUILD_DIR)/boot.py $(BUILD_DIR)/main.py,+ cp $(f) :$(notdir $(f))) + reset; \
 	else \
-		echo "deploy: this board's MicroPython has no ROMFS partition: the firmware's .mpy files load into RAM (all features on need ~134 KB of heap; see docs/installation.md)"; \
+		echo "deploy: this board's MicroPython has no ROMFS partition: the firmware's .mpy files load into RAM (all features on need ~136 KB of heap; see docs/installation.md)"; \
 		$(MPR) exec "$(call CLEAN_ROOT,('py',)); 'microdot' in os.listdir() or os.mkdir('microdot')" + \
 			$(foreach f,$(FW_MPY) $(BUILD_DIR)/boot.py $(BUILD_DIR)/main.py,cp $(f) :$(notdir $(f)) +) \
 			$(foreach f,$(WEB_MPY),cp $(f) :microdot/$(notdir $(f)) +) reset; \

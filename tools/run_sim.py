@@ -42,6 +42,13 @@ def simulator_footprint(env):
 
 def micropython_env(firmware_in_rom=False):
     build = hostbuild.build(firmware_in_rom=firmware_in_rom)
+    if firmware_in_rom:
+        # As on the board: the image in the port's ROMFS segment (tools/unix32/romseg), a
+        # static buffer mounted at /rom, outside the heap. Held in the heap instead (as
+        # panelsim/frozen.py holds umqtt's small image) it would be swept by every
+        # collection, charged to the firmware's stretches under the ESP32 cost model.
+        return dict(os.environ, PANELCAP_ROMFS=str(hostbuild.frozen_rom(build)),
+                    MICROPYPATH=".frozen:/rom:" + str(build))
     return dict(os.environ, MICROPYPATH=hostbuild.micropypath(build),
                 PANELCAP_FROZEN_ROM=str(hostbuild.frozen_rom(build)))
 

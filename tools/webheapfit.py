@@ -23,8 +23,8 @@ from mqttbroker import free_port  # noqa: E402
 
 
 class WebScenario(heapfit.Scenario):
-    def __init__(self, name, hours, web_port):
-        super().__init__(name, hours)
+    def __init__(self, name, hours, web_port, rom=False):
+        super().__init__(name, hours, rom)
         self.web_port = web_port
 
     def sim_args(self, port):
@@ -72,21 +72,25 @@ def main(argv=None):
                     help="simulated hours per trial (default: 24 plain, 2 with MQTT)")
     ap.add_argument("--lo", type=int, default=16, help="KB known to fail")
     ap.add_argument("--hi", type=int, default=192, help="KB known to pass")
+    ap.add_argument("--rom", action="store_true",
+                    help="the firmware's code and microdot in the romfs partition, as make "
+                         "deploy installs them on boards/PANELCAP_ESP32 (default: .mpy)")
     args = ap.parse_args(argv)
     hours = args.hours if args.hours is not None else (24 if args.scenario == "plain" else 2)
     log = lambda m: print(m, file=sys.stderr, flush=True)     # noqa: E731
-    kb, per_hour = heapfit.bisect(heapfit.Scenario(args.scenario, hours), args.lo, args.hi,
-                                  log=log)
+    kb, per_hour = heapfit.bisect(heapfit.Scenario(args.scenario, hours, args.rom), args.lo,
+                                  args.hi, log=log)
     port = free_port()
     phone = Phone(port)
     try:
-        kb_web, per_hour_web = heapfit.bisect(WebScenario(args.scenario, hours, port), args.lo,
-                                              args.hi, log=log)
+        kb_web, per_hour_web = heapfit.bisect(WebScenario(args.scenario, hours, port,
+                                                          args.rom), args.lo, args.hi, log=log)
     finally:
         phone.stop()
-    print("firmware_heap_kb_%s: %d" % (args.scenario, kb))
-    print("firmware_heap_kb_%s_web: %d (the phone had %d requests answered)" % (
-        args.scenario, kb_web, phone.answered))
+    rom = "_rom" if args.rom else ""
+    print("firmware_heap_kb_%s%s: %d" % (args.scenario, rom, kb))
+    print("firmware_heap_kb_%s%s_web: %d (the phone had %d requests answered)" % (
+        args.scenario, rom, kb_web, phone.answered))
     print("heap in use per hour without the page (B): %s" % [b for _, b in per_hour])
     print("heap in use per hour with the page (B): %s" % [b for _, b in per_hour_web])
 
