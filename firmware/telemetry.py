@@ -224,6 +224,7 @@ class Reporter:
                     self.heartbeat_ms = self._clock.ticks_ms()
             finally:
                 discovery = None
+                # once per connect: kept, 3.2 KB from .mpy, 0.7 KB from flash
                 sys.modules.pop("discovery", None)
         # Let the retained messages out before telemetry (drop-oldest) can evict one.
         if not await self.link.drained():
