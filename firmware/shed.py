@@ -70,6 +70,12 @@ class Controller:
         # the app after, so this code is not in RAM while the controller runs.
         import shedsetup
         shedsetup.init_controller(self, loads, limits, clock, stale_ms, settle_s, stagger_s)
+        # Every load may switch at once: its last change counts as long ago. (Here, not in
+        # shedsetup, so that shedsetup never imports shed: no cycle.)
+        long_ago = clock.ticks_add(self.now_ms, -AGE_CAP_MS)
+        for load in self._ctl:
+            load.switched_ms = long_ago
+            load._changed_ms = long_ago
 
     def set_uncontrollable(self, load, flag):
         """A load the board cannot switch (welded contactor, charger that stopped answering)

@@ -2,10 +2,9 @@
 settings and their fields, with what each field means. Their constructors import this module; the app drops it
 once the controller is built, so this code is not in RAM while it runs."""
 
-import limits
-from limits import LEGS, NO_LIMIT, check_int
+import panelrules
+from panelrules import LEGS, NO_LIMIT, check_int
 from loadkind import KIND_MODULATED, KIND_NEVER, KIND_ONOFF
-from shed import AGE_CAP_MS
 
 
 def init_load(load, name, kind, priority, leg, rated_w, volts, min_on_s, min_off_s, max_ops_per_h,
@@ -76,19 +75,19 @@ def init_load(load, name, kind, priority, leg, rated_w, volts, min_on_s, min_off
 
 def init_limits(lim, setpoint_w, setpoint_a, volts, band_pct, rating_a, big_uncontrolled_w,
                 big_uncontrolled_leg, clock, system, duty=False):
-    """Limits.__init__'s checks and fields (its defaults are in limits.py); the rule they
-    apply is limits.py's."""
+    """Limits.__init__'s checks and fields (its defaults are in limits.py); the rules they
+    apply are panelrules.py's."""
     lim.volts = check_int("volts", volts, 50, 480, "V")
-    lim.legs = limits.legs(system)
+    lim.legs = panelrules.legs(system)
     lim.band_pct = check_int("band_pct", band_pct, 1, 50, "%")
     lim.clock = clock
     if rating_a is not None:
         check_int("rating_a", rating_a, 1, 2000, "A")
         # Duty mode (opt-in, protected): up to the rating itself at any moment; duty.py
         # holds the 80 % as a three-hour average.
-        pct = 100 if duty else limits.SETPOINT_PCT
+        pct = 100 if duty else panelrules.SETPOINT_PCT
         top_a = rating_a * pct // 100
-        top_w = limits.rating_w(rating_a, lim.legs, volts) * pct // 100
+        top_w = panelrules.rating_w(rating_a, lim.legs, volts) * pct // 100
         if setpoint_w is None and setpoint_a is None:
             setpoint_a = top_a
         if setpoint_a is not None and setpoint_a > top_a:
@@ -122,12 +121,12 @@ def add_uncontrolled(lim, rated_w, leg):
     if leg not in LEGS:
         raise ValueError("error: leg must be 'L1', 'L2' or 'L1L2', got %r" % (leg,))
     try:
-        limits.leg_volts(leg, lim.legs, lim.volts)
+        panelrules.leg_volts(leg, lim.legs, lim.volts)
     except ValueError as e:
         raise ValueError("error: leg %r: %s" % (leg, e))
     lim._uncontrolled.append((check_int("rated_w", rated_w, 0, 500000, "W"), leg))
     if lim.rating_a is not None:
-        lim._cap_w, lim._cap_ma = limits.uncontrolled_caps(lim.rating_a, lim.legs, lim.volts,
+        lim._cap_w, lim._cap_ma = panelrules.uncontrolled_caps(lim.rating_a, lim.legs, lim.volts,
                                                            lim._uncontrolled)
     lim.version += 1
 
@@ -162,10 +161,6 @@ def init_controller(ctl, loads, limits, clock, stale_ms, settle_s, stagger_s):
     ctl._max_response_ms = max([l.response_ms for l in ctl._ctl] or [0])
     now = clock.ticks_ms()
     ctl.now_ms = now
-    long_ago = clock.ticks_add(now, -AGE_CAP_MS)
-    for load in ctl._ctl:
-        load.switched_ms = long_ago
-        load._changed_ms = long_ago
     # Thresholds (W for the total, mA per leg); NO_LIMIT where none applies.
     ctl._lim_version = -1
     ctl._shed_w = ctl._restore_w = NO_LIMIT

@@ -606,13 +606,17 @@ def test_shed_is_pure_and_builds_for_the_esp32(tmp_path):
     # its constructors' half, the limits it holds the panel under, the load kinds
     assert imported <= {"micropython", "shedsetup", "limits", "loadkind"}, imported
     setup_src, setup_imported = _imports("shedsetup")
-    assert setup_imported <= {"shed", "limits", "loadkind"}, setup_imported
+    # never shed or limits, which import it to build themselves (tests/test_imports.py)
+    assert setup_imported <= {"panelrules", "loadkind"}, setup_imported
     rule_src, rule_imported = _imports("limits")
-    # the capacity rule and the limit sources: pure ints, their constructor's checks apart
-    assert rule_imported <= {"micropython", "shedsetup"}, rule_imported
+    # the limit sources: pure ints, their constructor's checks apart
+    assert rule_imported <= {"micropython", "shedsetup", "panelrules"}, rule_imported
+    panel_src, panel_imported = _imports("panelrules")
+    # the capacity rules: pure ints
+    assert panel_imported <= {"micropython"}, panel_imported
     kind_src, kind_imported = _imports("loadkind")
     assert kind_imported <= {"micropython"}, kind_imported
-    for text in (src, setup_src, rule_src, kind_src):
+    for text in (src, setup_src, rule_src, panel_src, kind_src):
         assert "assert " not in text     # runtime checks raise; mpy-cross -O1 strips asserts
     out = tmp_path / "shed.mpy"
     subprocess.run([MPY_CROSS, "-march=xtensawin", "-o", str(out), str(ROOT / "firmware" / "shed.py")],
