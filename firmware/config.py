@@ -1,6 +1,8 @@
 """The configuration as data: one schema table (type, range, unit, help), validate() with
 readable errors, and flash persistence (temporary file renamed over the old one, a schema
 version with migrations, field-by-field fallback on load). Pure: no machine, no network."""
+# Over 500 lines because most of it is the schema (TOP, CT, LOAD: a row per setting with
+# its range, unit and help); the code is validate(), parse() and load() over it.
 
 import json
 

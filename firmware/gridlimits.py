@@ -10,6 +10,9 @@ clock plus an epoch offset on the unix port) gives `_off`, wall minus mono, in g
 are taken. Interval boundaries become ticks through the clock (`ticks_add`), queued in
 Limits with `from_ms`, so a limit changes on the boundary's tick, not at the next pass of
 the grid task."""
+# Over 500 lines because Grid is one model: schedule, subscription, reservations and
+# emergencies set the same Limits sources and are kept in the same grid.json, and each
+# message is checked against what the others already hold.
 
 import json
 import os

@@ -15,6 +15,9 @@ flushes without blocking, and umqtt reads only a packet the link has already rec
 The two operations that must wait for the broker (CONNECT/CONNACK, SUBSCRIBE/SUBACK) are
 done here, with deadlines.
 """
+# Over 500 lines because MqttLink is umqtt.simple's client with each of its blocking steps
+# replaced (connect, subscribe, receive, keepalive) and its queues beside it: split, the
+# link's socket, pipe and deadlines would be state shared across modules.
 
 import asyncio
 import errno

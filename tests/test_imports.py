@@ -62,3 +62,12 @@ def test_no_import_cycle_in_firmware():
     graph = import_graph()
     assert len(graph) > 40 and "shedsetup" in graph["shed"], sorted(graph)
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_every_long_module_says_why():
+    # issue 14: a module over ~500 lines carries a sentence that says why it is one module
+    long = {p.name: p.read_text() for p in FIRMWARE.glob("*.py")
+            if p.read_text().count("\n") > 500}
+    assert long, "no module over 500 lines: the check is idle"
+    silent = [name for name, text in long.items() if "Over 500 lines because" not in text]
+    assert not silent, "over 500 lines without saying why: %s" % silent
