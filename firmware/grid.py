@@ -30,9 +30,7 @@ def attach(app):
         app.grid_task = GridTask(app, app.mqtt, cfg["mqtt_topic"], cfg["control_period_ms"])
         if app.supervisor is not None:
             # Built by a grid message while running: supervised from the next pass.
-            entry = app.grid_entry()
-            entry.restart_at_ms = app.clock.ticks_ms()
-            app.supervisor.entries.append(entry)
+            app.supervisor.add(app.grid_entry())
 
 
 class GridTask:

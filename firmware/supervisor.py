@@ -51,6 +51,12 @@ class Supervisor:
         self.feeds = 0
         self.heartbeat_ms = None
 
+    def add(self, entry):
+        """Supervises one more task (one built while running, as the grid's on its first
+        message): started on the next pass, as a restart would be."""
+        entry.restart_at_ms = self._clock.ticks_ms()
+        self.entries.append(entry)
+
     def _start(self, entry):
         entry.obj = entry.make()
         entry.started_ms = self._clock.ticks_ms()

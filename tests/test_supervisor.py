@@ -109,3 +109,30 @@ print(workers['sampler'][-1].passes)
     # The sampler was cancelled at the give-up (about 3 s in: 1 + 2 s of backoff), not left
     # running until the reset: its passes stop there (10 per second).
     assert int(out[4]) <= 40, out
+
+
+def test_a_task_added_while_running_is_started_and_supervised():
+    # As the grid's task is, built by the first grid message: Supervisor.add, then started on
+    # the next pass, and restarted from its factory if it crashes.
+    out = lines("""
+late = []
+def make_late():
+    w = Worker('raise_once'); late.append(w); return w
+async def add_later():
+    await asyncio.sleep(5)
+    S[0].add(sv.Supervised('net_grid', make_late, 1000, critical=False))
+_run = run
+S = []
+_Sup = sv.Supervisor
+class Rec(_Sup):
+    def __init__(self, *a, **k):
+        _Sup.__init__(self, *a, **k); S.append(self)
+        asyncio.create_task(add_later())
+sv.Supervisor = Rec
+run([('sampler', 'ok'), ('control', 'ok')], 30)
+print('late', len(late), sum(w.passes for w in late), [e.name for e in S[0].entries])
+""")
+    assert out[0] == "ran 30 no reset" and out[1] == "safe []", out
+    late = out[-1].split()
+    assert late[0] == "late" and late[1] == "2", out      # started, crashed, made again
+    assert int(late[2]) > 100 and "'net_grid'" in out[-1], out
