@@ -1,0 +1,138 @@
+"""The mains meter's dialects (firmware/mains_shelly.py, mains_tasmota.py, their bound in
+meterwatts.py) under micropython on the 32-bit port: the topics each subscribes to, the
+vendor's own payloads (Shelly's em:0 / em1:N status, Tasmota's tele SENSOR) turned into
+whole W with import positive, None for what is not a reading, and a one-line ValueError for
+every implausible one."""
+import json
+
+from conftest import run_mpy
+
+# Shelly's documented status of a Pro 3EM's em:0 (EM.GetStatus; the same object is
+# published on <prefix>/status/em:0): phase b exports.
+EM0 = {"id": 0, "a_current": 4.029, "a_voltage": 236.1, "a_act_power": 951.2,
+       "a_aprt_power": 951.9, "a_pf": 1, "a_freq": 50, "b_current": 4.027,
+       "b_voltage": 236.201, "b_act_power": -951.1, "b_aprt_power": 951.8, "b_pf": 1,
+       "b_freq": 50, "c_current": 3.03, "c_voltage": 236.402, "c_act_power": 715.4,
+       "c_aprt_power": 716.2, "c_pf": 1, "c_freq": 50, "n_current": 11.029,
+       "total_current": 11.083, "total_act_power": 715.5, "total_aprt_power": 2619.9,
+       "user_calibrated_phase": []}
+# A Pro EM's em1:1 (EM1.GetStatus).
+EM1 = {"id": 1, "current": 22.78, "voltage": 224.6, "act_power": 5080.3,
+       "aprt_power": 5142.4, "pf": 0.99, "freq": 50.0, "calibration": "factory"}
+# Tasmota's tele/<topic>/SENSOR of an energy monitor, and of a 3-phase meter (SDM630).
+SENSOR1 = {"Time": "2026-12-05T00:10:00", "ENERGY": {
+    "TotalStartTime": "2026-01-01T00:00:00", "Total": 123.456, "Yesterday": 7.1,
+    "Today": 3.2, "Period": 12, "Power": 2400, "ApparentPower": 2410,
+    "ReactivePower": 200, "Factor": 0.99, "Voltage": 239, "Current": 10.05}}
+SENSOR3 = {"Time": "2026-12-05T00:10:00", "ENERGY": {
+    "Total": 9.1, "Power": [1200.4, -300.2, 800], "Voltage": [231, 230, 232],
+    "Current": [5.2, 1.3, 3.5]}}
+
+IMPORTS = """
+import json, sys
+import mains_shelly, mains_tasmota
+"""
+CODE = """
+def p(mod, topic, payload):
+    try:
+        return mod.parse(topic, payload)
+    except ValueError as e:
+        return "ValueError: " + str(e)
+def show(label, v):
+    print(json.dumps([label, v]))
+show("mods", sorted(m for m in sys.modules if m.startswith(("mains", "meter", "adapt", "net",
+                                                            "app", "mainscheck"))))
+show("shelly topics", [mains_shelly.topics("shellypro3em-aa"),
+                       mains_shelly.topics("shellyproem50-bb/em1:1"),
+                       mains_shelly.topics("site/meter")])
+show("tasmota topics", mains_tasmota.topics("mains"))
+for label, mod, topic, payload in CASES:
+    show(label, p(mod, topic, payload))
+"""
+
+CASES = [
+    # label, module, topic, payload, expected (an int, None, or "ValueError" + its start)
+    ("3em", "shelly", b"shellypro3em-aa/status/em:0", EM0, 716),
+    ("3em str topic", "shelly", "shellypro3em-aa/status/em:0", EM0, 716),
+    ("3em export", "shelly", b"s/status/em:0", dict(EM0, total_act_power=-715.5), -716),
+    ("3em small", "shelly", b"s/status/em:0", dict(EM0, total_act_power=0.4), 0),
+    ("3em int", "shelly", b"s/status/em:0", dict(EM0, total_act_power=499999), 499999),
+    ("em1", "shelly", b"shellyproem50-bb/status/em1:1", EM1, 5080),
+    ("switch", "shelly", b"s/status/switch:0", {"id": 0, "output": True, "apower": 9.0}, None),
+    ("emdata", "shelly", b"s/status/emdata:0", {"id": 0, "total_act": 1.0}, None),
+    ("online", "shelly", b"s/online", "true", None),
+    ("3em errors", "shelly", b"s/status/em:0", dict(EM0, errors=["power_meter_failure"]),
+     "ValueError: shelly em:0: meter reports errors"),
+    ("3em phase errors", "shelly", b"s/status/em:0", dict(EM0, c_errors=["out_of_range:current"]),
+     "ValueError: shelly em:0: meter reports c_errors"),
+    ("em1 errors", "shelly", b"s/status/em1:0", dict(EM1, errors=["out_of_range:act_power"]),
+     "ValueError: shelly em1:0: meter reports errors"),
+    ("3em missing", "shelly", b"s/status/em:0", {"id": 0, "a_act_power": 3.0},
+     "ValueError: shelly em:0: no total_act_power"),
+    ("3em string", "shelly", b"s/status/em:0", dict(EM0, total_act_power="715"),
+     "ValueError: shelly em:0 total_act_power is not a number"),
+    ("3em bool", "shelly", b"s/status/em:0", dict(EM0, total_act_power=True),
+     "ValueError: shelly em:0 total_act_power is not a number"),
+    ("3em null", "shelly", b"s/status/em:0", dict(EM0, total_act_power=None),
+     "ValueError: shelly em:0 total_act_power is not a number"),
+    ("3em huge", "shelly", b"s/status/em:0", dict(EM0, total_act_power=500001),
+     "ValueError: shelly em:0 total_act_power out of range"),
+    ("3em huge export", "shelly", b"s/status/em:0", dict(EM0, total_act_power=-2e9),
+     "ValueError: shelly em:0 total_act_power out of range"),
+    ("3em not json", "shelly", b"s/status/em:0", b"\xff{", "ValueError: shelly em:0: not JSON"),
+    ("3em list", "shelly", b"s/status/em:0", [1, 2], "ValueError: shelly em:0: not a status"),
+    ("tasmota", "tasmota", b"tele/mains/SENSOR", SENSOR1, 2400),
+    ("tasmota str topic", "tasmota", "tele/mains/SENSOR", SENSOR1, 2400),
+    ("tasmota 3 phases", "tasmota", b"tele/mains/SENSOR", SENSOR3, 1700),
+    ("tasmota export", "tasmota", b"tele/mains/SENSOR",
+     {"ENERGY": {"Power": -3200.6}}, -3201),
+    ("tasmota other sensor", "tasmota", b"tele/mains/SENSOR",
+     {"Time": "x", "DS18B20": {"Temperature": 21.5}}, None),
+    ("tasmota state", "tasmota", b"tele/mains/STATE", {"POWER": "ON"}, None),
+    ("tasmota lwt", "tasmota", b"tele/mains/LWT", "Online", None),
+    ("tasmota no power", "tasmota", b"tele/mains/SENSOR", {"ENERGY": {"Total": 1.0}},
+     "ValueError: tasmota SENSOR: ENERGY without Power"),
+    ("tasmota string", "tasmota", b"tele/mains/SENSOR", {"ENERGY": {"Power": "2400"}},
+     "ValueError: tasmota ENERGY.Power is not a number"),
+    ("tasmota empty list", "tasmota", b"tele/mains/SENSOR", {"ENERGY": {"Power": []}},
+     "ValueError: tasmota SENSOR: ENERGY.Power is an empty list"),
+    ("tasmota bad phase", "tasmota", b"tele/mains/SENSOR", {"ENERGY": {"Power": [1, None, 2]}},
+     "ValueError: tasmota ENERGY.Power phase is not a number"),
+    ("tasmota huge", "tasmota", b"tele/mains/SENSOR", {"ENERGY": {"Power": 9e9}},
+     "ValueError: tasmota ENERGY.Power out of range"),
+    ("tasmota phases huge", "tasmota", b"tele/mains/SENSOR",
+     {"ENERGY": {"Power": [400000, 400000, 1]}},
+     "ValueError: tasmota ENERGY.Power out of range"),
+    ("tasmota not json", "tasmota", b"tele/mains/SENSOR", b"ENERGY",
+     "ValueError: tasmota SENSOR: not JSON"),
+]
+
+
+def _run():
+    cases = []
+    for label, mod, topic, payload, _ in CASES:
+        if not isinstance(payload, (bytes, str)):
+            payload = json.dumps(payload)
+        elif isinstance(payload, str):
+            payload = payload.encode()
+        cases.append("(%r, mains_%s, %r, %r)" % (label, mod, topic, payload))
+    code = IMPORTS + "CASES = [" + ",\n".join(cases) + "]\n" + CODE
+    out = run_mpy(code).stdout.splitlines()
+    return dict(json.loads(line) for line in out)
+
+
+def test_dialects_turn_the_vendors_payloads_into_whole_watts():
+    got = _run()
+    # Importing a dialect brings its bound and nothing of the firmware's network or app.
+    assert got["mods"] == ["mains_shelly", "mains_tasmota", "meterwatts"], got["mods"]
+    assert got["shelly topics"] == [["shellypro3em-aa/status/em:0"],
+                                    ["shellyproem50-bb/status/em1:1"],
+                                    ["site/meter/status/em:0"]]
+    assert got["tasmota topics"] == ["tele/mains/SENSOR"]
+    for label, _, _, _, want in CASES:
+        v = got[label]
+        if isinstance(want, str):
+            assert isinstance(v, str) and v.startswith(want), (label, v)
+            assert "\n" not in v and len(v) < 120, (label, v)       # one line
+        else:
+            assert v == want and type(v) is type(want), (label, v, want)
