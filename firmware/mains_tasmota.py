@@ -39,6 +39,7 @@ def parse(topic, payload):
             raise ValueError("tasmota SENSOR: ENERGY.Power is an empty list")
         total = 0
         for p in w:
-            total += whole_w(p, "tasmota ENERGY.Power phase")
+            whole_w(p, "tasmota ENERGY.Power phase")    # each phase a plausible number
+            total += p                   # rounded once, summed: no W lost per phase
         return whole_w(total, "tasmota ENERGY.Power")
     return whole_w(w, "tasmota ENERGY.Power")

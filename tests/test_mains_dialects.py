@@ -4,6 +4,7 @@ vendor's own payloads (Shelly's em:0 / em1:N status, Tasmota's tele SENSOR) turn
 whole W with import positive, None for what is not a reading, and a one-line ValueError for
 every implausible one."""
 import json
+import time
 
 from conftest import run_mpy
 
@@ -84,6 +85,7 @@ CASES = [
     ("tasmota", "tasmota", b"tele/mains/SENSOR", SENSOR1, 2400),
     ("tasmota str topic", "tasmota", "tele/mains/SENSOR", SENSOR1, 2400),
     ("tasmota 3 phases", "tasmota", b"tele/mains/SENSOR", SENSOR3, 1700),
+    ("tasmota tenths", "tasmota", b"tele/mains/SENSOR", {"ENERGY": {"Power": [0.4, 0.4, 0.4]}}, 1),
     ("tasmota export", "tasmota", b"tele/mains/SENSOR",
      {"ENERGY": {"Power": -3200.6}}, -3201),
     ("tasmota other sensor", "tasmota", b"tele/mains/SENSOR",
@@ -136,3 +138,70 @@ def test_dialects_turn_the_vendors_payloads_into_whole_watts():
             assert "\n" not in v and len(v) < 120, (label, v)       # one line
         else:
             assert v == want and type(v) is type(want), (label, v, want)
+
+
+def test_simulated_meters_speak_what_the_dialects_read(tmp_path):
+    # tools/shelly_sim.py (a Pro 3EM, a Pro EM) and tools/tasmota_sim.py (1 and 3 phases) as
+    # mains meters through mosquitto; what they publish, on the topics the dialects
+    # subscribe to, is parsed by the firmware's modules: the W each was set to, export
+    # negative; a meter naming errors is refused.
+    import sys
+    from conftest import ROOT
+    from mqtt_helpers import Broker, Client
+    sys.path.insert(0, str(ROOT / "tools"))
+    from shelly_sim import ShellyEmSim
+    from tasmota_sim import TasmotaMeterSim
+    with Broker(tmp_path) as broker:
+        spy = Client(broker.port, "spy")
+        for t in ("pro3em/status/#", "proem/status/#", "tele/#"):
+            spy.subscribe(t)
+        meters = [ShellyEmSim("127.0.0.1", broker.port, "pro3em", "em", period_s=0.3),
+                  ShellyEmSim("127.0.0.1", broker.port, "proem", "em1", period_s=0.3),
+                  TasmotaMeterSim("127.0.0.1", broker.port, "m1", tele_period_s=0.3),
+                  TasmotaMeterSim("127.0.0.1", broker.port, "m3", tele_period_s=0.3, phases=3)]
+        for m in meters:
+            m.start(30)
+        got = {}
+        for w in (4321, -2100):
+            for m in meters:
+                m.set_power(w)
+            time.sleep(1.0)
+            got[w] = spy.take()
+        meters[0].set_errors(["power_meter_failure"])
+        time.sleep(1.0)
+        got["errors"] = [m for m in spy.take() if m[0] == "pro3em/status/em:0"]
+        for m in meters:
+            m.stop.set()
+        time.sleep(0.2)
+        for m in meters:
+            m.close()
+        spy.close()
+    code = IMPORTS + """
+def p(mod, topic, payload):
+    try:
+        return mod.parse(topic, payload)
+    except ValueError as e:
+        return "ValueError: " + str(e)
+for label, mod, topic, payload in CASES:
+    print(json.dumps([label, topic.decode(), p(mod, topic, payload)]))
+print(json.dumps(["topics", mains_shelly.topics("pro3em") + mains_shelly.topics("proem/em1:0")
+                  + mains_tasmota.topics("m1") + mains_tasmota.topics("m3")]))
+"""
+    cases = []
+    for label, msgs in got.items():
+        for topic, payload, _ in msgs:
+            mod = "mains_tasmota" if topic.startswith("tele/") else "mains_shelly"
+            cases.append("(%r, %s, %r, %r)" % (str(label), mod, topic.encode(), payload))
+    out = [json.loads(l) for l in run_mpy("CASES = []\n" + code.replace(
+        "for label", "CASES = [" + ",\n".join(cases) + "]\nfor label", 1)).stdout.splitlines()]
+    topics = set(out.pop()[1])
+    assert topics == {"pro3em/status/em:0", "proem/status/em1:0", "tele/m1/SENSOR",
+                      "tele/m3/SENSOR"}
+    for w in ("4321", "-2100"):
+        readings = {(t, v) for label, t, v in out if label == w and t in topics}
+        # Every meter, each reading the W it was set to (the 3 phases' tenths summed back).
+        assert {t for t, _ in readings} == topics, readings
+        assert {v for _, v in readings} == {int(w)}, readings
+    errs = [v for label, t, v in out if label == "errors"]
+    assert errs and all(v.startswith("ValueError: shelly em:0: meter reports errors")
+                        for v in errs[-1:]), errs

@@ -17,7 +17,14 @@ project's MQTT client, speaking Shelly's published MQTT API, so the firmware's a
     tools/shelly_sim.py --broker HOST:PORT --prefix PREFIX [--rated-w W] [--period S]
         [--seconds S]
 
-Tests drive its faults from Python: silent(), resume(), offline(), online(), stuck(True)."""
+Tests drive its faults from Python: silent(), resume(), offline(), online(), stuck(True).
+
+`--meter em` makes it a Pro 3EM on the mains instead (ShellyEmSim; the firmware's
+mains_shelly.py): the em:0 status ({"a_act_power", ..., "total_act_power", ...}) on
+`<prefix>/status/em:0` every period and whenever set_power(w) changes it by more than the
+Pro 3EM's default reporting threshold (5 % or 10 W, the larger), and EM.GetStatus
+answered; `--meter em1` a Pro EM's channel 0 (`em1:0`, {"act_power", ...}). set_errors()
+makes its status name errors, as the meter does when a CT is out of range."""
 
 import argparse
 import json
@@ -151,6 +158,88 @@ class ShellySim(Mqtt):
         return t
 
 
+class ShellyEmSim(ShellySim):
+    """A Pro 3EM (component em:0) or a Pro EM's channel 0 (em1:0) on the mains: it reports
+    set_power()'s W, signed (export negative), split evenly over its phases."""
+
+    def __init__(self, host, port, prefix, component="em", period_s=10, volts=230):
+        self.component = component + ":0"
+        self.meter_w = 0.0
+        self.errors = []
+        self._sent_w = None
+        super().__init__(host, port, prefix, 0, period_s, volts)
+        self.device_id = "shellypro3em-sim" + str(abs(hash(prefix)) % 100000)
+
+    def set_power(self, w):
+        with self.mutex:
+            self.meter_w = float(w)
+            # status_ntf: a change past the threshold is published as it happens
+            last = self._sent_w
+            due = last is None or abs(w - last) > max(10.0, 0.05 * abs(last))
+        if due and not self._quiet:
+            self.notify()
+
+    def set_errors(self, errors):
+        with self.mutex:
+            self.errors = list(errors)
+
+    def status(self):
+        w = self.meter_w
+        if self.component == "em1:0":
+            st = {"id": 0, "current": round(abs(w) / self.volts, 3), "voltage": self.volts,
+                  "act_power": round(w, 1), "aprt_power": round(abs(w), 1),
+                  "pf": 1.0 if w else 0.0, "freq": 50.0, "calibration": "factory"}
+        else:
+            st = {"id": 0}
+            for p in "abc":
+                st.update({p + "_current": round(abs(w) / 3 / self.volts, 3),
+                           p + "_voltage": float(self.volts),
+                           p + "_act_power": round(w / 3, 1),
+                           p + "_aprt_power": round(abs(w) / 3, 1),
+                           p + "_pf": 1.0 if w else 0.0, p + "_freq": 50.0})
+            st.update({"n_current": None, "total_current": round(abs(w) / self.volts, 3),
+                       "total_act_power": round(w, 1), "total_aprt_power": round(abs(w), 1),
+                       "user_calibrated_phase": []})
+        if self.errors:
+            st["errors"] = self.errors
+        return st
+
+    def notify(self):
+        with self.mutex:
+            body = json.dumps(self.status())
+            self._sent_w = self.meter_w
+        self.publish(self.prefix + "/status/" + self.component, body)
+
+    def deliver(self, topic, payload, retain):
+        if topic != self.prefix + "/rpc" or self._quiet:
+            return
+        try:
+            req = json.loads(payload)
+            ident, src, method = req["id"], req["src"], req["method"]
+        except (ValueError, KeyError, TypeError):
+            return
+        answer = {"id": ident, "src": self.device_id, "dst": src}
+        if method == ("EM1.GetStatus" if self.component == "em1:0" else "EM.GetStatus"):
+            with self.mutex:
+                answer["result"] = self.status()
+        else:
+            answer["error"] = {"code": 404, "message": "No handler for %s" % method}
+        self.publish(src + "/rpc", json.dumps(answer))
+
+    def run(self, seconds):
+        self.subscribe(self.prefix + "/rpc")
+        self.online()
+        self.notify()
+        end = time.monotonic() + seconds
+        next_beat = time.monotonic() + self.period_s
+        while time.monotonic() < end and not self.stop.is_set():
+            if time.monotonic() >= next_beat:
+                next_beat += self.period_s
+                if not self._quiet:
+                    self.notify()
+            self.stop.wait(0.05)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--broker", required=True)
@@ -158,9 +247,15 @@ def main(argv=None):
     ap.add_argument("--rated-w", type=int, default=2000)
     ap.add_argument("--period", type=float, default=60)
     ap.add_argument("--seconds", type=float, default=3600)
+    ap.add_argument("--meter", choices=("em", "em1"), help="an energy meter on the mains")
+    ap.add_argument("--meter-w", type=int, default=0, help="with --meter: the W it reports")
     args = ap.parse_args(argv)
     host, _, port = args.broker.rpartition(":")
-    dev = ShellySim(host, int(port), args.prefix, args.rated_w, args.period)
+    if args.meter:
+        dev = ShellyEmSim(host, int(port), args.prefix, args.meter, args.period)
+        dev.set_power(args.meter_w)
+    else:
+        dev = ShellySim(host, int(port), args.prefix, args.rated_w, args.period)
     try:
         dev.run(args.seconds)
     finally:

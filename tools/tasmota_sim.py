@@ -16,7 +16,12 @@ against itself:
         [--pulse-s S] [--seconds S]
 
 Tests drive its faults from Python: silent() (it stops talking), resume(), offline(),
-online(), stuck(True) (it answers, but its relay ignores commands)."""
+online(), stuck(True) (it answers, but its relay ignores commands).
+
+`--meter` makes it an energy meter on the mains instead (TasmotaMeterSim; the firmware's
+mains_tasmota.py): its SENSOR's Power is what set_power(w) last gave (signed: export
+negative, as a bidirectional meter reports it), a list of one value per phase with
+`--phases 3` (as Tasmota's SDM630 and ADE7880 drivers publish it)."""
 
 import argparse
 import json
@@ -141,6 +146,38 @@ class TasmotaSim(Mqtt):
         return t
 
 
+class TasmotaMeterSim(TasmotaSim):
+    """A bidirectional energy meter (no relay to speak of): Power is set_power()'s W."""
+
+    def __init__(self, host, port, topic, tele_period_s=10, phases=1, volts=240):
+        self.phases = phases
+        self.meter_w = 0
+        super().__init__(host, port, topic, 0, tele_period_s, 0, volts)
+
+    def set_power(self, w):
+        with self.mutex:
+            self.meter_w = w
+
+    def power_w(self):
+        return self.meter_w
+
+    def telemetry(self):
+        now = time.strftime("%Y-%m-%dT%H:%M:%S")
+        w = self.power_w()
+        if self.phases == 1:
+            power, volts, amps = w, self.volts, round(abs(w) / self.volts, 3)
+        else:
+            share = round(w / self.phases, 1)
+            power = [share] * (self.phases - 1) + [round(w - share * (self.phases - 1), 1)]
+            volts = [self.volts] * self.phases
+            amps = [round(abs(p) / self.volts, 3) for p in power]
+        self.publish("tele/%s/SENSOR" % self.topic, json.dumps(
+            {"Time": now, "ENERGY": {"TotalStartTime": "2026-01-01T00:00:00",
+                                     "Total": round(self.total_wh / 1000, 3), "Yesterday": 0,
+                                     "Today": round(self.total_wh / 1000, 3),
+                                     "Power": power, "Voltage": volts, "Current": amps}}))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--broker", required=True)
@@ -149,9 +186,17 @@ def main(argv=None):
     ap.add_argument("--tele-period", type=float, default=10)
     ap.add_argument("--pulse-s", type=float, default=0)
     ap.add_argument("--seconds", type=float, default=3600)
+    ap.add_argument("--meter", action="store_true", help="an energy meter on the mains")
+    ap.add_argument("--meter-w", type=int, default=0, help="with --meter: the W it reports")
+    ap.add_argument("--phases", type=int, choices=(1, 3), default=1)
     args = ap.parse_args(argv)
     host, _, port = args.broker.rpartition(":")
-    dev = TasmotaSim(host, int(port), args.topic, args.rated_w, args.tele_period, args.pulse_s)
+    if args.meter:
+        dev = TasmotaMeterSim(host, int(port), args.topic, args.tele_period, args.phases)
+        dev.set_power(args.meter_w)
+    else:
+        dev = TasmotaSim(host, int(port), args.topic, args.rated_w, args.tele_period,
+                         args.pulse_s)
     try:
         dev.run(args.seconds)
     finally:
