@@ -295,6 +295,15 @@ class Attack:
             t.start()
             self.threads.append(t)
 
+    def start_all(self):
+        """Every kind at once: three reloading the page, three holding connections open, two
+        trickling a request, garbage, endless request lines."""
+        self.start("page_loads", 3)
+        self.start("hold_open", 3)
+        self.start("slow", 2)
+        self.start("malformed")
+        self.start("endless_line")
+
     def join(self):
         for t in self.threads:
             t.join(30)
@@ -390,11 +399,7 @@ def test_hostile_clients_stall_nothing_and_an_overload_is_still_shed():
         fw.wait_serving()
         fw.wait_t(4)
         attack = Attack(fw.port, time.monotonic() + 44)
-        attack.start("page_loads", 3)
-        attack.start("hold_open", 3)
-        attack.start("slow", 2)
-        attack.start("malformed")
-        attack.start("endless_line")
+        attack.start_all()
         attack.join()
         # After the attack the page answers again at once.
         code, _, text = get(fw.url("/api/status"))
