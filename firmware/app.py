@@ -20,19 +20,31 @@ class App:
         """cfg: a complete config (config.load) or a few overrides of the defaults
         (simulator). safe_reason set: the controller never runs, outputs stay safe.
         drop_config: the config module is dropped once read (the board's boot)."""
+        # Every field the system has, here and nowhere else (tests/test_imports.py holds
+        # other modules to them); those built later start as None.
         self.board = board
         self.clock = clock
         self.log = log
         self.safe_reason = safe_reason
         self.running = False
-        self.monitor = None        # built by tasks(), like the wear counter: after the config
-                                   # module is gone, so neither adds to the peak at build
+        self.wall = wall_unix        # unix seconds or None: the simulator injects its own
+        self.net_clock = None        # the network's deadlines' clock; None: self.clock
+        # Built by appbuild.build, below: the configuration and the control chain.
+        self.cfg = self.setpoint_w = self.hw = self.reset_cause = None
+        self.meter = self.sampler = self.limits = self.controller = self.control = None
+        self.bindings = self.contactors = self.chargers = self._watches = None
+        self.demand = None           # demand.DemandWindow, when a demand budget is set
+        self.soaker = None           # export.Soaker, when an export limit or surplus is set
+        # Built by tasks(), like the wear counter: after the config module is gone, so
+        # neither adds to the peak at build.
+        self.monitor = self.wear = self.supervisor = None
         self.wear_path = wear_path
         self.demand_path = demand_path
-        self.wear = None
-        self.supervisor = None
-        self.grid = None             # grid.Grid, built on first use (get_grid)
-        self.wall = wall_unix        # unix seconds or None: the simulator injects its own
+        # The network side (netsetup.build), the grid (grid.attach, on first use: get_grid)
+        # and the status page (web.build); each None while off.
+        self.mqtt = self.reporter = self.profile = self.mains_check = None
+        self.grid = self.grid_task = None
+        self.web = None
         # Hardware, meter, sampler, loads, controller: appbuild.py runs once and is dropped
         # after: kept, it would hold ~7 KB loaded from .mpy (stock MicroPython, where every
         # KB counts), ~5 KB even from the romfs partition (32-bit port, docs/architecture.md).
@@ -112,7 +124,7 @@ class App:
         if cfg["mqtt_host"]:
             # Optional reporting and remote commands: non-critical tasks, never gate the watchdog.
             entries += self.network_entries()
-            link = getattr(self, "mqtt", None)
+            link = self.mqtt
             for charger in self.chargers:
                 if link is not None:    # else it is never confirmed: lost, its draw reserved
                     charger.attach(link)

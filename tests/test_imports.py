@@ -71,3 +71,38 @@ def test_every_long_module_says_why():
     assert long, "no module over 500 lines: the check is idle"
     silent = [name for name, text in long.items() if "Over 500 lines because" not in text]
     assert not silent, "over 500 lines without saying why: %s" % silent
+
+
+def _app_fields():
+    """The fields App.__init__ declares (self.x = ..., chained assignments too)."""
+    tree = ast.parse((FIRMWARE / "app.py").read_text())
+    init = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
+                and n.name == "__init__")
+    fields = set()
+    for node in ast.walk(init):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Attribute) and getattr(target.value, "id", "") == "self":
+                    fields.add(target.attr)
+    return fields
+
+
+def test_the_system_object_has_fixed_fields():
+    # issue 14: App is not an attribute bag. Every field any module sets on it (app.x = ...,
+    # self.x = ... inside App) is declared in App.__init__, with what builds it.
+    fields = _app_fields()
+    assert {"controller", "mqtt", "grid", "web"} <= fields, sorted(fields)
+    undeclared = []
+    for path in FIRMWARE.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+            for target in targets:
+                for t in (target.elts if isinstance(target, ast.Tuple) else [target]):
+                    owner = getattr(getattr(t, "value", None), "id", None)
+                    if isinstance(t, ast.Attribute) and (
+                            owner == "app" or (owner == "self" and path.name == "app.py")) \
+                            and t.attr not in fields:
+                        undeclared.append("%s:%d app.%s" % (path.name, t.lineno, t.attr))
+    assert not undeclared, "set on App but not declared in App.__init__: %s" % undeclared
