@@ -143,6 +143,9 @@ def _bind(app, spec):
         if driver == "mqtt":
             import evmqtt
             actuator = evmqtt.from_cfg(app.cfg, load, app.clock, app.log)
+        elif driver == "subpanel":
+            import subpanel          # a sub-panel's panelcap (docs/profile.md, "Sub-panels")
+            actuator = subpanel.from_spec(spec, load, app.clock, app.log)
         else:
             actuator = __import__("adapt_" + driver).from_spec(spec, load, app.clock, app.log)
         app.chargers.append(actuator)        # attached to the link, run as a task (app.py)

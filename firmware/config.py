@@ -125,13 +125,15 @@ LOAD = (
     ("leg", "enum", LEGS, None, "", None, "leg(s) the load is on"),
     ("rated_w", "int", 0, 100000, "W", None, "nameplate power"),
     ("output", "int", 0, 15, "", None, "contactor output index (K1 is 0)"),
-    ("driver", "enum", ("pilot", "mqtt") + RELAY_DRIVERS, None, "", None,
-     "pilot: the J1772 pilot; mqtt: a charger over MQTT; tasmota, shelly: their relays"),
+    ("driver", "enum", ("pilot", "mqtt", "subpanel") + RELAY_DRIVERS, None, "", None,
+     "pilot: the J1772 pilot; mqtt: a charger over MQTT; tasmota, shelly: their relays; "
+     "subpanel: a sub-panel's panelcap"),
     ("device", "str", 1, 32, "", None,
-     "tasmota: the relay's Topic (cmnd/<device>/POWER); shelly: its topic prefix"),
+     "tasmota: the relay's Topic (cmnd/<device>/POWER); shelly: its topic prefix; "
+     "subpanel: the sub's node id (pcp/<device>_limit/set)"),
     ("report_s", "int", 1, 3600, "s", None,
-     "tasmota: its TelePeriod; shelly: status asked this often (default 10); "
-     "silent 3 times this, it is lost"),
+     "tasmota: its TelePeriod; shelly: status asked this often; subpanel: the sub's "
+     "interval_s (default 10); silent 3 times this, it is lost"),
     ("feed_output", "int", 0, 15, "", None, "contactor feeding a charger"),
     ("ct", "str", 0, 8, "", None, "the load's own CT channel, e.g. CT3; empty: none"),
     ("min_on_s", "int", 0, 86400, "s", None, "shortest on time (contactor wear, compressors)"),
@@ -269,12 +271,16 @@ def _check_load(spec, where):
         elif has_out == has_drv:
             errors.append("%s: give exactly one of output (a contactor) or driver" % where)
         elif kind == KIND_MODULATED and not has_drv:
-            errors.append("%s: a modulated load needs driver 'pilot' or 'mqtt'" % where)
+            errors.append("%s: a modulated load needs driver 'pilot', 'mqtt' or 'subpanel'"
+                          % where)
         elif kind == KIND_MODULATED and spec["driver"] in RELAY_DRIVERS:
             errors.append("%s: driver %r is for an onoff load" % (where, spec["driver"]))
         elif kind == KIND_ONOFF and not has_out and spec["driver"] not in RELAY_DRIVERS:
             errors.append("%s: an onoff load needs an output or a relay driver (%s)" % (
                 where, ", ".join(RELAY_DRIVERS)))
+        if spec.get("driver") == "subpanel" and not _is_device_id(spec.get("device")):
+            errors.append("%s: driver 'subpanel' needs device, the sub's node id (no /, + "
+                          "or #), got %r" % (where, spec.get("device")))
         if spec.get("driver") in RELAY_DRIVERS and "device" not in spec:
             errors.append("%s: driver %r needs device" % (where, spec["driver"]))
         if "feed_output" in spec and not has_drv:
@@ -292,6 +298,11 @@ def _say(key):
     """A key as a log line shows it: a plain name as it is, anything else by its repr (a
     key read from a file may hold a newline, which would make one refusal two lines)."""
     return key if isinstance(key, str) and key and _is_name(key) else repr(key)
+
+
+def _is_device_id(text):
+    return isinstance(text, str) and text != "" and \
+        "/" not in text and "+" not in text and "#" not in text
 
 
 def _is_name(text):
@@ -388,7 +399,7 @@ def validate(cfg, board=None):
         if board is not None:
             if spec.get("driver") == "pilot" and not getattr(board, "PILOT", None):
                 errors.append("%s: board %s has no J1772 pilot" % (where, board.NAME))
-        if (spec.get("driver") == "mqtt" or spec.get("driver") in RELAY_DRIVERS) and \
+        if spec.get("driver") in ("mqtt", "subpanel") + RELAY_DRIVERS and \
                 not cfg["mqtt_host"]:
             errors.append("%s: driver %r needs mqtt_host" % (where, spec["driver"]))
     if (cfg["export_limit_w"] or cfg["surplus_mode"] == "on") and \

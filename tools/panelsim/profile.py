@@ -313,3 +313,29 @@ def _oserror_text(e):
     if code == 21:
         return "is a directory"
     return "error %s" % (code,) if isinstance(code, int) else str(code)
+
+
+class FeedProfile:
+    """A household profile plus a sub-panel fed from this panel: its draw `feed_w` (set by
+    whoever runs the sub-panel's own simulation) is part of this panel's total and seen by
+    its mains CTs (split between the legs and at the power factor of the household's base
+    load); the sub-panel's loads are seen by its own controller's CTs only. Read at least
+    every `quantum_ms`, so a change of feed_w reaches the panel within that."""
+
+    def __init__(self, inner, quantum_ms=200):
+        self.inner = inner
+        self.linear = inner.linear
+        self.feed_w = 0
+        self.quantum_ms = quantum_ms
+        self.path = getattr(inner, "path", "") + " + a sub-panel"
+
+    def watts_at_ms(self, t_ms):
+        return self.inner.watts_at_ms(t_ms) + self.feed_w
+
+    def watts_at(self, t_s):
+        return self.inner.watts_at(t_s) + self.feed_w
+
+    def next_change_ms(self, t_ms):
+        t = self.inner.next_change_ms(t_ms)
+        q = t_ms + self.quantum_ms
+        return t if t < q else q

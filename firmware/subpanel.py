@@ -1,0 +1,207 @@
+"""A sub-panel's panelcap as a modulated load of this one (a load with driver "subpanel";
+docs/profile.md, "Sub-panels"). The sub is a device of the open profile: its sensor
+`<device>_mains` is what the load draws, its actuator `<device>_limit` takes the limit this
+controller allows it, in W. Capacity flows down: this panel's limit, then the sub's limit,
+then the sub's own loads. The profile's freshness rules apply: a sub whose readings or
+states stop, or whose state does not show the limit sent, is lost (feedback.py: shed, its
+rated_w counted as drawn). Imported only when a load names this driver."""
+
+import asyncio
+import json
+
+from micropython import const
+
+_ROOT = "pcp/"
+_MAX_W = const(500000)           # the profile's range for a panel's w
+_PERIODS = const(3)              # the profile's rule: silent 3 intervals, gone
+_SAT_PCT = const(10)             # within this of its limit, a sub is using all of it
+_WAKE_MS = const(1000)
+_MAX_SEQ = const(0x3FFFFFFF)
+
+
+class SubPanel:
+    """The actuator (set_amps, amps, apply, safe) and the confirmation (confirmed(now),
+    actual_ma) of a sub-panel. The controller's amps x volts is the limit sent; below
+    floor_a the sub is sent its floor (what its never-shed loads need): off is the floor.
+    report_ms: the sub's interval_s; the limit is repeated that often as this controller's
+    heartbeat (the sub drops it after its max_wait_s, 3 intervals)."""
+
+    def __init__(self, clock, device, volts, floor_a, max_a, report_ms, log=print):
+        self._clock = clock
+        self.device = device
+        self._volts = volts
+        self.floor_w = floor_a * volts
+        self.max_a = max_a
+        self.timeout_ms = _PERIODS * report_ms
+        self.heartbeat_period_ms = report_ms
+        self._log = log
+        sensor = _ROOT + device + "_mains/"
+        actuator = _ROOT + device + "_limit/"
+        self.set_topic = actuator + "set"
+        self.topics = ((sensor + "reading", self.on_reading),
+                       (actuator + "state", self.on_state),
+                       (actuator + "ack", self.on_ack))
+        self.link = None
+        self.amps = 0                # what the controller allows now
+        self.limit_w = self.floor_w  # the limit it stands for, never below the floor
+        self.reading_w = -1          # the sub's last plausible reading; -1: none
+        self.shown_w = -1            # the limit the sub's state last showed; -1: none
+        self.actual_ma = -1          # what it draws, as a current; -1: none fresh
+        now = clock.ticks_ms()
+        self._reading_ms = now       # first reading and state awaited timeout_ms after boot
+        self._state_ms = now
+        self._agree_ms = now
+        self._seq = 0
+        self._sent_w = -1
+        self._sent_ms = now
+        self._cmd_id = 0
+        self._subscribed = 0         # link.connects when the subscriptions were last sent
+        self._lost = False
+        self.reports = 0
+        self.bad_reports = 0
+        self.refused = 0
+        self.heartbeat_ms = None
+
+    # --- the network side (called by the link's task: never waits) -----------------------
+    def attach(self, link):
+        self.link = link
+        for topic, handler in self.topics:
+            link.route(topic, handler)
+
+    def on_reading(self, msg):
+        d = _decode(msg)
+        w = d.get("w") if d else None
+        seq = d.get("seq") if d else None
+        if not (_is_int(w) and -_MAX_W <= w <= _MAX_W and _is_int(seq)
+                and d.get("valid") is True) or (seq <= self._seq and seq != 1):
+            # Implausible (freshness rule 2): out of range, invalid, or a seq going back
+            # other than to 1 (a restart): counted, not taken.
+            self.bad_reports += 1
+            return
+        self._seq = seq
+        self.reading_w = w if w > 0 else 0
+        self._reading_ms = self._clock.ticks_ms()
+        self.reports += 1
+
+    def on_state(self, msg):
+        d = _decode(msg)
+        w = d.get("setpoint") if d else None
+        if not _is_int(w) or d.get("safe") not in (True, False):
+            self.bad_reports += 1
+            return
+        now = self._clock.ticks_ms()
+        self._state_ms = now
+        # In its safe state it holds its own setpoint, not ours: not under our control.
+        self.shown_w = -1 if d["safe"] else w
+        if self.shown_w == self.limit_w:
+            self._agree_ms = now
+
+    def on_ack(self, msg):
+        d = _decode(msg)
+        # Only the answer to our last command: anyone on the broker may send the sub others.
+        if d and d.get("ok") is False and d.get("id") == self._cmd_id:
+            # A sub that refuses the limit keeps its own: its state will not show ours, and
+            # confirmed() calls it lost (its rating counted) until it does.
+            self.refused += 1
+            if self.refused == 1:
+                self._log("subpanel %s: refused: %s" % (self.device, d.get("error")))
+
+    def confirmed(self, now):
+        clock = self._clock
+        agree = self.shown_w == self.limit_w
+        if agree:
+            self._agree_ms = now
+        t = self.timeout_ms
+        if clock.ticks_diff(now, self._reading_ms) > t or \
+                clock.ticks_diff(now, self._state_ms) > t or \
+                clock.ticks_diff(now, self._agree_ms) > t or (self._lost and not agree):
+            self.actual_ma = -1      # a stale reading is no reading
+            self._lost = True
+            return False
+        self._lost = False
+        w = self.reading_w
+        lim = self.limit_w
+        if lim > w >= lim - lim * _SAT_PCT // 100:
+            # Its own band keeps it a little under its limit: it uses all it is given and
+            # would take more (shed.py raises a modulated load only when it draws near its
+            # setpoint). Counting more than it draws errs toward shedding.
+            w = lim
+        self.actual_ma = w * 1000 // self._volts
+        return True
+
+    async def run(self):
+        """Subscribes after every (re)connect of the link, and sends the limit again."""
+        while True:
+            link = self.link
+            self.heartbeat_ms = now = self._clock.ticks_ms()
+            if link is not None and link.connected and link.connects != self._subscribed:
+                ok = True
+                for topic, _ in self.topics:
+                    ok = ok and link.subscribe(topic)
+                if ok:       # a refused subscription shows up as silence: handled
+                    self._subscribed = link.connects
+                    self._send(now, True)
+            await asyncio.sleep_ms(_WAKE_MS)
+
+    # --- the actuator --------------------------------------------------------------------
+    def set_amps(self, amps):
+        amps = int(amps)
+        if amps > self.max_a:
+            amps = self.max_a
+        if amps < 0:
+            amps = 0
+        self.amps = amps
+        w = amps * self._volts
+        if w < self.floor_w:
+            w = self.floor_w
+        now = self._clock.ticks_ms()
+        if w != self.limit_w:
+            self.limit_w = w
+            self._agree_ms = now     # the sub has timeout_ms to show it
+        if w != self._sent_w:
+            self._send(now, True)
+        elif self._clock.ticks_diff(now, self._sent_ms) >= self.heartbeat_period_ms:
+            self._send(now, False)   # the heartbeat: the sub keeps our limit while it comes
+
+    def _send(self, now, change):
+        self._sent_ms = now
+        link = self.link
+        if link is None:
+            return
+        self._cmd_id = self._cmd_id + 1 if self._cmd_id < _MAX_SEQ else 1
+        payload = '{"id": %d, "setpoint": %d}' % (self._cmd_id, self.limit_w)
+        if change:
+            link.publish_event(self.set_topic, payload)   # a lower limit must go out
+        else:
+            link.publish(self.set_topic, payload)
+        self._sent_w = self.limit_w
+
+    def apply(self, load):
+        self.set_amps(load.setpoint_a if load.on else 0)
+
+    def safe(self):
+        # The least it may have: its floor. Should this controller then fall silent, the sub
+        # goes back to its own setpoint after its max_wait_s (it holds its own limit).
+        self.amps = 0
+        self.limit_w = self.floor_w
+        self._send(self._clock.ticks_ms(), True)
+
+
+def _decode(msg):
+    try:
+        d = json.loads(msg)
+    except Exception:  # untrusted bytes: whatever the parser objects to is a bad report
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def from_spec(spec, load, clock, log=print):
+    """The sub-panel of `load` (driver "subpanel"): spec's device (the sub's node id: its
+    devices are <device>_mains and <device>_limit), report_s (the sub's interval_s, 10 s if
+    not given), the load's min_a (the floor) and max_a."""
+    return SubPanel(clock, spec["device"], load.volts, load.min_a, load.max_a,
+                    spec.get("report_s", 10) * 1000, log)
