@@ -117,6 +117,7 @@ CT = (
 # a load has an output (contactor index) or a driver ("pilot": the board's J1772 pilot;
 # RELAY_DRIVERS: another maker's relay over MQTT, its adapter module adapt_<driver>.py).
 RELAY_DRIVERS = ("tasmota", "shelly")
+CHARGER_DRIVERS = ("openevse",)  # another maker's EV charger: adapt_<driver>.py
 LOAD = (
     ("name", "str", 1, 16, "", None, "short name, letters, digits and _"),
     ("kind", "enum", KINDS, None, "", None,
@@ -125,7 +126,8 @@ LOAD = (
     ("leg", "enum", LEGS, None, "", None, "leg(s) the load is on"),
     ("rated_w", "int", 0, 100000, "W", None, "nameplate power"),
     ("output", "int", 0, 15, "", None, "contactor output index (K1 is 0)"),
-    ("driver", "enum", ("pilot", "mqtt", "subpanel") + RELAY_DRIVERS, None, "", None,
+    ("driver", "enum", ("pilot", "mqtt", "subpanel") + RELAY_DRIVERS + CHARGER_DRIVERS,
+     None, "", None,
      "pilot: the J1772 pilot; mqtt: a charger over MQTT; tasmota, shelly: their relays; "
      "subpanel: a sub-panel's panelcap"),
     ("device", "str", 1, 32, "", None,
@@ -283,6 +285,9 @@ def _check_load(spec, where):
                           "or #), got %r" % (where, spec.get("device")))
         if spec.get("driver") in RELAY_DRIVERS and "device" not in spec:
             errors.append("%s: driver %r needs device" % (where, spec["driver"]))
+        if spec.get("driver") in CHARGER_DRIVERS and "device" not in spec:
+            errors.append("%s: driver %r needs device, its MQTT base topic" % (
+                where, spec["driver"]))
         if "feed_output" in spec and not has_drv:
             errors.append("%s: feed_output is for a charger (a load with a driver)" % where)
         if kind == KIND_NEVER and spec.get("soak"):
@@ -401,6 +406,8 @@ def validate(cfg, board=None):
                 errors.append("%s: board %s has no J1772 pilot" % (where, board.NAME))
         if spec.get("driver") in ("mqtt", "subpanel") + RELAY_DRIVERS and \
                 not cfg["mqtt_host"]:
+            errors.append("%s: driver %r needs mqtt_host" % (where, spec["driver"]))
+        if spec.get("driver") in CHARGER_DRIVERS and not cfg["mqtt_host"]:
             errors.append("%s: driver %r needs mqtt_host" % (where, spec["driver"]))
     if (cfg["export_limit_w"] or cfg["surplus_mode"] == "on") and \
             not [spec for spec in loads if isinstance(spec, dict) and spec.get("soak")]:

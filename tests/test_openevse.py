@@ -132,3 +132,137 @@ show('max', [ev.amps, link.sent[-1]])
     assert out["safe"] == [0, [["e", "oe/claim/set", '{"state":"disabled","auto_release":false}']]]
     assert out["max"] == [32, ["e", "oe/claim/set",
                                '{"state":"active","charge_current":32,"auto_release":false}']]
+
+
+FIRMWARE = """
+import asyncio, json, sys
+from panelsim.vtime import VirtualTime
+from panelsim import machine
+from panelsim.panel import Panel
+from panelsim.adcgen import AdcGen
+from panelsim.profile import ConstantProfile
+from clock import Clock, WrappingClock
+import simboard as board
+import app as app_mod
+vt = VirtualTime(speed=1); vt.install()          # real time: the charger is a real client
+clock = WrappingClock(vt.now_ms)
+params = dict(board.PANEL)
+ev = dict(params["ev"]); ev["arrive_h"] = None; params["ev"] = ev   # the panel's own EV: away
+panel = Panel(params, ConstantProfile(1000))
+machine.attach(panel, vt, board, AdcGen(board, panel))
+loads = [{"name": "ev", "kind": "modulated", "priority": 1, "leg": "L1L2", "rated_w": 7680,
+          "driver": "openevse", "device": "oe", "report_s": 1, "max_a": 32,
+          "resume_pause_s": 0}]
+cfg = {"mqtt_host": "127.0.0.1", "mqtt_port": PORT, "mqtt_discovery": "",
+       "telemetry_period_ms": 1000, "stagger_s": 1, "limit_w": 19200, "loads": loads}
+logs = []
+app = app_mod.App(board, machine, clock, cfg, log=logs.append)
+app.net_clock = Clock()
+print(json.dumps({"adapter": "adapt_openevse" in sys.modules, "evmqtt": "evmqtt" in sys.modules,
+                  "others": [m for m in sys.modules if m.startswith("adapt_")]}))
+async def main():
+    asyncio.create_task(app.run())
+    for t in range(SECONDS * 4):
+        await asyncio.sleep_ms(250)
+        w = app.monitor.watches[0] if app.monitor else None
+        b = app.bindings[0]
+        print(json.dumps({"t": vt.elapsed_ms(), "alarm": w.alarm if w else None,
+                          "amps": b.actuator.amps, "w": b.load.measured_w,
+                          "stuck": b.load.uncontrollable}))
+        while logs:
+            print(json.dumps({"log": logs.pop(0)}))
+try:
+    asyncio.run(main())
+finally:
+    app.force_safe()
+"""
+
+
+def test_firmware_drives_a_simulated_openevse_through_mosquitto(tmp_path):
+    # The charger charges at panelcap's claim, falls silent (lost: paused, its 7680 W
+    # counted), comes back (cleared once its echo shows the pause it missed), reports a
+    # stuck relay (lost at once), and recovers.
+    with Broker(tmp_path) as broker:
+        sim = OpenEvseSim("127.0.0.1", broker.port, "oe", period_s=1)
+        sim.start()
+        watcher = Client(broker.port, "watcher")
+        watcher.subscribe("oe/claim")
+        proc = subprocess.Popen(
+            [MICROPYTHON, "-X", "heapsize=1m", "-c",
+             FIRMWARE.replace("PORT", str(broker.port)).replace("SECONDS", "46")],
+            cwd=ROOT, env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        rows = []
+        reader = threading.Thread(target=lambda: rows.extend(
+            json.loads(line) for line in proc.stdout if line.startswith("{")), daemon=True)
+        reader.start()
+        # The controller starts a modulated load after its settle time, then ramps it.
+        plan = [(16000, sim.silent), (21000, sim.resume),
+                (36000, lambda: sim.stuck_relay(True)), (40000, lambda: sim.stuck_relay(False))]
+        names = ["silent", "resume", "stuck", "unstuck"]
+        marks = {}
+        t0 = time.monotonic()
+        while proc.poll() is None and time.monotonic() - t0 < 90:
+            now_ms = next((r["t"] for r in reversed(rows) if "t" in r), 0)
+            while plan and now_ms >= plan[0][0]:
+                at, act = plan.pop(0)
+                marks[names.pop(0)] = now_ms
+                act()
+            time.sleep(0.05)
+        proc.wait(10)
+        reader.join(5)
+        sim.stop.set()
+        echoes = [json.loads(p) for t, p, _ in watcher.take()]
+        claims = list(sim.claims)
+        sim.close()
+    assert proc.returncode == 0, proc.stderr.read()[-3000:]
+    # Only this adapter is loaded, with the charger rules it shares with evmqtt.
+    assert rows[0] == {"adapter": True, "evmqtt": True, "others": ["adapt_openevse"]}, rows[0]
+    samples = [r for r in rows if "t" in r]
+    log = [r["log"] for r in rows if "log" in r]
+
+    def between(a, b):
+        return [r for r in samples if a <= r["t"] < b]
+    # Before the faults: claimed at up to 32 A, confirmed, its own amp report the load's draw.
+    ran = [r for r in between(0, marks["silent"]) if r["amps"] >= 6 and r["w"] > 0]
+    assert ran and all(r["alarm"] is None and not r["stuck"] for r in ran), log
+    assert all(r["w"] % 240 == 0 and r["w"] <= 32 * 240 for r in ran), ran   # its amp, at 240 V
+    # Silent: lost 3 status periods (3 s) after its last reading, plus a control step and the
+    # host's slack; paused (a disabled claim) and its rated power counted until it is back.
+    lost = [r["t"] for r in between(marks["silent"], marks["resume"]) if r["alarm"] == "lost"]
+    assert lost and lost[0] - marks["silent"] <= 3000 + 1000 + 2000, (marks, lost[:1], log)
+    assert all(r["amps"] == 0 and r["stuck"] for r in samples if lost[0] <= r["t"] <= lost[-1])
+    assert "alarm: ev lost: no report" in log
+    # Back: cleared once its echo shows the pause (the heartbeat's claim reaches it).
+    back = between(marks["resume"], marks["stuck"])
+    cleared = [r for r in back if r["alarm"] is None]
+    assert cleared and all(r["alarm"] is None for r in back if r["t"] >= cleared[0]["t"]), log
+    # A stuck relay: lost with its next state (a period) and control step, not 3 periods later.
+    stuck = [r["t"] for r in between(marks["stuck"], marks["unstuck"]) if r["alarm"] == "lost"]
+    assert stuck and stuck[0] - marks["stuck"] <= 1000 + 1000 + 1500, (marks, stuck[:1])
+    assert samples[-1]["alarm"] is None and not samples[-1]["stuck"], samples[-1]
+    # The charger's side: claims in its dialect, each echoed on <base>/claim.
+    assert '{"state":"disabled","auto_release":false}' in claims
+    assert any(c.startswith('{"state":"active","charge_current":') for c in claims), claims
+    assert {"state": "disabled", "auto_release": False} in echoes, echoes
+    assert any(e.get("state") == "active" for e in echoes), echoes
+
+
+def test_config_takes_openevse_for_a_modulated_load_with_a_base_topic():
+    out = run_mpy(r"""
+import config, simboard as board
+def errs(load, host='127.0.0.1'):
+    cfg = config.defaults(board)
+    cfg['mqtt_host'] = host
+    cfg['loads'] = [load]
+    return [e for e in config.validate(cfg, board) if 'loads' in e]
+ev = {'name': 'ev', 'kind': 'modulated', 'priority': 1, 'leg': 'L1L2', 'rated_w': 7680,
+      'driver': 'openevse', 'device': 'openevse-55ad', 'max_a': 32}
+print('OK', errs(ev))
+print('NODEV', errs({k: v for k, v in ev.items() if k != 'device'}))
+print('NOHOST', errs(ev, ''))
+print('ONOFF', errs(dict(ev, kind='onoff')))
+""", heap="512k").stdout.splitlines()
+    assert out[0] == "OK []", out
+    assert "driver 'openevse' needs device, its MQTT base topic" in out[1], out
+    assert "driver 'openevse' needs mqtt_host" in out[2], out
+    assert "an onoff load needs an output or a relay driver" in out[3], out
