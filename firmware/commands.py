@@ -13,8 +13,8 @@ from micropython import const
 
 from loadkind import takes_amps
 
-# LoadGate, its modes and Refused live in loadgate.py: the gates run every control pass once
-# the first command has made them (telemetry.LazyCommands); commands.X still works.
+# LoadGate, its modes and Refused live in loadgate.py: the gates, made at build
+# (telemetry.LazyCommands), run every control pass; commands.X still works.
 from loadgate import MODE_AUTO, MODE_MAX_A, MODE_OFF, LoadGate, Refused  # noqa: F401
 
 _MAX_PAYLOAD = const(256)       # bytes; a longer payload is refused unparsed

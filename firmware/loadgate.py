@@ -1,7 +1,8 @@
 """A remote override between the controller's decision and a load's actuator (LoadGate),
 and the modes it takes. Apart from commands.py, which parses and validates commands: this
-part runs every control pass. Both are loaded when the first command arrives, and the gates
-made then (telemetry.LazyCommands); until then the actuators run unwrapped."""
+part runs every control pass. The gates are made at build when MQTT is configured
+(telemetry.LazyCommands) and pass the controller's commands through in automatic mode;
+commands.py is loaded when the first command arrives."""
 
 from loadkind import takes_amps
 from shed import AGE_CAP_MS
@@ -31,9 +32,8 @@ class LoadGate:
         self.mode = MODE_AUTO
         self.max_a = 0
         self.until_ms = None
-        # What the actuator drives now, and since when. A gate is made when the first
-        # command arrives: until then the actuator followed the controller alone, so the
-        # load's last switching is the output's.
+        # What the actuator drives now, and since when: the load's last switching is the
+        # output's (a gate made at build, or around an actuator that already ran).
         self._out_on = self._read_out()
         self._out_changed_ms = load.switched_ms
         self._held_until = None      # a stop by the override keeps the load off until then

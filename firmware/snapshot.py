@@ -12,7 +12,7 @@ GRID_SOURCES = ("grid", "subscription", "emergency", "demand")
 
 def status(app, now, gates=None, remote=(None, 0), uptime_s=None):
     """The snapshot at ticks `now`. gates: {load name: loadgate.LoadGate} (overrides; none
-    before the first MQTT command); remote: (W, s left) of the remote limit. uptime_s given:
+    without MQTT); remote: (W, s left) of the remote limit. uptime_s given:
     the firmware's version, uptime and reset cause too (MQTT sends those in its diag)."""
     m = app.meter
     c = app.controller

@@ -599,3 +599,40 @@ def test_state_discovery_and_status_show_each_windows_energy_headroom_and_peak(t
         finally:
             fw.kill()
         sub.close()
+
+
+def test_override_gates_are_installed_at_build_and_commands_load_on_the_first(tmp_path):
+    # issue 14: nothing rewires the actuators while running. With MQTT configured every
+    # load's actuator is wrapped in its LoadGate when the tasks are built (passing the
+    # controller's commands through in automatic mode); commands.py loads on the first
+    # command and uses those same gates. Without MQTT there are none.
+    code = """
+import os, sys
+os.chdir('%s')
+from standin import machine
+import esp32_dinrail as board
+import app, config
+from clock import Clock
+from snippet import check, fails
+machine.inject(36, 1970)
+cfg = config.defaults(board)
+cfg['mqtt_host'] = '127.0.0.1'
+a = app.App(board, machine, Clock(), cfg)
+a.tasks()
+from loadgate import LoadGate
+gates = [b.actuator for b in a.bindings]
+check(gates and all(isinstance(g, LoadGate) for g in gates), 'every actuator gated at build')
+check('commands' not in sys.modules, 'commands.py not loaded before a command')
+cmds = a.reporter.commands
+check(cmds.handle('pc', 'pc/cmd/load/ev', '{"mode": "max_a", "max_a": 10, "duration_s": 60}'),
+      'an override applied')
+check([b.actuator for b in a.bindings] == gates, 'the same gates, not rewrapped')
+check(gates[[b.load.name for b in a.bindings].index('ev')].describe() == 'max_a 10',
+      'the override lives in the gate built at boot')
+plain = app.App(board, machine, Clock(), config.defaults(board))
+plain.tasks()
+check(not any(isinstance(b.actuator, LoadGate) for b in plain.bindings), 'no MQTT: no gates')
+print('fails', len(fails))
+""" % tmp_path
+    out = run_mpy(code, heap="512k", extra_path=["tools", "tests"]).stdout
+    assert "fails 0" in out, out
