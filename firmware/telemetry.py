@@ -19,8 +19,8 @@ _STEP_WAIT_MS = const(50)       # how often a report held for the control step l
 
 
 class LazyCommands:
-    """commands.Commands, built when the first command arrives: until then its code (7.9 KB
-    from .mpy, 3.9 KB from the romfs partition, 32-bit port) is not in RAM. Before that no
+    """commands.Commands, built when the first command arrives: until then its code (7.4 KB
+    from .mpy, 3.8 KB from the romfs partition, 32-bit port) is not in RAM. Before that no
     remote limit is set and nothing has been counted. The override gates are installed here,
     at build, around every load's actuator: in automatic mode they pass the controller's
     commands through, so nothing is rewired while running (loadgate.py: 1.4 KB from .mpy,
