@@ -156,6 +156,12 @@ def _bind(app, spec):
         import fedcharger
         actuator = fedcharger.FedCharger(actuator, _contactor(app, load, spec["feed_output"]),
                                          app.clock, _FEED_OPEN_MS, load)
+    if spec.get("sensor"):
+        # A profile sensor confirms what the load draws (docs/profile.md, "A load's sensor").
+        import loadsensor
+        sensor = loadsensor.from_spec(spec, load, app.clock, app.log)
+        app.chargers.append(sensor)          # attached to the link, run as a task (app.py)
+        app._watches.append((load, None, None, sensor))
     ct = _channel_index(app.board, spec["ct"]) if spec.get("ct") else -1
     return control.Binding(load, actuator, ct)
 

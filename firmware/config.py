@@ -138,6 +138,8 @@ LOAD = (
      "interval_s (default 10); silent 3 times this, it is lost"),
     ("feed_output", "int", 0, 15, "", None, "contactor feeding a charger"),
     ("ct", "str", 0, 8, "", None, "the load's own CT channel, e.g. CT3; empty: none"),
+    ("sensor", "str", 1, 64, "", None,
+     "a profile sensor (pcp/<sensor>/reading) confirming what the load draws, every report_s"),
     ("min_on_s", "int", 0, 86400, "s", None, "shortest on time (contactor wear, compressors)"),
     ("min_off_s", "int", 0, 86400, "s", None, "shortest off time"),
     ("max_a", "int", 1, 80, "A", None, "highest pilot current (charger or circuit rating)"),
@@ -409,6 +411,9 @@ def validate(cfg, board=None):
             errors.append("%s: driver %r needs mqtt_host" % (where, spec["driver"]))
         if spec.get("driver") in CHARGER_DRIVERS and not cfg["mqtt_host"]:
             errors.append("%s: driver %r needs mqtt_host" % (where, spec["driver"]))
+        if "sensor" in spec and (not _is_device_id(spec["sensor"]) or not cfg["mqtt_host"]):
+            errors.append("%s: sensor must be a device id (no /, + or #) and needs mqtt_host, "
+                          "got %r" % (where, spec["sensor"]))
     if (cfg["export_limit_w"] or cfg["surplus_mode"] == "on") and \
             not [spec for spec in loads if isinstance(spec, dict) and spec.get("soak")]:
         errors.append("%s needs a load to soak into: set loads.<name>.soak to 1 or more" % (

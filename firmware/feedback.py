@@ -16,7 +16,8 @@ LOST = "lost"                    # MQTT charger silent past its timeout
 
 
 class Watch:
-    """One load under watch: its contactor (and aux contact) or its MQTT charger."""
+    """One load under watch: its contactor (and aux contact), or its MQTT charger or profile
+    sensor (loadsensor.py: confirmed(now) and actual_ma, as a charger)."""
 
     def __init__(self, load, contactor=None, aux=None, charger=None):
         self.load = load
@@ -123,6 +124,11 @@ class Monitor:
         self._log("alarm: %s %s cleared" % (w.load.name, w.alarm))
         w.alarm = None
         w.bad = 0
+        # A load may be under two watches (its contactor and its sensor, loadsensor.py):
+        # it is under control again only when neither holds an alarm.
+        for other in self.watches:
+            if other.load is w.load and other.alarm is not None:
+                return
         self.controller.set_uncontrollable(w.load, False)
 
     def clear(self, name):
