@@ -266,3 +266,32 @@ print('ONOFF', errs(dict(ev, kind='onoff')))
     assert "driver 'openevse' needs device, its MQTT base topic" in out[1], out
     assert "driver 'openevse' needs mqtt_host" in out[2], out
     assert "an onoff load needs an output or a relay driver" in out[3], out
+
+
+def test_the_simulator_models_why_rapi_cannot_pause(tmp_path):
+    # evmqtt's older OpenEVSE recipe (docs/mqtt.md: charger_set_topic <base>/rapi/in/$SC)
+    # sends "0" to pause; open_evse's SetCurrentCapacity raises it to 6 A and answers NK, and
+    # writes EEPROM on every $SC without V. The claim pauses.
+    with Broker(tmp_path) as broker:
+        sim = OpenEvseSim("127.0.0.1", broker.port, "oe", period_s=0.2)
+        sim.start(30)
+        spy = Client(broker.port, "spy")
+        spy.subscribe("oe/#")
+        time.sleep(0.5)
+        spy.publish("oe/rapi/in/$SC", "0")
+        nk = spy.wait_for(lambda m: m[0] == "oe/rapi/out")
+        time.sleep(0.5)
+        amp = [int(p) for t, p, _ in spy.take() if t == "oe/amp"][-1]
+        spy.publish("oe/claim/set", '{"state":"disabled","auto_release":false}')
+        echo = spy.wait_json("oe/claim", lambda d: d.get("state") == "disabled")
+        time.sleep(0.5)
+        paused = [int(p) for t, p, _ in spy.take() if t == "oe/amp"][-1]
+        writes = sim.eeprom_writes
+        sim.stop.set()
+        time.sleep(0.2)
+        sim.close()
+        spy.close()
+    assert nk is not None and nk[1] == b"$NK^21"
+    assert amp == 6000                      # "paused", still charging at 6 A
+    assert writes == 1
+    assert echo == {"state": "disabled", "auto_release": False} and paused == 0

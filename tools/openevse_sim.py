@@ -13,7 +13,9 @@ dialect, not against themselves:
   none);
 - `<base>/override/set` the same for the manual override (echo `<base>/override`; toggle,
   clear), which outranks an MQTT claim as it does on the device;
-- `<base>/rapi/in/$SC` <A>: set the pilot (RAPI's answer `$OK` on `<base>/rapi/out`);
+- `<base>/rapi/in/$SC` <A> [V]: set the pilot (RAPI's answer on `<base>/rapi/out`): as
+  open_evse's SetCurrentCapacity does, below 6 A it sets 6 A and answers `$NK` (RAPI
+  cannot pause a car this way), and without `V` every one is written to EEPROM;
   `<base>/divertmode/set` 1|2;
 - every status period: `<base>/amp` (milliamps drawn), `<base>/state` (1 not connected,
   3 charging, 254 sleeping, 255 disabled, 8 stuck relay), `<base>/pilot` (A), `<base>/voltage`.
@@ -57,6 +59,7 @@ class OpenEvseSim(Mqtt):
         self.divert_mode = 1
         self.amp_ma = 0
         self.claims = []                    # payloads received on claim/set, in order
+        self.eeprom_writes = 0              # $SC without V: each one written to EEPROM
         self._quiet = False
         self._deaf = False
         self._stuck = False
@@ -172,12 +175,18 @@ class OpenEvseSim(Mqtt):
                 else:
                     self.override = held
             elif topic == base + "/rapi/in/$SC":
+                # open_evse's SetCurrentCapacity: below J1772's 6 A it sets 6 A and answers
+                # NK (it cannot pause); without a second token (V) it writes EEPROM.
+                words = text.split()
                 try:
-                    self.rapi_pilot = max(6, min(int(text.split()[0]), 80))
+                    amps = int(words[0])
                 except (ValueError, IndexError):
                     self.publish(base + "/rapi/out", "$NK^21")
                     return
-                self.publish(base + "/rapi/out", "$OK^20")
+                self.rapi_pilot = max(6, min(amps, self.max_a))
+                if len(words) < 2:
+                    self.eeprom_writes += 1
+                self.publish(base + "/rapi/out", "$NK^21" if amps < 6 else "$OK^20")
             elif topic == base + "/divertmode/set" and text in ("1", "2"):
                 self.divert_mode = int(text)
             else:
