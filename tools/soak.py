@@ -523,6 +523,7 @@ def main(argv=None):
                 elif "host" in ev:
                     kind, on = ev["host"], ev["on"]
                     if on:
+                        # (cut_power, before a reboot: only this wait, for what is in flight)
                         watcher.catch_up(ev["t"] - TELEMETRY_S)
                     if kind == "broker_restart":
                         if on:

@@ -282,6 +282,12 @@ class Driver:
             at, kind, on, arg = self._next
             self._read_next()
             say({"fault": kind, "on": on, "t": t_s})
+            if kind in ("reboot", "reboot_saving"):
+                # The reports already on their way (sent, still in the proxy, the broker or
+                # the watcher) arrive before the power goes, as in the board's real
+                # milliseconds they would: at full speed those are tens of simulated
+                # seconds, and the watcher would count them as a gap before the cut.
+                host({"host": "cut_power", "on": True, "t": t_s})
             if kind == "reboot":
                 raise PowerCut("power cut at %d s" % t_s)
             if kind == "reboot_saving":
