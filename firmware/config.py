@@ -62,6 +62,8 @@ TOP = (
     ("mains_meter", "str", 0, 64, "", "",
      "a device-profile sensor on the mains (pcp/<id>/reading) cross-checked with the CTs"),
     ("mains_meter_s", "int", 1, 3600, "s", 10, "mains meter: its interval_s"),
+    ("mains_meter_dialect", "enum", ("profile", "p1", "shelly", "tasmota"), None, "", "profile",
+     "mains meter: what it speaks (mains_<dialect>.py, imported only then)"),
     ("mains_tolerance_w", "int", 50, 100000, "W", 500,
      "mains meter: a larger disagreement 3 readings in a row: every load shed"),
     ("profile_device", "enum", ("off", "on"), None, "", "off",
@@ -350,7 +352,9 @@ def validate(cfg, board=None):
         errors.append("demand_budget_w must be at least 100 W with a demand window, got %d"
                       % cfg["demand_budget_w"])
     m = cfg["mains_meter"]
-    if m and ("/" in m or "+" in m or "#" in m or not cfg["mqtt_host"]):
+    # Another maker's dialect names a topic prefix (Shelly's may end in /em1:<n>): a / is allowed.
+    if m and (("/" in m and cfg["mains_meter_dialect"] == "profile") or "+" in m or "#" in m
+              or not cfg["mqtt_host"]):
         errors.append("mains_meter must be a device id (no /, + or #) and needs mqtt_host, "
                       "got %r" % m)
     cts = cfg.get("ct")

@@ -1,20 +1,27 @@
 """The mains reading of an IP meter beside the CTs, cross-checked (issue 15 item 2; docs/profile.md,
-"A mains meter beside the CTs"): the meter speaks the device profile as a sensor
-(`pcp/<id>/reading`, {"seq", "valid", "w"}). Each control step with a fresh CT reading and
-a new meter reading compares the two; a disagreement beyond the tolerance three readings in
-a row is a fault: the check's limit source goes to 0 W, so every controllable load is shed
-(panelcap fails toward shedding), until three readings in a row agree again. A silent
-meter (3 intervals) only loses the check, logged; an implausible reading (not valid, out of
-range, its seq going back) counts as none. Imported by netsetup only when mains_meter is set."""
+"A mains meter beside the CTs"). Each control step with a fresh CT reading and a new meter
+reading compares the two; a disagreement beyond the tolerance three readings in a row is a
+fault: the check's limit source goes to 0 W, so every controllable load is shed (panelcap
+fails toward shedding), until three readings in a row agree again. A silent meter (3
+intervals) only loses the check, logged; an implausible reading counts as none. Imported by
+netsetup only when mains_meter is set.
+
+The meter speaks a dialect (config mains_meter_dialect), the seam to other makers' meters:
+a module `mains_<dialect>.py`, imported only when configured, exporting
+
+    topics(device) -> tuple of the MQTT topics to subscribe to (device: mains_meter)
+    parse(topic, payload) -> the mains power in whole W (import positive, export
+        negative), or None for a message that is not a reading; raises ValueError with a
+        one-line reason for an implausible one (it then counts as none).
+
+"profile" (mains_profile.py): a device-profile sensor, pcp/<id>/reading."""
 
 import asyncio
-import json
 
 from micropython import const
 
 SOURCE = "mains_check"          # the limits.Limits source the fault lives in
 _AGREE = const(3)               # readings in a row that raise or clear the fault
-_MAX_W = const(500000)
 _WAKE_MS = const(1000)
 
 
@@ -22,10 +29,11 @@ class MainsCheck:
     """A control source (step(ct_total_w), as control.ControlLoop.sources) and the meter's
     MQTT side (attach(link), run())."""
 
-    def __init__(self, limits, clock, sensor_id, interval_ms, tolerance_w, log=print):
+    def __init__(self, limits, clock, dialect, device, interval_ms, tolerance_w, log=print):
         self.limits = limits
         self._clock = clock
-        self.topic = "pcp/" + sensor_id + "/reading"
+        self._dialect = dialect          # a mains_<dialect> module (the seam above)
+        self.topics = dialect.topics(device)
         self.timeout_ms = 3 * interval_ms
         self.tolerance_w = tolerance_w
         self._log = log
@@ -33,12 +41,12 @@ class MainsCheck:
         self.meter_w = None          # the meter's last plausible reading
         self._meter_ms = clock.ticks_ms()
         self._new = False            # a reading arrived since the last comparison
-        self._seq = None
         self.fault = False
         self.silent = False
         self._run = 0                # comparisons in a row that disagree (>0) or agree (<0)
         self.readings = 0
         self.bad_readings = 0
+        self.last_error = None
         self.disagreements = 0
         self._subscribed = 0
         self.heartbeat_ms = None
@@ -46,22 +54,21 @@ class MainsCheck:
     # --- the meter ---------------------------------------------------------------------
     def attach(self, link):
         self.link = link
-        link.route(self.topic, self.on_reading)
+        for t in self.topics:
+            link.route(t, self._handler(t))
 
-    def on_reading(self, msg):
+    def _handler(self, topic):
+        return lambda msg: self.on_reading(msg, topic)
+
+    def on_reading(self, msg, topic=None):
         try:
-            d = json.loads(msg)
-            seq = d["seq"]
-            w = d["w"]
-            ok = d["valid"] is True and isinstance(seq, int) and isinstance(w, int) and \
-                not isinstance(w, bool) and -_MAX_W <= w <= _MAX_W and \
-                (self._seq is None or seq > self._seq or seq == 1)   # 1: it restarted
-        except Exception:  # untrusted bytes: whatever the parser objects to counts as none
-            ok = False
-        if not ok:
+            w = self._dialect.parse(topic if topic is not None else self.topics[0], msg)
+        except Exception as e:  # untrusted bytes: whatever the parser objects to counts as none
             self.bad_readings += 1
+            self.last_error = str(e)
             return
-        self._seq = seq
+        if w is None:
+            return
         self.meter_w = w
         self._meter_ms = self._clock.ticks_ms()
         self._new = True
@@ -73,7 +80,7 @@ class MainsCheck:
             link = self.link
             self.heartbeat_ms = self._clock.ticks_ms()
             if link is not None and link.connected and link.connects != self._subscribed \
-                    and link.subscribe(self.topic):
+                    and all(link.subscribe(t) for t in self.topics):
                 self._subscribed = link.connects
             await asyncio.sleep_ms(_WAKE_MS)
 

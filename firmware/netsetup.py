@@ -91,14 +91,15 @@ def setup_tasks(app, net_clock=None, network=None, log=None):
     if cfg.get("mains_meter"):
         # A mains meter beside the CTs, cross-checked each control step (mainscheck.py).
         import mainscheck
-        chk = mainscheck.MainsCheck(app.limits, clock, cfg["mains_meter"],
+        dialect = __import__("mains_" + cfg.get("mains_meter_dialect", "profile"))
+        chk = mainscheck.MainsCheck(app.limits, clock, dialect, cfg["mains_meter"],
                                     cfg["mains_meter_s"] * 1000, cfg["mains_tolerance_w"], log)
         chk.attach(link)
         app.control.sources.append(chk)
         app.mains_check = chk
         entries.append(supervisor_mod.Supervised("mains", supervisor_mod.task(chk), 60000,
                                                  critical=False))
-        chk = None
+        chk = dialect = None
     if cfg.get("grid_subscription_w") or cfg.get("grid_fallback_w") or \
             (cfg.get("demand_window_min") and app.wall() is None):
         # Grid signals configured, or a demand window with no RTC time: grid.py and its task
