@@ -66,6 +66,8 @@ TOP = (
      "mains meter: what it speaks (mains_<dialect>.py, imported only then)"),
     ("mains_tolerance_w", "int", 50, 100000, "W", 500,
      "mains meter: a larger disagreement 3 readings in a row: every load shed"),
+    ("mains_source", "enum", ("ct", "meter"), None, "", "ct",
+     "the panel's power: from the CTs, or from the mains meter instead (a stricter limit)"),
     ("profile_device", "enum", ("off", "on"), None, "", "off",
      "on: announce panelcap in the open device profile as a sensor and an actuator "
      "(docs/profile.md); off: devprofile.py is not imported"),
@@ -357,6 +359,8 @@ def validate(cfg, board=None):
               or not cfg["mqtt_host"]):
         errors.append("mains_meter must be a device id (no /, + or #) and needs mqtt_host, "
                       "got %r" % m)
+    if cfg["mains_source"] == "meter" and not m:
+        errors.append("mains_source meter needs mains_meter")
     cts = cfg.get("ct")
     if not isinstance(cts, dict):
         errors.append("ct must be a table of CT settings, got %r" % (cts,))

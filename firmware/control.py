@@ -31,6 +31,8 @@ class ControlLoop:
         # Limit sources that follow the metered import (demand.DemandWindow, duty.DutyWindow):
         # stepped before the controller, so their limit is in force at the same update.
         self.sources = []
+        # The panel's power from a mains meter instead of the CTs (mainsource.py), or None.
+        self.panel = None
 
     def step(self):
         sampler = self._sampler
@@ -46,10 +48,11 @@ class ControlLoop:
                 b.load.measured_w = -1
         if self.monitor is not None:
             self.monitor.check(sampler)   # before the update: it must see a stuck load
-        if fresh:
+        meas = sampler if self.panel is None else self.panel.refresh(sampler)
+        if meas.valid:
             for src in self.sources:
-                src.step(sampler.total_w)
-        self.controller.update(sampler)
+                src.step(meas.total_w)
+        self.controller.update(meas)
         for b in self.bindings:
             b.actuator.apply(b.load)
         self.steps += 1

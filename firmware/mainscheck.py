@@ -39,7 +39,8 @@ class MainsCheck:
         self._log = log
         self.link = None
         self.meter_w = None          # the meter's last plausible reading
-        self._meter_ms = clock.ticks_ms()
+        self.meter_legs = None       # its per-leg W, when the dialect has legs(payload)
+        self.meter_ms = clock.ticks_ms()
         self._new = False            # a reading arrived since the last comparison
         self.fault = False
         self.silent = False
@@ -69,8 +70,14 @@ class MainsCheck:
             return
         if w is None:
             return
+        legs = getattr(self._dialect, "legs", None)
+        if legs is not None:
+            try:
+                self.meter_legs = legs(msg) or None
+            except Exception:  # no legs is no reason to refuse the total
+                self.meter_legs = None
         self.meter_w = w
-        self._meter_ms = self._clock.ticks_ms()
+        self.meter_ms = self._clock.ticks_ms()
         self._new = True
         self.readings += 1
 
@@ -87,7 +94,7 @@ class MainsCheck:
     # --- the check (the control task calls it: never waits) ------------------------------
     def step(self, ct_total_w):
         now = self._clock.ticks_ms()
-        if self._clock.ticks_diff(now, self._meter_ms) > self.timeout_ms:
+        if self._clock.ticks_diff(now, self.meter_ms) > self.timeout_ms:
             if not self.silent:
                 self.silent = True
                 self._log("mains meter: silent: no cross-check%s" %

@@ -97,6 +97,15 @@ def setup_tasks(app, net_clock=None, network=None, log=None):
         chk.attach(link)
         app.control.sources.append(chk)
         app.mains_check = chk
+        if cfg.get("mains_source") == "meter":
+            # The meter instead of the CTs, under a stricter limit (mainsource.py).
+            import limits
+            import mainsource
+            app.control.panel = mainsource.MeterMeasurement(chk, clock, limits.legs(cfg["system"]),
+                                                            cfg["volts"])
+            pct = mainsource.margin_pct(cfg["mains_meter_s"])
+            app.limits.set(mainsource.SOURCE, w=app.setpoint_w * (100 - pct) // 100)
+            log("mains: the meter is the panel's source, limit %d %% lower" % pct)
         entries.append(supervisor_mod.Supervised("mains", supervisor_mod.task(chk), 60000,
                                                  critical=False))
         chk = dialect = None
