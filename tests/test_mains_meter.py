@@ -160,3 +160,42 @@ def test_p1_meter_as_the_source_fails_safe_when_silent(tmp_path):
     # Silent from 20 s: stale after 3 s (plus a control period), then shed and held.
     late = [r for r in samples if r["t"] >= 20000 + 3000 + 2500]
     assert late and all(r["state"] == "failsafe" and r["on"] == 0 for r in late), late[:3]
+
+
+LEGS = """
+import json
+import mainsource
+class Clock:
+    t = 100000
+    def ticks_ms(self): return self.t
+    def ticks_diff(self, a, b): return a - b
+class Check:
+    meter_w = None; meter_legs = None; meter_ms = 0; timeout_ms = 30000
+class Sampler:
+    meter = "ct-meter"
+clk = Clock(); chk = Check()
+m = mainsource.MeterMeasurement(chk, clk, 2, 240)
+out = {"none": m.refresh(Sampler()).valid}
+chk.meter_w = 4800; chk.meter_ms = clk.t - 1000
+r = m.refresh(Sampler()); out["whole"] = [r.valid, r.total_w, list(r.leg_ma)]
+chk.meter_legs = (3600, 1200)
+r = m.refresh(Sampler()); out["legs"] = [r.total_w, list(r.leg_ma)]
+chk.meter_legs = (-600, 1200); chk.meter_w = 600
+r = m.refresh(Sampler()); out["export leg"] = list(r.leg_ma)
+clk.t += 30001
+out["stale"] = m.refresh(Sampler()).valid
+out["margin"] = [mainsource.margin_pct(1), mainsource.margin_pct(10), mainsource.margin_pct(60)]
+print(json.dumps(out))
+"""
+
+
+def test_meter_measurement_legs_and_staleness():
+    # Per leg from the dialect when it has legs, else the whole reading on every leg (toward
+    # shedding); stale after 3 intervals; the margin 1 % a second of interval, at most 20.
+    out = json.loads(run_mpy(LEGS).stdout.splitlines()[-1])
+    assert out["none"] is False
+    assert out["whole"] == [True, 4800, [20000, 20000]]
+    assert out["legs"] == [4800, [15000, 5000]]
+    assert out["export leg"] == [0, 5000]
+    assert out["stale"] is False
+    assert out["margin"] == [1, 10, 20]
