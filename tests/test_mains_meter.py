@@ -199,3 +199,31 @@ def test_meter_measurement_legs_and_staleness():
     assert out["export leg"] == [0, 5000]
     assert out["stale"] is False
     assert out["margin"] == [1, 10, 20]
+
+
+CONFIG = """
+import json
+import config
+import simboard as board
+def errs(**kw):
+    cfg = config.defaults(board)
+    cfg['mqtt_host'] = '127.0.0.1'
+    cfg.update(kw)
+    return [e for e in config.validate(cfg, board) if 'mains' in e]
+print(json.dumps({
+    "defaults": [config.defaults(board)["mains_meter_dialect"], config.defaults(board)["mains_source"]],
+    "p1": errs(mains_meter="dsmr/json", mains_meter_dialect="p1", mains_source="meter"),
+    "profile slash": errs(mains_meter="a/b"),
+    "source alone": errs(mains_source="meter"),
+    "p1 wildcard": errs(mains_meter="dsmr/#", mains_meter_dialect="p1"),
+}))
+"""
+
+
+def test_config_of_the_mains_meter_as_source():
+    out = json.loads(run_mpy(CONFIG, heap="512k").stdout.splitlines()[-1])
+    assert out["defaults"] == ["profile", "ct"]
+    assert out["p1"] == []                                     # a topic with / is fine for p1
+    assert len(out["profile slash"]) == 1 and "no /" in out["profile slash"][0]
+    assert out["source alone"] == ["mains_source meter needs mains_meter"]
+    assert len(out["p1 wildcard"]) == 1
