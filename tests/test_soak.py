@@ -100,3 +100,14 @@ def test_a_boot_from_another_build_and_a_gap_outside_an_outage_fail_the_soak(tmp
     assert soak_tool.link_events(log) == [
         (3, "mqtt: connected to 127.0.0.1:1"),
         (553, "mqtt: 127.0.0.1:1: no reply within the keepalive (errno 110); retry in 600 ms")]
+
+
+def test_a_wifi_drop_is_given_the_stations_rejoin_backoff_and_no_more():
+    # The month at 7ca5f51: Wi-Fi gone 1214096..1214696 s, the station's backoff (up to 120 s,
+    # wifi.py) rejoined at 1214782, the next report at 1214785. Against the MQTT link's 60 s
+    # that read as a gap outside outages; a gap past the Wi-Fi's own recovery still is one.
+    wifi = [1214096, 1214696, soak_tool.WIFI_RECOVER_S]
+    assert soak_tool.telemetry_gaps([1214093, 1214785], [0], [wifi])[2] == []
+    assert soak_tool.telemetry_gaps([1214093, 1214785], [0], [wifi[:2]])[2] == [[1214093, 1214785]]
+    late = 1214696 + soak_tool.WIFI_RECOVER_S + 1
+    assert soak_tool.telemetry_gaps([1214093, late], [0], [wifi])[2] == [[1214093, late]]

@@ -45,8 +45,12 @@ TELEMETRY_S = 10
 RESPONSE_S = 7
 WATER_DRAWS = run_sim._firmware()[2].PANEL["water_heater"]["draws"]    # boards/simboard.py
 # A telemetry gap is an outage's when it lies within one: from the fault (less a report
-# period) to its end plus the link's longest backoff (60 s, net.py) and two report periods.
+# period) to its end plus the longest backoff of what has to come back and two report
+# periods: the MQTT link's (60 s, net.py), or after a Wi-Fi drop the station's rejoin
+# (120 s, wifi.py; the link connects as soon as it has joined). The first month run
+# counted a Wi-Fi drop's recovery against the link's 60 s and failed by 9 s.
 RECOVER_S = 60 + 2 * TELEMETRY_S
+WIFI_RECOVER_S = 120 + 2 * TELEMETRY_S
 GAP_S = 2 * TELEMETRY_S + 5         # a gap: no report for this long
 SOAK_HEAP_EXTRA = 16 * 1024         # the soak's own driver and fault models, on top of make sim's
 
@@ -386,7 +390,8 @@ def telemetry_gaps(reports, boots, outages):
         if b - a > GAP_S:
             gaps.append([a, b])
             # (the reports in flight when a connection dies die with it: QoS 0)
-            if not any(s - GAP_S <= a and b <= e + RECOVER_S for s, e in outages):
+            if not any(o[0] - GAP_S <= a and b <= o[1] + (o[2] if len(o) > 2 else RECOVER_S)
+                       for o in outages):
                 unexplained.append([a, b])
     return times, gaps, unexplained
 
@@ -472,7 +477,7 @@ def main(argv=None):
     an = Analysis(args.limit_w)
     heap_samples, events, crashes, log_lines = [], [], [], {}
     log_failed = 0
-    outages = []            # [start_s, end_s] of what may cut telemetry
+    outages = []            # [start_s, end_s(, recovery s)] of what may cut telemetry
     open_faults = {}
     done = None
     foreign = []            # [t, path]: a boot that loaded its firmware from outside build_dir
@@ -519,7 +524,8 @@ def main(argv=None):
                         if ev["on"]:
                             open_faults[kind] = ev["t"]
                         else:
-                            outages.append([open_faults.pop(kind), ev["t"]])
+                            outages.append([open_faults.pop(kind), ev["t"],
+                                            WIFI_RECOVER_S if kind == "wifi_drop" else RECOVER_S])
                 elif "host" in ev:
                     kind, on = ev["host"], ev["on"]
                     if on:
