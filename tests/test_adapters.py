@@ -23,16 +23,7 @@ import json
 import adapt_tasmota, adapt_shelly
 from fakeclock import FakeClock
 clock = FakeClock(20000)             # every timer crosses the ESP32's tick wrap
-class Link:                          # what an adapter uses of net.MqttLink
-    connected = True
-    connects = 1
-    def __init__(self):
-        self.sent = []; self.subs = []; self.routes = {}
-    def publish(self, topic, msg, retain=False): self.sent.append(('r', topic, msg))
-    def publish_event(self, topic, msg, retain=False): self.sent.append(('e', topic, msg))
-    def route(self, topic, handler): self.routes[topic.encode()] = handler
-    def subscribe(self, topic): self.subs.append(topic); return True
-    def cb(self, topic, msg): self.routes[topic](msg)
+from fakelink import Link            # what an adapter uses of net.MqttLink
 link = Link()
 """
 
