@@ -433,10 +433,12 @@ def test_hostile_clients_stall_nothing_and_an_overload_is_still_shed():
     assert oldest <= 6000, oldest
     assert attack.counts.get("hold never cut", 0) <= 1, attack.counts
     assert len(held) + len(busy) == len(attack.held_closed_s), attack.held_closed_s
-    # An endless request line is refused at the head limit (431, or a reset where the close
-    # beat the answer to the client), never read on until its deadline cuts it.
-    assert attack.counts.get("endless 431", 0) >= 1 and "endless closed" not in attack.counts, \
-        attack.counts
+    # An endless request line is refused at the head limit (431, or a reset or a bare close
+    # where the close beat the answer to the client), never read on until its 5 s deadline
+    # cuts it: each such connection ends well before that.
+    assert attack.counts.get("endless 431", 0) >= 1, attack.counts
+    assert attack.endless_s and max(attack.endless_s) < 4.5, (sorted(attack.endless_s)[-5:],
+                                                              attack.counts)
     # The household's step at 40 s puts the panel over its limit with the EV charging: the
     # controller must pause it within a few control periods despite the attack.
     before = [ln for ln in lines if 30 <= ln["t"] < 40]
