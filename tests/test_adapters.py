@@ -13,6 +13,7 @@ import time
 
 from conftest import MICROPYTHON, ROOT, mpy_env, run_mpy
 from mqtt_helpers import Broker, Client
+from mains_rig import MainsFirmware
 
 sys.path.insert(0, str(ROOT / "tools"))
 from shelly_sim import ShellySim  # noqa: E402
@@ -320,49 +321,6 @@ def test_firmware_drives_a_simulated_relay_through_mosquitto(tmp_path, driver):
                    for t, p, _ in answers)
 
 
-MAINS = """
-import asyncio, json, sys
-from panelsim.vtime import VirtualTime
-from panelsim import machine
-from panelsim.panel import Panel
-from panelsim.adcgen import AdcGen
-from panelsim.profile import ConstantProfile
-from clock import Clock, WrappingClock
-import simboard as board
-import app as app_mod
-vt = VirtualTime(speed=1); vt.install()          # real time: the meter is a real client
-clock = WrappingClock(vt.now_ms)
-params = dict(board.PANEL)
-ev = dict(params["ev"]); ev["arrive_h"] = None; params["ev"] = ev
-wh = dict(params["water_heater"]); wh["start_c"] = 50; params["water_heater"] = wh
-panel = Panel(params, ConstantProfile(1500))
-machine.attach(panel, vt, board, AdcGen(board, panel))
-cfg = {"mqtt_host": "127.0.0.1", "mqtt_port": PORT, "mqtt_discovery": "",
-       "telemetry_period_ms": 1000, "stagger_s": 1, "limit_w": 19200,
-       "mains_meter": "meter1", "mains_meter_s": 1, "mains_tolerance_w": 500}
-logs = []
-app = app_mod.App(board, machine, clock, cfg, log=logs.append)
-app.net_clock = Clock()
-print(json.dumps({"loaded": "mainscheck" in sys.modules}))       # not before the network
-async def main():
-    asyncio.create_task(app.run())
-    for t in range(SECONDS * 4):
-        await asyncio.sleep_ms(250)
-        panel.advance_to(vt.elapsed_ms())
-        chk = getattr(app, "mains_check", None)
-        whb = [b for b in app.bindings if b.load.name == "water_heater"][0]
-        print(json.dumps({"t": vt.elapsed_ms(), "truth_w": panel.total_w,
-                          "ct_w": app.sampler.total_w, "limit_w": app.controller.limit_w,
-                          "fault": chk.fault if chk else None, "wh": whb.actuator.is_on}))
-        while logs:
-            print(json.dumps({"log": logs.pop(0)}))
-    print(json.dumps({"loaded": "mainscheck" in sys.modules}))
-try:
-    asyncio.run(main())
-finally:
-    app.force_safe()
-"""
-
 
 def test_mains_meter_beside_the_cts_is_cross_checked(tmp_path):
     # A profile sensor on the mains reports the panel's true power, once a second; then it
@@ -371,31 +329,20 @@ def test_mains_meter_beside_the_cts_is_cross_checked(tmp_path):
     from mqttclient import Mqtt
     with Broker(tmp_path) as broker:
         meter = Mqtt("127.0.0.1", broker.port, "meter1", keepalive_s=0)
-        proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=1m", "-c",
-             MAINS.replace("PORT", str(broker.port)).replace("SECONDS", "40")],
-            cwd=ROOT, env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        rows = []
-        reader = threading.Thread(target=lambda: rows.extend(
-            json.loads(line) for line in proc.stdout if line.startswith("{")), daemon=True)
-        reader.start()
+        fw = MainsFirmware(broker.port, 40, {"mains_meter": "meter1", "mains_meter_s": 1,
+                                             "mains_tolerance_w": 500})
         seq = 0
-        t0 = time.monotonic()
-        while proc.poll() is None and time.monotonic() - t0 < 80:
-            last = next((r for r in reversed(rows) if "t" in r), None)
+        while fw.running(80):
+            last = fw.last()
             if last is not None and last["t"] < 32000:
                 off = 3000 if 14000 <= last["t"] < 22000 else 0
                 seq += 1
                 meter.publish("pcp/meter1/reading", json.dumps(
                     {"seq": seq, "valid": True, "w": last["truth_w"] + off}))
             time.sleep(1)
-        proc.wait(10)
-        reader.join(5)
+        samples, log, loaded = fw.finish()
         meter.close()
-    assert proc.returncode == 0, proc.stderr.read()[-3000:]
-    assert [r for r in rows if "loaded" in r] == [{"loaded": False}, {"loaded": True}], rows[:1]
-    samples = [r for r in rows if "t" in r]
-    log = [r["log"] for r in rows if "log" in r]
+    assert loaded[0] == [] and "mainscheck" in loaded[-1], loaded     # not before the network
     before = [r for r in samples if 3000 <= r["t"] < 14000]
     assert before and not any(r["fault"] for r in before), log
     assert any(r["wh"] for r in before), log                  # the water heater ran

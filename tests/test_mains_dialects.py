@@ -4,14 +4,13 @@ vendor's own payloads (Shelly's em:0 / em1:N status, Tasmota's tele SENSOR) turn
 whole W with import positive, None for what is not a reading, and a one-line ValueError for
 every implausible one."""
 import json
-import subprocess
-import threading
 import time
 
 import pytest
 
-from conftest import MICROPYTHON, ROOT, mpy_env, run_mpy
+from conftest import ROOT, run_mpy
 from mqtt_helpers import Broker
+from mains_rig import MainsFirmware
 
 # Shelly's documented status of a Pro 3EM's em:0 (EM.GetStatus; the same object is
 # published on <prefix>/status/em:0): phase b exports.
@@ -212,48 +211,6 @@ print(json.dumps(["topics", mains_shelly.topics("pro3em") + mains_shelly.topics(
                         for v in errs[-1:]), errs
 
 
-MAINS_FW = """
-import asyncio, json, sys
-from panelsim.vtime import VirtualTime
-from panelsim import machine
-from panelsim.panel import Panel
-from panelsim.adcgen import AdcGen
-from panelsim.profile import ConstantProfile
-from clock import Clock, WrappingClock
-import simboard as board
-import app as app_mod
-vt = VirtualTime(speed=1); vt.install()          # real time: the meter is a real client
-clock = WrappingClock(vt.now_ms)
-params = dict(board.PANEL)
-ev = dict(params["ev"]); ev["arrive_h"] = None; params["ev"] = ev
-wh = dict(params["water_heater"]); wh["start_c"] = 50; params["water_heater"] = wh
-panel = Panel(params, ConstantProfile(1500))
-machine.attach(panel, vt, board, AdcGen(board, panel))
-cfg = {"mqtt_host": "127.0.0.1", "mqtt_port": PORT, "mqtt_discovery": "",
-       "telemetry_period_ms": 1000, "stagger_s": 1, "limit_w": 19200,
-       "mains_meter": "DEVICE", "mains_meter_dialect": "DIALECT", "mains_meter_s": 1,
-       "mains_tolerance_w": 500}
-logs = []
-app = app_mod.App(board, machine, clock, cfg, log=logs.append)
-app.net_clock = Clock()
-async def main():
-    asyncio.create_task(app.run())
-    for t in range(SECONDS * 4):
-        await asyncio.sleep_ms(250)
-        panel.advance_to(vt.elapsed_ms())
-        chk = getattr(app, "mains_check", None)
-        print(json.dumps({"t": vt.elapsed_ms(), "truth_w": panel.total_w,
-                          "limit_w": app.controller.limit_w,
-                          "fault": chk.fault if chk else None}))
-        while logs:
-            print(json.dumps({"log": logs.pop(0)}))
-    print(json.dumps({"mods": sorted(m for m in sys.modules if m.startswith("mains_"))}))
-try:
-    asyncio.run(main())
-finally:
-    app.force_safe()
-"""
-
 
 @pytest.mark.parametrize("dialect", ["shelly", "tasmota"])
 def test_firmware_cross_checks_a_simulated_meter_beside_the_cts(tmp_path, dialect):
@@ -268,31 +225,19 @@ def test_firmware_cross_checks_a_simulated_meter_beside_the_cts(tmp_path, dialec
             meter = TasmotaMeterSim("127.0.0.1", broker.port, "mains", tele_period_s=1, phases=3)
         device = "pro3em" if dialect == "shelly" else "mains"
         meter.start(120)
-        proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=1m", "-c",
-             MAINS_FW.replace("PORT", str(broker.port)).replace("SECONDS", "32")
-             .replace("DEVICE", device).replace("DIALECT", dialect)],
-            cwd=ROOT, env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        rows = []
-        reader = threading.Thread(target=lambda: rows.extend(
-            json.loads(line) for line in proc.stdout if line.startswith("{")), daemon=True)
-        reader.start()
-        t0 = time.monotonic()
-        while proc.poll() is None and time.monotonic() - t0 < 80:
-            last = next((r for r in reversed(rows) if "t" in r), None)
+        fw = MainsFirmware(broker.port, 32, {"mains_meter": device, "mains_meter_dialect": dialect,
+                                             "mains_meter_s": 1, "mains_tolerance_w": 500})
+        while fw.running(80):
+            last = fw.last()
             if last is not None:
                 off = 3000 if 12000 <= last["t"] < 20000 else 0
                 meter.set_power(last["truth_w"] + off)
             time.sleep(0.25)
-        proc.wait(10)
-        reader.join(5)
+        samples, log, loaded = fw.finish()
         meter.stop.set()
         time.sleep(0.2)
         meter.close()
-    assert proc.returncode == 0, proc.stderr.read()[-3000:]
-    assert rows[-1] == {"mods": ["mains_" + dialect]}, rows[-1]     # only its dialect
-    samples = [r for r in rows if "t" in r]
-    log = [r["log"] for r in rows if "log" in r]
+    assert [m for m in loaded[-1] if m.startswith("mains_")] == ["mains_" + dialect], loaded
     before = [r for r in samples if 3000 <= r["t"] < 12000]
     assert before and not any(r["fault"] for r in before), log          # they agree
     fault = [r for r in samples if 12000 <= r["t"] < 20000 and r["fault"]]

@@ -5,13 +5,12 @@ mosquitto to the firmware with mains_source meter, dialect p1: its readings are 
 power, under the stricter limit, and a silent meter is the fail-safe (every load shed)."""
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 
-from conftest import MICROPYTHON, ROOT, mpy_env, run_mpy
+from conftest import ROOT, run_mpy
 from mqtt_helpers import Broker
+from mains_rig import MainsFirmware
 
 sys.path.insert(0, os.path.join(str(ROOT), "tools"))
 from p1_sim import P1Sim, telegram  # noqa: E402
@@ -78,88 +77,34 @@ def test_dialect_parsers_on_the_32_bit_port():
     assert out["topics"] == [["dsmr/json"], ["pcp/m1/reading"]]
 
 
-FW = """
-import asyncio, json, sys
-from panelsim.vtime import VirtualTime
-from panelsim import machine
-from panelsim.panel import Panel
-from panelsim.adcgen import AdcGen
-from panelsim.profile import ConstantProfile
-from clock import Clock, WrappingClock
-import simboard as board
-import app as app_mod
-vt = VirtualTime(speed=1); vt.install()          # real time: the meter is a real client
-clock = WrappingClock(vt.now_ms)
-params = dict(board.PANEL)
-ev = dict(params["ev"]); ev["arrive_h"] = None; params["ev"] = ev
-wh = dict(params["water_heater"]); wh["start_c"] = 50; params["water_heater"] = wh
-panel = Panel(params, ConstantProfile(1500))
-machine.attach(panel, vt, board, AdcGen(board, panel))
-cfg = {"mqtt_host": "127.0.0.1", "mqtt_port": PORT, "mqtt_discovery": "",
-       "telemetry_period_ms": 1000, "stagger_s": 1, "limit_w": 19200,
-       "mains_meter": "dsmr/json", "mains_meter_dialect": "p1", "mains_meter_s": 1,
-       "mains_source": "meter"}
-logs = []
-app = app_mod.App(board, machine, clock, cfg, log=logs.append)
-app.net_clock = Clock()
-print(json.dumps({"loaded": sorted(m for m in sys.modules if m.startswith("mains"))}))
-async def main():
-    asyncio.create_task(app.run())
-    for t in range(SECONDS * 4):
-        await asyncio.sleep_ms(250)
-        panel.advance_to(vt.elapsed_ms())
-        ctl = app.controller
-        print(json.dumps({"t": vt.elapsed_ms(), "truth_w": panel.total_w,
-                          "limit_w": ctl.limit_w, "state": ctl.state,
-                          "on": sum(1 for b in app.bindings if b.load.name == "water_heater" and b.actuator.is_on)}))
-        while logs:
-            print(json.dumps({"log": logs.pop(0)}))
-    print(json.dumps({"loaded": sorted(m for m in sys.modules if m.startswith("mains"))}))
-try:
-    asyncio.run(main())
-finally:
-    app.force_safe()
-"""
-
 
 def test_p1_meter_as_the_source_fails_safe_when_silent(tmp_path):
     # The P1 simulator reports the simulated panel's power once a second (DSMR 5) for 20 s,
     # then falls silent: after 3 intervals the measurement is stale, every load shed.
     with Broker(tmp_path) as broker:
         sim = P1Sim("127.0.0.1", broker.port, "dsmr/json", 1)
-        proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=1m", "-c",
-             FW.replace("PORT", str(broker.port)).replace("SECONDS", "32")],
-            cwd=ROOT, env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        rows = []
-        reader = threading.Thread(target=lambda: rows.extend(
-            json.loads(line) for line in proc.stdout if line.startswith("{")), daemon=True)
-        reader.start()
+        fw = MainsFirmware(broker.port, 32, {"mains_meter": "dsmr/json",
+                                             "mains_meter_dialect": "p1", "mains_meter_s": 1,
+                                             "mains_source": "meter"})
         sim.start()
-        t0 = time.monotonic()
-        while proc.poll() is None and time.monotonic() - t0 < 70:
-            last = next((r for r in reversed(rows) if "t" in r), None)
+        while fw.running(70):
+            last = fw.last()
             if last is not None:
                 sim.set_reading(last["truth_w"])
                 if last["t"] >= 20000:
                     sim.silent()
             time.sleep(0.2)
-        proc.wait(10)
-        reader.join(5)
+        samples, log, loaded = fw.finish()
         sim.close()
-    assert proc.returncode == 0, proc.stderr.read()[-3000:]
-    loaded = [r["loaded"] for r in rows if "loaded" in r]
     assert loaded[0] == [] and "mains_p1" in loaded[-1] and "mains_shelly" not in loaded[-1]
-    samples = [r for r in rows if "t" in r]
-    log = [r["log"] for r in rows if "log" in r]
     assert "mains: the meter is the panel's source, limit 1 % lower" in log, log
     fed = [r for r in samples if 8000 <= r["t"] < 20000]
     assert fed and all(r["state"] != "failsafe" for r in fed), (fed, log)
     assert all(r["limit_w"] == 19200 * 99 // 100 for r in fed), fed[-1]
-    assert any(r["on"] for r in fed), log                     # loads ran on the meter's word
+    assert any(r["wh"] for r in fed), log                     # loads ran on the meter's word
     # Silent from 20 s: stale after 3 s (plus a control period), then shed and held.
     late = [r for r in samples if r["t"] >= 20000 + 3000 + 2500]
-    assert late and all(r["state"] == "failsafe" and r["on"] == 0 for r in late), late[:3]
+    assert late and all(r["state"] == "failsafe" and not r["wh"] for r in late), late[:3]
 
 
 LEGS = """
