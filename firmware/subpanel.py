@@ -57,6 +57,7 @@ class SubPanel:
         self._cmd_id = 0
         self._subscribed = 0         # link.connects when the subscriptions were last sent
         self._lost = False
+        self._back_ms = None         # lost, then fresh and agreeing since this tick
         self.reports = 0
         self.bad_reports = 0
         self.refused = 0
@@ -117,7 +118,18 @@ class SubPanel:
                 clock.ticks_diff(now, self._agree_ms) > t or (self._lost and not agree):
             self.actual_ma = -1      # a stale reading is no reading
             self._lost = True
+            self._back_ms = None
             return False
+        if self._lost:
+            # Back only after three intervals of fresh, agreeing messages (the profile's
+            # rule): what a broker or a slow link held back arrives in one burst, from a
+            # sub that may have been silent since.
+            if self._back_ms is None:
+                self._back_ms = now
+            if clock.ticks_diff(now, self._back_ms) < t:
+                self.actual_ma = -1
+                return False
+            self._back_ms = None
         self._lost = False
         w = self.reading_w
         lim = self.limit_w

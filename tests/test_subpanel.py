@@ -93,16 +93,26 @@ clock.advance(1)
 show('silent', sp.confirmed(clock.t), sp.actual_ma)
 reading(20, 2000)
 show('reading_only', sp.confirmed(clock.t))     # its state is still stale
-state(20, 4800)
-show('back', sp.confirmed(clock.t))
+state(20, 4800); reading(21, 2000); state(21, 4800); reading(22, 2000)
+show('burst', sp.confirmed(clock.t))            # held back, delivered at one moment
+clock.advance(3001)
+show('burst_then_silent', sp.confirmed(clock.t))
+back = []
+for i in range(4):
+    reading(23 + i, 2000); state(23 + i, 4800)
+    back.append(sp.confirmed(clock.t)); clock.advance(1000)
+show('back', back)
 sp.set_amps(10)                      # the sub keeps showing the old limit: disobedient
 for i in range(4):
     clock.advance(1000); reading(30 + i, 2000); state(30 + i, 4800)
 show('disobedient', sp.confirmed(clock.t))
 reading(40, 2000); state(40, 2400, True)        # the limit, but safe: not ours
 show('safe_state', sp.confirmed(clock.t))
-state(41, 2400)
-show('obeys', sp.confirmed(clock.t))
+obeys = []
+for i in range(4):
+    state(41 + i, 2400); reading(41 + i, 2000)
+    obeys.append(sp.confirmed(clock.t)); clock.advance(1000)
+show('obeys', obeys)
 link.cb(b"pcp/sub1_limit/ack", b'{"id": "x", "ok": false, "error": "not ours"}')
 link.cb(b"pcp/sub1_limit/ack", json.dumps({"id": sp._cmd_id, "ok": False, "error": "ours"}))
 show('refused', sp.refused)
@@ -123,14 +133,18 @@ show('safe', [json.loads(m)["setpoint"] for _, _, m in link.sent], sp.amps)
     assert r["restart"] == [1000]
     assert r["heartbeat"] == [[["r", 4800], ["r", 4800]]]          # every 1 s, droppable
     assert r["ids"][0] == sorted(set(r["ids"][0]))                 # each its own id
-    # Silent 3 intervals (its readings or its states): lost, no reading; back when both talk.
+    # Silent 3 intervals (its readings or its states): lost, no reading; back once both
+    # have talked for 3 intervals (the profile's rule): a burst of messages held back and
+    # delivered at one moment is not enough, nor is it when silence follows.
     assert r["at3s"] == [True]
     assert r["silent"] == [False, -1]
-    assert r["reading_only"] == [False] and r["back"] == [True]
+    assert r["reading_only"] == [False] and r["burst"] == [False]
+    assert r["burst_then_silent"] == [False]
+    assert r["back"] == [[False, False, False, True]]
     # Its state does not show the limit sent within 3 intervals: lost; in its safe state
-    # (it dropped our limit) still lost; back once it shows ours.
+    # (it dropped our limit) still lost; back once it has shown ours for 3 intervals.
     assert r["disobedient"] == [False] and r["safe_state"] == [False]
-    assert r["obeys"] == [True]
+    assert r["obeys"] == [[False, False, False, True]]
     assert r["refused"] == [1]
     assert r["safe"] == [[1680], 0]                                # safe: the floor, at once
 
@@ -410,12 +424,13 @@ SUB_BASE = [(0, 1500), (88000, 4000), (98000, 1500)]     # one on the sub's neve
 
 
 # Quarantined, not passing reliably: in the fresh-clone CI run of 3e723c1 (2026-12-05) the
-# main's "sub lost" alarm cleared and came back while the sub was stopped (SIGSTOP), so the
-# water heater ran in that window (line "all(r["stuck"] and not r["wh_on"] ...)"). Whether
-# readings in flight at the stop or a defect clears it is not yet known (issue 15). It still
-# runs and reports; a pass shows as XPASS.
-@pytest.mark.xfail(reason="flaky in CI: the lost alarm cleared during the sub's silence "
-                          "(issue 15, under investigation)", strict=False)
+# main's "sub lost" alarm cleared and came back around the sub's stop (SIGSTOP), so the water
+# heater ran in that window. One path to that was closed since: a lost sub came back on its
+# first fresh messages, so a burst held back in transit could clear it; it now needs 3
+# intervals of them (the profile's rule; the driver test above plants the burst). Kept
+# non-strict until fresh-clone runs show the cause was that one; it still runs and reports.
+@pytest.mark.xfail(reason="flaky in CI once: the lost alarm cleared around the sub's silence "
+                          "(issue 15)", strict=False)
 def test_two_controllers_hold_both_limits_through_a_day_and_each_others_silence(tmp_path):
     # The water heater (main, priority 1) outranks the sub-panel (priority 2); the sub's EV
     # arrives at 15 s. Then a surge on each panel, a raise asked of the sub by a stranger,
@@ -494,3 +509,27 @@ def test_two_controllers_hold_both_limits_through_a_day_and_each_others_silence(
     assert all(r["main_limit_w"] is None for r in quiet if r["t"] >= own[0]["t"])
     assert quiet[-1]["safe_count"] >= 1
     assert all(r["truth_w"] <= 9600 + 100 for r in quiet)
+
+
+def test_a_sub_panel_first_in_priority_keeps_its_room_before_a_main_load(tmp_path):
+    # The other way round: the sub-panel (priority 1) outranks the water heater (2). The
+    # main's surge sheds the water heater first, and the sub is not cut while it runs.
+    out, marks, answers = run_pair(tmp_path, 90, 92, [], WH_PRIO=2, SUB_PRIO=1,
+                                   EV_ARRIVE_S=15, MAIN_BASE=MAIN_BASE, SUB_BASE=[(0, 1500)])
+    main = [r for r in out["main"] if "t" in r]
+    sub = [r for r in out["sub"] if "t" in r]
+    mlog = [r["log"] for r in out["main"] if "log" in r]
+    floor_w = 13 * 240
+    assert _longest_over(main) <= 8000, mlog
+    assert _longest_over(sub, lambda r: r["ev_w"] > 0) <= 8000
+    assert max(r["truth_w"] for r in sub) <= 9600 + 100
+    # Cut while the water heater still ran: never (a sub idle below half its floor is
+    # parked at the floor whatever the order: that is not a cut for room).
+    for prev, r in zip(main, main[1:]):
+        if r["sent_w"] < prev["sent_w"] and prev["sub_measured_w"] * 2 >= floor_w:
+            assert not r["wh_on"], (prev, r, mlog)
+    # The surge: the water heater shed, the sub kept more than its floor.
+    surge = [r for r in main if 66000 <= r["t"] < 72000]
+    assert surge and all(not r["wh_on"] for r in surge), surge[0]
+    assert all(r["sent_w"] > floor_w for r in surge), surge[0]
+    assert any(r["wh_on"] for r in main if r["t"] < 60000), mlog
