@@ -70,6 +70,15 @@ def status():
             print("three-hour average %d W (held at %d W), %s W allowed now, %d W kept for "
                   "the house's own loads" % (r["avg_w"], r["cap_w"], r["allowed_w"],
                                              r["reserve_w"]))
+        elif src.source == "mains_meter":
+            r = src.report()
+            quiet = r["silent"] or r["meter_w"] is None
+            print("mains meter %s, %d readings (%d refused): %s" % (
+                "no reading yet" if r["meter_w"] is None else
+                "silent" if r["silent"] else "%d W" % r["meter_w"],
+                r["readings"], r["bad_readings"],
+                "DISAGREES with the CTs, every load shed" if r["fault"] else
+                "no cross-check" if quiet else "agrees with the CTs"))
     ops = app.wear.totals() if app.wear is not None else {}
     for name, contactor in app.contactors:
         ops.setdefault(name, contactor.ops)

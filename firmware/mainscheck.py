@@ -26,8 +26,10 @@ _WAKE_MS = const(1000)
 
 
 class MainsCheck:
-    """A control source (step(ct_total_w), as control.ControlLoop.sources) and the meter's
-    MQTT side (attach(link), run())."""
+    """A control source (step(ct_total_w) and report(), as control.ControlLoop.sources) and
+    the meter's MQTT side (attach(link), run())."""
+
+    source = "mains_meter"       # its key in the status snapshot (snapshot.py)
 
     def __init__(self, limits, clock, dialect, device, interval_ms, tolerance_w, log=print):
         self.limits = limits
@@ -90,6 +92,12 @@ class MainsCheck:
                     and all(link.subscribe(t) for t in self.topics):
                 self._subscribed = link.connects
             await asyncio.sleep_ms(_WAKE_MS)
+
+    def report(self):
+        """The meter's part of the status snapshot (MQTT state, /api/status, status())."""
+        return {"meter_w": self.meter_w, "fault": self.fault, "silent": self.silent,
+                "readings": self.readings, "bad_readings": self.bad_readings,
+                "disagreements": self.disagreements}
 
     # --- the check (the control task calls it: never waits) ------------------------------
     def step(self, ct_total_w):

@@ -98,6 +98,7 @@ def test_p1_meter_as_the_source_fails_safe_when_silent(tmp_path):
         sim.close()
     assert loaded[0] == [] and "mains_p1" in loaded[-1] and "mains_shelly" not in loaded[-1]
     assert "mains: the meter is the panel's source, limit 1 % lower" in log, log
+    assert not [line for line in log if line.startswith("report:")], log   # state went out
     fed = [r for r in samples if 8000 <= r["t"] < 20000]
     assert fed and all(r["state"] != "failsafe" for r in fed), (fed, log)
     assert all(r["limit_w"] == 19200 * 99 // 100 for r in fed), fed[-1]
@@ -172,3 +173,30 @@ def test_config_of_the_mains_meter_as_source():
     assert len(out["profile slash"]) == 1 and "no /" in out["profile slash"][0]
     assert out["source alone"] == ["mains_source meter needs mains_meter"]
     assert len(out["p1 wildcard"]) == 1
+
+
+def test_status_and_the_snapshot_show_the_mains_meter(tmp_path):
+    # A mains meter is one of the control loop's sources, and every source is read by the
+    # console's status() and the status snapshot (MQTT's state, /api/status). Without
+    # source and report() on the check, both raised AttributeError whenever a meter was
+    # configured, so such a site published no state at all (found by heapfit devices).
+    from test_console import run
+    reading = telegram(1, 2300)
+    out = run(tmp_path, """
+import json, mainscheck, mains_p1, snapshot
+from clock import Clock
+chk = mainscheck.MainsCheck(a.limits, Clock(), mains_p1, "dsmr/json", 10000, 500)
+a.control.sources.append(chk)
+a.mains_check = chk
+status()
+chk.on_reading(%r, "dsmr/json")
+chk.on_reading("not json", "dsmr/json")
+status()
+print("SNAP", json.dumps(snapshot.status(a, 0)["mains_meter"]))
+""" % reading)
+    lines = [line for line in out if line.startswith("mains meter")]
+    assert lines == ["mains meter no reading yet, 0 readings (0 refused): no cross-check",
+                     "mains meter 2300 W, 1 readings (1 refused): agrees with the CTs"], out
+    snap = json.loads([line for line in out if line.startswith("SNAP ")][0][5:])
+    assert snap == {"meter_w": 2300, "fault": False, "silent": False, "readings": 1,
+                    "bad_readings": 1, "disagreements": 0}, snap
