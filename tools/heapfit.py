@@ -5,12 +5,16 @@ make sim runs it (.mpy, umqtt in place from a ROM image) with N KB on top of the
 own measured footprint; a heap passes when the run ends cleanly, every command sent is
 answered as expected, and nothing logs a MemoryError, a failed report or a reset.
 
-    .venv/bin/python tools/heapfit.py plain|mqtt|all [--hours H] [--lo KB] [--hi KB]
+    .venv/bin/python tools/heapfit.py plain|mqtt|all|devices [--hours H] [--lo KB] [--hi KB]
 
 plain: a simulated day, no network.
 mqtt:  MQTT with commands and a broker outage.
 all:   MQTT, grid signals (subscription, a schedule, a reservation, an emergency), the EV
        charger driven over MQTT, and commands.
+devices: all's signals and commands with other makers' devices on the broker instead
+       (docs/profile.md): the water heater on a Shelly, a pool pump on a Tasmota, the EV on
+       an OpenEVSE, a sub-panel, a dryer's own meter and a P1 meter as the panel's source
+       (the CTs cross-checking it), each driven by its simulator in tools/.
 Prints `firmware_heap_kb_<scenario>: N` (make bench reads it) and, per hour of the passing
 run, the heap in use after collection.
 """
@@ -37,6 +41,44 @@ MQTT_LOADS = [{"name": "water_heater", "kind": "onoff", "priority": 2, "leg": "L
                "rated_w": 4500, "output": 0, "ct": "CT3"},
               {"name": "ev", "kind": "modulated", "priority": 1, "leg": "L1L2",
                "rated_w": 7680, "driver": "mqtt", "max_a": 32, "ct": "CT4"}]
+
+# Every driver of other makers' devices at once, each with its simulator (tools/) on the
+# broker. The simulators report every real second, which --speed 600 makes 600 simulated
+# seconds: report_s and mains_meter_s are scaled to match, so every device stays fresh.
+# The sub-panel is a profile sensor only (no second panelcap): its state never comes, so
+# it is lost and counted at its rating, which costs the same objects less its state's.
+DEVICE_REPORT_S = 600
+DEVICE_LOADS = [
+    {"name": "water_heater", "kind": "onoff", "priority": 2, "leg": "L1L2", "rated_w": 4500,
+     "driver": "shelly", "device": "wh_relay", "report_s": DEVICE_REPORT_S, "ct": "CT3"},
+    {"name": "ev", "kind": "modulated", "priority": 1, "leg": "L1L2", "rated_w": 7680,
+     "driver": "openevse", "device": "oe", "report_s": DEVICE_REPORT_S, "max_a": 32,
+     "ct": "CT4"},
+    {"name": "pool", "kind": "onoff", "priority": 3, "leg": "L1", "rated_w": 1500,
+     "driver": "tasmota", "device": "pool_relay", "report_s": DEVICE_REPORT_S},
+    {"name": "garage", "kind": "modulated", "priority": 4, "leg": "L1L2", "rated_w": 9600,
+     "driver": "subpanel", "device": "sub1", "report_s": DEVICE_REPORT_S, "min_a": 13,
+     "max_a": 40},
+    {"name": "dryer", "kind": "onoff", "priority": 5, "leg": "L1L2", "rated_w": 5000,
+     "output": 1, "sensor": "dryer_meter", "report_s": DEVICE_REPORT_S}]
+
+
+def device_commands(broker):
+    """The simulators' command lines (tools/), each a real MQTT client of the broker."""
+    py, tools = sys.executable, str(ROOT / "tools")
+    return [[py, tools + "/shelly_sim.py", "--broker", broker, "--prefix", "wh_relay",
+             "--rated-w", "4500", "--period", "1", "--seconds", "3600"],
+            [py, tools + "/tasmota_sim.py", "--broker", broker, "--topic", "pool_relay",
+             "--rated-w", "1500", "--tele-period", "1", "--seconds", "3600"],
+            [py, tools + "/openevse_sim.py", "--broker", broker, "--base", "oe",
+             "--period", "1", "--seconds", "3600"],
+            [py, tools + "/refdevice.py", "--broker", broker, "--role", "sensor",
+             "--id", "sub1_mains", "--interval", "1", "--seconds", "3600"],
+            [py, tools + "/refdevice.py", "--broker", broker, "--role", "sensor",
+             "--id", "dryer_meter", "--interval", "1", "--seconds", "3600"],
+            [py, tools + "/p1_sim.py", "--broker", broker, "--period", "1", "--w", "2000",
+             "--seconds", "3600"]]
+
 
 # What a homeowner or Home Assistant sends: (topic, payload, expected ok).
 COMMANDS = (("cmd/limit", '{"limit_w": 5000, "duration_s": 600, "id": 1}', True),
@@ -72,7 +114,7 @@ class Scenario:
         self.name = name
         self.hours = hours
         self.rom = rom          # the firmware in the board's romfs partition, not in RAM
-        self.mqtt = name in ("mqtt", "all")
+        self.mqtt = name in ("mqtt", "all", "devices")
 
     def sim_args(self, port):
         args = ["--hours", str(self.hours)]
@@ -81,14 +123,26 @@ class Scenario:
         if self.name == "all":
             args += ["--cfg", "loads=" + json.dumps(MQTT_LOADS),
                      "--cfg", "grid_subscription_w=6000"]
+        if self.name == "devices":
+            args += ["--cfg", "loads=" + json.dumps(DEVICE_LOADS),
+                     "--cfg", "grid_subscription_w=6000",
+                     "--cfg", 'mains_meter="dsmr/json"', "--cfg", 'mains_meter_dialect="p1"',
+                     "--cfg", "mains_meter_s=%d" % DEVICE_REPORT_S,
+                     "--cfg", 'mains_source="meter"',
+                     # the P1 simulator reads a constant 2000 W: a tolerance it always
+                     # meets keeps the cross-check from shedding everything
+                     "--cfg", "mains_tolerance_w=100000"]
         return args
 
     def commands(self):
         if self.name == "mqtt":
             return COMMANDS
-        if self.name == "all":
+        if self.name in ("all", "devices"):
             return COMMANDS + grid_commands()
         return ()
+
+    def devices(self, port):
+        return device_commands("127.0.0.1:%d" % port) if self.name == "devices" else []
 
 
 class _Site(Mqtt):
@@ -129,11 +183,14 @@ def trial(scenario, kb, workdir):
     """Runs the scenario with kb KB for the firmware; (ok, why, hours [(h, bytes)])."""
     broker = Broker(workdir).start() if scenario.mqtt else None
     site = None
+    devices = []
     try:
         port = broker.port if broker else 0
         cmd, env = run_sim.firmware_command(scenario.sim_args(port), heap="auto",
                                             log=lambda msg: None, firmware_kb=kb,
                                             firmware_in_rom=scenario.rom)
+        devices = [subprocess.Popen(c, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL) for c in scenario.devices(port)]
         if broker:
             site = _Site(port)
             for topic in ("panelcap/state", "panelcap/event", "panelcap/grid/request",
@@ -182,7 +239,7 @@ def trial(scenario, kb, workdir):
             # site's 60 s pass in a few real seconds): "... awaits" refusals are that race.
             bad = [e for e in side if not e.get("ok") and "awaits" not in e.get("error", "")]
             answered = any(e.get("ok") and e.get("cmd") == "grid/answer" for e in side)
-            if bad or (scenario.name == "all" and not answered):
+            if bad or (scenario.name in ("all", "devices") and not answered):
                 return False, "grid answers or acks refused: %s" % side, hours
             want = [ok for _, _, ok in commands]
             if got[:len(want)] != want:
@@ -190,6 +247,9 @@ def trial(scenario, kb, workdir):
                     got, want, [e for e in site.events if not e.get("ok")]), hours
         return True, "", hours
     finally:
+        for d in devices:
+            d.kill()
+            d.wait()
         if site is not None:
             site.close()
         if broker is not None:
@@ -214,22 +274,32 @@ def bisect(scenario, lo_kb, hi_kb, log=print):
         return hi_kb, best
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("scenario", choices=("plain", "mqtt", "all"))
+SCENARIOS = ("plain", "mqtt", "all", "devices")
+
+
+def parse_args(argv, description, rom_help):
+    """The command line heapfit.py and webheapfit.py share; hours defaulted and checked."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("scenario", choices=SCENARIOS)
     ap.add_argument("--hours", type=float, default=None,
                     help="simulated hours per trial (default: 24 plain, 2 with MQTT)")
     ap.add_argument("--lo", type=int, default=16, help="KB known to fail")
     ap.add_argument("--hi", type=int, default=192, help="KB known to pass")
-    ap.add_argument("--rom", action="store_true",
-                    help="the firmware's code in a ROMFS image, as make deploy writes it into "
-                         "the romfs partition of boards/PANELCAP_ESP32 (default: .mpy files "
-                         "loaded into RAM, as make deploy installs them on a stock MicroPython)")
+    ap.add_argument("--rom", action="store_true", help=rom_help)
     args = ap.parse_args(argv)
-    hours = args.hours if args.hours is not None else (24 if args.scenario == "plain" else 2)
-    if hours <= 1:
+    if args.hours is None:
+        args.hours = 24 if args.scenario == "plain" else 2
+    if args.hours <= 1:
         sys.exit("error: --hours must be above 1: the heap is read once a simulated hour")
-    kb, per_hour = bisect(Scenario(args.scenario, hours, args.rom), args.lo, args.hi,
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv, __doc__.split("\n\n")[0],
+                      "the firmware's code in a ROMFS image, as make deploy writes it into "
+                      "the romfs partition of boards/PANELCAP_ESP32 (default: .mpy files "
+                      "loaded into RAM, as make deploy installs them on a stock MicroPython)")
+    kb, per_hour = bisect(Scenario(args.scenario, args.hours, args.rom), args.lo, args.hi,
                           log=lambda m: print(m, file=sys.stderr, flush=True))
     print("firmware_heap_kb_%s%s: %d" % (args.scenario, "_rom" if args.rom else "", kb))
     print("heap in use per hour (firmware and simulator, B): %s" % [b for _, b in per_hour])

@@ -4,12 +4,11 @@ the firmware needs (32-bit port, .mpy as make sim runs it), run with web_port se
 "phone" on this host's loopback loads the page as a browser does (/api/status every 0.5 s,
 / and /api/history every 5 s), against the same scenario without the page.
 
-    .venv/bin/python tools/webheapfit.py plain|mqtt|all [--hours H] [--lo KB] [--hi KB]
+    .venv/bin/python tools/webheapfit.py plain|mqtt|all|devices [--hours H] [--lo KB] [--hi KB]
 
 Prints `firmware_heap_kb_<scenario>: N` and `firmware_heap_kb_<scenario>_web: N`, the
 requests the phone had answered, and the heap in use per hour of each passing run.
 """
-import argparse
 import sys
 import threading
 import time
@@ -66,17 +65,11 @@ class Phone:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("scenario", choices=("plain", "mqtt", "all"))
-    ap.add_argument("--hours", type=float, default=None,
-                    help="simulated hours per trial (default: 24 plain, 2 with MQTT)")
-    ap.add_argument("--lo", type=int, default=16, help="KB known to fail")
-    ap.add_argument("--hi", type=int, default=192, help="KB known to pass")
-    ap.add_argument("--rom", action="store_true",
-                    help="the firmware's code and microdot in the romfs partition, as make "
-                         "deploy installs them on boards/PANELCAP_ESP32 (default: .mpy)")
-    args = ap.parse_args(argv)
-    hours = args.hours if args.hours is not None else (24 if args.scenario == "plain" else 2)
+    args = heapfit.parse_args(argv, __doc__.split("\n\n")[0],
+                              "the firmware's code and microdot in the romfs partition, as "
+                              "make deploy installs them on boards/PANELCAP_ESP32 (default: "
+                              ".mpy)")
+    hours = args.hours
     log = lambda m: print(m, file=sys.stderr, flush=True)     # noqa: E731
     kb, per_hour = heapfit.bisect(heapfit.Scenario(args.scenario, hours, args.rom), args.lo,
                                   args.hi, log=log)
