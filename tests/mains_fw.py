@@ -9,7 +9,7 @@ import sys
 
 from panelsim.vtime import VirtualTime
 from panelsim import machine
-from panelsim.panel import Panel
+from panelsim.panel import Panel, params_with
 from panelsim.adcgen import AdcGen
 from panelsim.profile import ConstantProfile
 from clock import Clock, WrappingClock
@@ -26,13 +26,8 @@ def main():
     vt = VirtualTime(speed=1)
     vt.install()
     clock = WrappingClock(vt.now_ms)
-    params = dict(board.PANEL)
-    ev = dict(params["ev"])
-    ev["arrive_h"] = None
-    params["ev"] = ev
-    wh = dict(params["water_heater"])
-    wh["start_c"] = 50              # the tank calls for heat from the start
-    params["water_heater"] = wh
+    # No car; the tank calls for heat from the start.
+    params = params_with(board.PANEL, ev={"arrive_h": None}, water_heater={"start_c": 50})
     panel = Panel(params, ConstantProfile(1500))
     machine.attach(panel, vt, board, AdcGen(board, panel))
     cfg = {"mqtt_host": "127.0.0.1", "mqtt_port": opts["port"], "mqtt_discovery": "",

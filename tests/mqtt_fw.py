@@ -16,7 +16,7 @@ from clock import Clock, WrappingClock
 import app as firmware_app
 from panelsim import machine as sim_machine
 from panelsim.vtime import VirtualTime
-from panelsim.panel import Panel
+from panelsim.panel import Panel, params_with
 from panelsim.adcgen import AdcGen
 from gapprobe import GapProbe
 
@@ -51,14 +51,9 @@ def main():
     clock = WrappingClock(vt.now_ms)
     prof = StepProfile(opts.get("base_w", 1500), opts.get("step_w", 1500),
                        int(opts.get("step_at_s", -1) * 1000))
-    params = dict(board.PANEL)
-    ev = dict(params["ev"])
-    ev["arrive_h"] = 0          # the car is plugged in from the start
-    ev["response_delay_ms"] = 1000
-    params["ev"] = ev
-    wh = dict(params["water_heater"])
-    wh["start_c"] = 50          # the tank calls for heat from the start
-    params["water_heater"] = wh
+    # The car plugged in from the start, the tank calling for heat from the start.
+    params = params_with(board.PANEL, ev={"arrive_h": 0, "response_delay_ms": 1000},
+                         water_heater={"start_c": 50})
     panel = Panel(params, prof)
     gen = AdcGen(board, panel)
     sim_machine.attach(panel, vt, board, gen)

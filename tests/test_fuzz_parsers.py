@@ -18,7 +18,6 @@ Not here: grid messages (cmd/grid/...: tests/test_grid*.py).
 import json
 import math
 import os
-import select
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from conftest import MICROPYTHON, ROOT, mpy_env
+from jsonpipe import JsonPipe
 
 sys.path.insert(0, str(ROOT / "tools"))
 import sim  # noqa: E402
@@ -78,41 +78,21 @@ def enc(v):
     return v
 
 
-class Driver:
+class Driver(JsonPipe):
     def __init__(self, tmp):
-        self.proc = subprocess.Popen([MICROPYTHON, "-X", "heapsize=1m", str(DRIVER), str(tmp)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=mpy_env(), cwd=tmp,
-                                     # a JSON "\\ud800" becomes a str that is not UTF-8 in
-                                     # MicroPython; what it prints back is read as it can be
-                                     errors="replace")
+        # a JSON "\\ud800" becomes a str that is not UTF-8 in MicroPython; what it prints
+        # back is read as it can be
+        super().__init__(DRIVER, "1m", mpy_env(), tmp, args=(tmp,), errors="replace")
         self.counts = {}
 
     def run(self, parser, **case):
         case["p"] = parser
-        self.proc.stdin.write(json.dumps(enc(case)) + "\n")
-        self.proc.stdin.flush()
-        ready, _, _ = select.select([self.proc.stdout], [], [], STALL_S)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.close()
-            raise AssertionError("fuzz_driver stalled or died on %r: %s" % (
-                case, self.proc.stderr.read()[-2000:]))
-        got = json.loads(line)
+        got = self.ask(json.dumps(enc(case)), STALL_S, repr(case))
         c = self.counts.setdefault(parser, {"cases": 0, "taken": 0, "refused": 0})
         c["cases"] += 1
         c["taken" if got["ok"] else "refused"] += 1
         assert got["error"] is None, "%r crashed the parser:\n%s" % (case, got["error"])
         return got
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,6 @@ PANELCAP_GRID_CASES=N for a longer search (default 1,000).
 import json
 import math
 import os
-import select
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,7 +26,8 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import MICROPYPATH, MICROPYTHON, ROOT  # noqa: E402
+from conftest import MICROPYPATH, ROOT  # noqa: E402
+from jsonpipe import JsonPipe  # noqa: E402
 
 DRIVER = Path(__file__).resolve().parent / "grid_fuzz_driver.py"
 CASES = int(os.environ.get("PANELCAP_GRID_CASES", "1000"))
@@ -214,32 +213,12 @@ CASE = st.one_of(st.fixed_dictionaries({"msgs": st.lists(message(), min_size=1, 
 
 # --- the driver ------------------------------------------------------------------------------
 
-class Driver:
+class Driver(JsonPipe):
     def __init__(self):
-        env = dict(os.environ, MICROPYPATH=MICROPYPATH)
-        self.proc = subprocess.Popen([MICROPYTHON, "-X", "heapsize=512k", str(DRIVER)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        super().__init__(DRIVER, "512k", dict(os.environ, MICROPYPATH=MICROPYPATH), ROOT)
 
     def replay(self, case):
-        self.proc.stdin.write(json.dumps(case) + "\n")
-        self.proc.stdin.flush()
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.close()
-            raise AssertionError("grid_fuzz_driver.py died or stalled on %s: %s"
-                                 % (json.dumps(case)[:2000], self.proc.stderr.read()[-2000:]))
-        return json.loads(line)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        return self.ask(json.dumps(case), what=json.dumps(case)[:2000])
 
 
 def search(driver, max_examples):

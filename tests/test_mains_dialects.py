@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT, run_mpy
 from mqtt_helpers import Broker
 from mains_rig import MainsFirmware
+from test_mains_meter import PARSE_OR_REFUSAL
 
 # Shelly's documented status of a Pro 3EM's em:0 (EM.GetStatus; the same object is
 # published on <prefix>/status/em:0): phase b exports.
@@ -37,12 +38,7 @@ IMPORTS = """
 import json, sys
 import mains_shelly, mains_tasmota
 """
-CODE = """
-def p(mod, topic, payload):
-    try:
-        return mod.parse(topic, payload)
-    except ValueError as e:
-        return "ValueError: " + str(e)
+CODE = PARSE_OR_REFUSAL + """
 def show(label, v):
     print(json.dumps([label, v]))
 show("mods", sorted(m for m in sys.modules if m.startswith(("mains", "meter", "adapt", "net",

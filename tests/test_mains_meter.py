@@ -15,14 +15,18 @@ from mains_rig import MainsFirmware
 sys.path.insert(0, os.path.join(str(ROOT), "tools"))
 from p1_sim import P1Sim, telegram  # noqa: E402
 
-PARSE = """
-import json
-import mains_p1, mains_profile
+# A dialect's parse(), its one-line refusal as a value (test_mains_dialects.py too).
+PARSE_OR_REFUSAL = """
 def p(mod, topic, payload):
     try:
         return mod.parse(topic, payload)
     except ValueError as e:
         return "ValueError: " + str(e)
+"""
+PARSE = """
+import json
+import mains_p1, mains_profile
+""" + PARSE_OR_REFUSAL + """
 for label, mod, topic, payload in json.loads(CASES):
     print(json.dumps([label, p(mains_p1 if mod == "p1" else mains_profile, topic, payload)]))
 print(json.dumps(["legs", mains_p1.legs(LEGS)]))

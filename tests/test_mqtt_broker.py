@@ -71,8 +71,8 @@ def _control_ok(lines):
         assert cur["steps"] > prev["steps"], "control step missed at t=%d" % cur["t"]
         assert cur["feeds"] > prev["feeds"], "watchdog not fed at t=%d" % cur["t"]
     last = lines[-1]
-    assert last["crashes"]["sampler"] == 0 and last["crashes"]["control"] == 0
-    assert last["failsafe"] == 0
+    assert last["crashes"]["sampler"] == 0 and last["crashes"]["control"] == 0, last
+    assert last["failsafe"] == 0, last
 
 
 def test_telemetry_discovery_and_commands(tmp_path):

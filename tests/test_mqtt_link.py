@@ -36,11 +36,7 @@ def say(**kw):
     kw['resolves'] = len(resolves)
     kw['info'] = link.info()
     print(json.dumps(kw))
-async def until(cond, ms):
-    t0 = time.ticks_ms()
-    while not cond() and time.ticks_diff(time.ticks_ms(), t0) < ms:
-        await asyncio.sleep_ms(10)
-    return cond()
+from asyncwait import until
 async def main():
     asyncio.create_task(probe.run())
     asyncio.create_task(link.run())

@@ -34,11 +34,7 @@ def say(**kw):
     kw['info'] = link.info()
     kw['resets'] = Backoff.resets
     print(json.dumps(kw))
-async def until(cond, ms):
-    t0 = time.ticks_ms()
-    while not cond() and time.ticks_diff(time.ticks_ms(), t0) < ms:
-        await asyncio.sleep_ms(10)
-    return cond()
+from asyncwait import until
 async def connected_for(ms):
     # Moves the link's clock 5 s at a time; after each step the link's task makes a pass
     # (its heartbeat shows the new time) before the next, as a board's would within 200 ms.

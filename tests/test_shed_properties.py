@@ -10,9 +10,7 @@ Replay a case by hand: .venv/bin/python tests/test_shed_properties.py CASE.json|
 """
 import json
 import os
-import select
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +19,8 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import MICROPYPATH, MICROPYTHON, ROOT  # noqa: E402
+from conftest import MICROPYPATH, ROOT  # noqa: E402
+from jsonpipe import JsonPipe  # noqa: E402
 
 DRIVER = Path(__file__).resolve().parent / "shed_props_driver.py"
 # Cases per run: 2,000 by default (issue 17); PANELCAP_SHED_CASES=N for a longer search.
@@ -146,37 +145,17 @@ def cases(draw):
 
 # --- the driver -----------------------------------------------------------------------------
 
-class Driver:
+class Driver(JsonPipe):
     """One micropython process replaying cases; shed_dir puts a (patched) shed.py first."""
 
     def __init__(self, shed_dir=None):
         env = dict(os.environ)
         env["MICROPYPATH"] = (str(shed_dir) + ":" if shed_dir else "") + MICROPYPATH
-        self.proc = subprocess.Popen([MICROPYTHON, "-X", "heapsize=2m", str(DRIVER)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        super().__init__(DRIVER, "2m", env, ROOT, error=RuntimeError)
 
     def replay(self, case):
-        self.proc.stdin.write(json.dumps(case, separators=(",", ":")) + "\n")
-        self.proc.stdin.flush()
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.close()
-            raise RuntimeError("shed_props_driver.py died or hung: " + self.proc.stderr.read()[-2000:])
-        return json.loads(line)
+        return self.ask(json.dumps(case, separators=(",", ":")))
 
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-# --- the checks -----------------------------------------------------------------------------
 
 class LoadState:
     """What the checks know of one load: its command, and when it last changed or switched."""

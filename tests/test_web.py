@@ -13,7 +13,7 @@ import urllib.request
 
 from conftest import MICROPYTHON, ROOT, mpy_env, run_mpy
 from mqtt_helpers import JsonLinesProcess, free_port
-from test_mqtt_broker import GAP_LIMIT_MS, LATE_MS, _gaps_ok  # noqa: F401
+from test_mqtt_broker import GAP_LIMIT_MS, LATE_MS, _control_ok, _gaps_ok  # noqa: F401
 
 HEAP = "512k"       # behaviour; the heap the page costs is measured in tests/test_web_heap.py
 
@@ -100,17 +100,6 @@ def raw(port, data, timeout=5):
 
 def _body(answer):
     return answer.split(b"\r\n\r\n", 1)[1].decode()
-
-
-def _control_ok(lines):
-    """Nothing in control suffered: a step and a watchdog feed every second, no crash of a
-    critical task, no failsafe entry."""
-    for prev, cur in zip(lines, lines[1:]):
-        assert cur["steps"] > prev["steps"], "control step missed at t=%d" % cur["t"]
-        assert cur["feeds"] > prev["feeds"], "watchdog not fed at t=%d" % cur["t"]
-    last = lines[-1]
-    assert last["crashes"]["sampler"] == 0 and last["crashes"]["control"] == 0, last
-    assert last["failsafe"] == 0, last
 
 
 STATUS_KEYS = (("total_w", int), ("limit_w", int), ("limit_source", str), ("headroom_w", int),
@@ -428,10 +417,13 @@ def test_hostile_clients_stall_nothing_and_an_overload_is_still_shed():
     # The server never held a connection much past its 5 s deadline (sampled each second).
     # A client may still wait longer than that for its answer: one the network stack took
     # in while the listen backlog was full waits there until the server accepts it, seen
-    # now and then on a host at load 15 ("hold never cut", at most one of ~25).
+    # now and then on a loaded host ("hold never cut": one of ~25 at load 15, two with a
+    # month's soak and two heap bisections beside the suite). The server's own figure is
+    # the bound; the clients' is kept to a tenth of the holds.
     oldest = max(ln["web"]["oldest_ms"] for ln in lines)
     assert oldest <= 6000, oldest
-    assert attack.counts.get("hold never cut", 0) <= 1, attack.counts
+    holds = len(attack.held_closed_s) + attack.counts.get("hold never cut", 0)
+    assert attack.counts.get("hold never cut", 0) <= max(1, holds // 10), attack.counts
     assert len(held) + len(busy) == len(attack.held_closed_s), attack.held_closed_s
     # An endless request line is refused at the head limit (431, or a reset or a bare close
     # where the close beat the answer to the client), never read on until its 5 s deadline

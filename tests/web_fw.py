@@ -18,8 +18,8 @@ import simboard as board
 from clock import Clock, WrappingClock
 import app as firmware_app
 from panelsim import machine as sim_machine
-from panelsim.vtime import VirtualTime
-from panelsim.panel import Panel
+from panelsim.vtime import VirtualTime, percentile
+from panelsim.panel import Panel, params_with
 from panelsim.adcgen import AdcGen
 from gapprobe import GapProbe
 
@@ -99,19 +99,6 @@ def _attribute_holds(vt):
     vt._end_stretch = end_stretch
 
 
-def _percentile(h, per_mille):
-    total = 0
-    for n in h:
-        total += n
-    want = total * per_mille // 1000
-    seen = 0
-    for ms in range(len(h)):
-        seen += h[ms]
-        if seen >= want:
-            return ms
-    return len(h) - 1
-
-
 def _oldest_ms(web, net):
     # The age of the oldest connection the server holds (by its own slots, on the real clock):
     # never much past its deadline, whatever the clients do.
@@ -143,14 +130,9 @@ def main():
         vt.charge_cpu(opts["cpu_factor"])
         _attribute_holds(vt)
     clock = WrappingClock(vt.now_ms)
-    params = dict(board.PANEL)
-    ev = dict(params["ev"])
-    ev["arrive_h"] = 0          # the car is plugged in from the start
-    ev["response_delay_ms"] = 1000
-    params["ev"] = ev
-    wh = dict(params["water_heater"])
-    wh["start_c"] = 50          # the tank calls for heat from the start
-    params["water_heater"] = wh
+    # The car plugged in from the start, the tank calling for heat from the start.
+    params = params_with(board.PANEL, ev={"arrive_h": 0, "response_delay_ms": 1000},
+                         water_heater={"start_c": 50})
     panel = Panel(params, Steps(opts.get("steps", [[0, 1500]])))
     gen = AdcGen(board, panel)
     # adc_read_us: each read holds the scheduler as on the ESP32 (the board's 35 us)
@@ -242,8 +224,8 @@ def main():
                           "late": probe.late, "late_ms": probe.late_ms,
                           "hold_ms": vt.worst_hold_ms, "hold_p999_ms": vt.hold_percentile(999),
                           "web_stretches": sum(WEB_HOLDS),
-                          "web_p999_ms": _percentile(WEB_HOLDS, 999),
-                          "web_p99_ms": _percentile(WEB_HOLDS, 990),
+                          "web_p999_ms": percentile(WEB_HOLDS, 999),
+                          "web_p99_ms": percentile(WEB_HOLDS, 990),
                           "web_worst": [ms for ms in range(len(WEB_HOLDS)) if WEB_HOLDS[ms]][-8:],
                           "holds": HOLDS,
                           "mem_alloc": gc.mem_alloc(), "mem_free": gc.mem_free(),

@@ -233,7 +233,8 @@ def own_build(dest, source="HEAD"):
         figures["commit"] = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT,
                                            capture_output=True, text=True).stdout.strip()
         figures["uncommitted"] = [l.strip() for l in subprocess.run(
-            ["git", "status", "--porcelain", "--", "firmware", "boards", "tools/panelsim"],
+            ["git", "status", "--porcelain", "--", "firmware", "boards", "tools/panelsim",
+             "tools/soak_sim.py"],
             cwd=ROOT, capture_output=True, text=True).stdout.split("\n") if l.strip()]
     # hostbuild.build(dest=...) of that tree, in its own process (its ROOT is its file's).
     proc = subprocess.run([sys.executable, "-c",
@@ -245,7 +246,9 @@ def own_build(dest, source="HEAD"):
         sys.exit("error: building the soak's firmware into %s failed: %s" % (
             dest, proc.stderr.strip()[-800:]))
     path, rom = proc.stdout.split("\n")[-3:-1]
-    shutil.copyfile(ROOT / "tools" / "soak_sim.py", dest / "soak_sim.py")
+    # From the same tree as the simulator it imports: the work tree's copy beside HEAD's
+    # panelsim failed to import it when the two had moved apart.
+    shutil.copyfile(root / "tools" / "soak_sim.py", dest / "soak_sim.py")
     env = dict(os.environ, MICROPYPATH=path, PANELCAP_FROZEN_ROM=str(Path(rom).resolve()))
     digest = hashlib.sha256()
     for f in sorted(dest.rglob("*.mpy")):

@@ -41,7 +41,7 @@ from panelsim.vtime import VirtualTime
 from panelsim.panel import Panel
 from panelsim.adcgen import AdcGen
 from panelsim import profile as profile_mod
-from panelsim.run import panel_params
+from panelsim.run import guarded, panel_params
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -423,19 +423,8 @@ async def _session(app, driver):
 
 
 def main(argv):
-    try:
-        _main(json.loads(argv))
-    except SystemExit as e:
-        code = e.args[0] if e.args else 0
-        if isinstance(code, str):
-            sys.stderr.write(code + "\n")
-            code = 2
-        sys.exit(code)
-    except Exception as e:
-        sys.print_exception(e, sys.stderr)
-        say({"crash": "%s: %s" % (type(e).__name__, e)})
-        sys.stderr.write("error: %s: %s\n" % (type(e).__name__, e))
-        sys.exit(1)
+    guarded(lambda a: _main(json.loads(a)), argv,
+            lambda e: say({"crash": "%s: %s" % (type(e).__name__, e)}))
 
 
 def _main(o):

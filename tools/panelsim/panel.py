@@ -177,6 +177,18 @@ def _ms_to_make(j, u, mw):
     return _div(j, u, _UJ_PER_J, mw) + 1
 
 
+def params_with(params, ev=None, water_heater=None):
+    """A copy of a board's PANEL with some of the EV's and the water heater's settings
+    changed (a test's scene): ev and water_heater are dicts of overrides."""
+    out = dict(params)
+    for key, over in (("ev", ev), ("water_heater", water_heater)):
+        if over:
+            d = dict(out[key])
+            d.update(over)
+            out[key] = d
+    return out
+
+
 class Panel:
     """State of the panel; advance_to(t_ms) integrates it, set_*() are the firmware's outputs.
 

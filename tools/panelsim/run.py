@@ -205,12 +205,12 @@ class Recorder:
             await asyncio.sleep_ms(max(0, next_ms - vt.elapsed_ms()))
 
 
-def main(argv):
-    """Runs the simulation. stdout carries only CSV rows: a bad option or setting ends it
-    with one `error: ...` line on stderr (exit 2), a crash with its traceback there and an
-    `error: ...` line last (exit 1)."""
+def guarded(run, arg, on_crash=None):
+    """run(arg), as a simulator's entry point: a bad option or setting ends it with one
+    `error: ...` line on stderr (exit 2), a crash with its traceback there, on_crash(e) and
+    an `error: ...` line last (exit 1)."""
     try:
-        _main(argv)
+        run(arg)
     except SystemExit as e:
         code = e.args[0] if e.args else 0
         if isinstance(code, str):
@@ -219,8 +219,15 @@ def main(argv):
         sys.exit(code)
     except Exception as e:      # a bug or an exhausted heap: the whole story, then one line
         sys.print_exception(e, sys.stderr)
+        if on_crash is not None:
+            on_crash(e)
         sys.stderr.write("error: %s: %s\n" % (type(e).__name__, e))
         sys.exit(1)
+
+
+def main(argv):
+    """Runs the simulation. stdout carries only CSV rows (errors: guarded above)."""
+    guarded(_main, argv)
 
 
 def _main(argv):

@@ -28,6 +28,21 @@ except ImportError:
     _cpu_us = time.ticks_us
 
 
+def percentile(h, per_mille):
+    """The index (ms) that per_mille/1000 of a histogram's counts stay at or under (h[i]:
+    how many stretches held i ms; the last bin counts the longest and above)."""
+    total = 0
+    for n in h:
+        total += n
+    want = total * per_mille // 1000
+    seen = 0
+    for ms in range(len(h)):
+        seen += h[ms]
+        if seen >= want:
+            return ms
+    return len(h) - 1
+
+
 class VirtualTime:
     """A discrete-event clock under asyncio. speed 0 runs as fast as possible; speed s > 0
     runs s simulated seconds per real second (to watch a run live over MQTT).
@@ -64,17 +79,7 @@ class VirtualTime:
 
     def hold_percentile(self, per_mille):
         """The held ms that per_mille/1000 of the stretches stayed at or under."""
-        h = self.holds
-        total = 0
-        for n in h:
-            total += n
-        want = total * per_mille // 1000
-        seen = 0
-        for ms in range(len(h)):
-            seen += h[ms]
-            if seen >= want:
-                return ms
-        return len(h) - 1
+        return percentile(self.holds, per_mille)
 
     def charge_cpu(self, factor=ESP32_CPU_FACTOR):
         self.cpu_factor = factor
