@@ -79,6 +79,15 @@ def status():
                 r["readings"], r["bad_readings"],
                 "DISAGREES with the CTs, every load shed" if r["fault"] else
                 "no cross-check" if quiet else "agrees with the CTs"))
+    soaker = getattr(app, "soaker", None)
+    if soaker is not None:
+        r = soaker.report()
+        print("export %d W, limit %s%s%s; soaking %s" % (
+            r["export_w"], "none" if r["limit_w"] is None else "%d W" % r["limit_w"],
+            ", %d W over it" % r["excess_w"] if r["excess_w"] else "",
+            ", surplus mode" if r["surplus"] else "",
+            "%d W into %s" % (r["soak_w"], ", ".join(r["soaking"])) if r["soaking"] else
+            "nothing"))
     ops = app.wear.totals() if app.wear is not None else {}
     for name, contactor in app.contactors:
         ops.setdefault(name, contactor.ops)

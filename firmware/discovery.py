@@ -27,6 +27,13 @@ sensor;demand_headroom;Demand window headroom;s;value_json.demand.headroom_w;pow
 sensor;demand_peak;Demand peak this month;s;value_json.demand.peak_w;power;W"""
 _DUTY = """sensor;duty_average;Three-hour average;s;value_json.duty.avg_w;power;W
 sensor;duty_allowed;Duty allowed power;s;value_json.duty.allowed_w;power;W"""
+_MAINS = """sensor;mains_meter;Mains meter power;s;value_json.mains_meter.meter_w;power;W
+binary_sensor;mains_disagree;Mains meter disagrees;s;'ON' if value_json.mains_meter.fault else 'OFF';problem;"""
+# The export limit and surplus, when a Soaker is built (snapshot.py: value_json.export).
+_EXPORT = """sensor;export_power;Export power;s;value_json.export.export_w;power;W
+sensor;export_limit;Export limit in force;s;value_json.export.limit_w;power;W
+sensor;export_excess;Export over its limit;s;value_json.export.excess_w;power;W
+sensor;soak_power;Soaking power;s;value_json.export.soak_w;power;W"""
 _DIAGS = """sensor;uptime;Uptime;d;value_json.uptime_s;duration;s
 sensor;free_heap;Free heap;d;value_json.free_heap;data_size;B"""
 
@@ -41,14 +48,18 @@ def _lines(text):
         start = end + 1
 
 
-def _entities(bindings, sources):
-    """The entity lines: the panel's, its limit sources', two or three per load, then the
-    diagnostics'."""
+def _entities(bindings, sources, soaker):
+    """The entity lines: the panel's, its control sources', the export's, two or three per
+    load, then the diagnostics'."""
     for line in _lines(_PANEL):
         yield line
     for src in sources:
         for line in _lines(_DEMAND if src.source == "demand" else
-                           _DUTY if src.source == "duty" else ""):
+                           _DUTY if src.source == "duty" else
+                           _MAINS if src.source == "mains_meter" else ""):
+            yield line
+    if soaker is not None:
+        for line in _lines(_EXPORT):
             yield line
     for b in bindings:
         n = b.load.name
@@ -73,7 +84,8 @@ def configs(rep):
               "manufacturer": "panelcap", "model": app.board.NAME, "sw_version": VERSION}
     status = rep.prefix + "/status"
     control = getattr(app, "control", None)
-    for line in _entities(app.bindings, control.sources if control is not None else ()):
+    for line in _entities(app.bindings, control.sources if control is not None else (),
+                          getattr(app, "soaker", None)):
         comp, obj, name, which, tpl, cls, unit = line.split(";")
         diag = which == "d"
         cfg = {"name": name, "unique_id": node + "_" + obj,

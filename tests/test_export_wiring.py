@@ -283,3 +283,35 @@ def test_the_firmware_without_export_settings_never_imports_export_py(tmp_path):
     rows = _run_pv(tmp_path, [])
     assert rows and not any(r[3] for r in rows.values()), "export.py was imported"
     assert all(r[4] is None for r in rows.values())
+
+
+def test_home_assistant_and_status_show_the_export_and_the_mains_meter(tmp_path):
+    # Discovery announces the export's power, limit, excess and soak when a Soaker is built,
+    # and the mains meter's reading and disagreement when one is configured; the console's
+    # status() prints an export line. Without them, none of it.
+    out = mpy(tmp_path, r"""
+import discovery, console, mainscheck, mains_p1
+class Rep:
+    discovery_prefix = 'homeassistant'; node = 'pc'; prefix = 'panelcap'
+    topic_state = 'panelcap/state'; topic_diag = 'panelcap/diag'
+def ids(a):
+    rep = Rep(); rep.app = a
+    return sorted(t.split('/')[3] for t, _ in discovery.configs(rep))
+a, clock = build()
+plain = ids(a)
+a, clock = build(export_limit_w=1500, pv_rated_w=5000, soak={'water_heater': 1})
+chk = mainscheck.MainsCheck(a.limits, clock, mains_p1, 'dsmr/json', 10000, 500)
+a.control.sources.append(chk)
+print('NEW', json.dumps(sorted(set(ids(a)) - set(plain))))
+rep = Rep(); rep.app = a
+cfg = [json.loads(p) for t, p in discovery.configs(rep) if '/export_excess/' in t][0]
+print('EXCESS', cfg['value_template'], cfg['unit_of_measurement'], cfg['state_topic'])
+console.attach(a)
+a.soaker.export_w = 2300; a.soaker.excess_w = 800
+console.status()
+""")
+    new = json.loads([line for line in out if line.startswith("NEW ")][0][4:])
+    assert new == ["export_excess", "export_limit", "export_power", "mains_disagree",
+                   "mains_meter", "soak_power"], out
+    assert "EXCESS {{ value_json.export.excess_w }} W panelcap/state" in out, out
+    assert "export 2300 W, limit 1500 W, 800 W over it; soaking nothing" in out, out
