@@ -30,7 +30,7 @@ class Soaker:
     charging), each start at least half covered by the export, ended once three quarters
     of the load's draw comes from the grid."""
 
-    def __init__(self, ctl, loads, limit_w=None, surplus=False):
+    def __init__(self, ctl, loads, limit_w=None, surplus=False, curtail=None):
         clock = ctl.clock
         now = clock.ticks_ms()
         for load in loads:
@@ -46,6 +46,8 @@ class Soaker:
         self._limit()
         self.export_w = 0        # what the site exports now, W (0 when importing)
         self.excess_w = 0        # ... over the export limit in force
+        self.curtail = curtail   # curtail.Curtail of a source (an inverter), or None
+        self._soak_excess_w = 0  # excess_w plus what the source's cap holds back
         ctl.soaker = self
 
     def set_limit(self, name, w):
@@ -91,14 +93,28 @@ class Soaker:
 
     def step(self, now):
         ctl = self.ctl
+        cur = self.curtail
         if ctl.state in ("shedding", "overload", "failsafe"):
             self.drop(now)
+            if cur is not None:
+                cur.release(now)
             return
-        clock = ctl.clock
         p = ctl._p_w                 # projected net W after this update's commands
         lim = self.limit_w
         self.export_w = -p if p < 0 else 0
         self.excess_w = -p - lim if lim is not None and -p > lim else 0
+        self._soak_excess_w = self.excess_w
+        if cur is not None and lim is not None:
+            self._soak_excess_w += cur.held_w()
+        self._soak(now, p, lim)
+        if cur is not None:
+            # What soaking could not take this update (a soak started has changed the
+            # projection): the source gives it up.
+            cur.step(now, ctl._p_w, lim, ctl)
+
+    def _soak(self, now, p, lim):
+        ctl = self.ctl
+        clock = ctl.clock
         for load in self.loads:
             if clock.ticks_diff(now, load._soak_ms) > AGE_CAP_MS:
                 load._soak_ms = clock.ticks_add(now, -AGE_CAP_MS)   # ticks_diff never wraps
@@ -118,7 +134,7 @@ class Soaker:
             return       # the import side raised a load, or one waits for room: not this update
         # One change per update: raise (or start) the first load that can take the excess,
         # else end the last one the grid is paying for.
-        if self.excess_w > 0 or (self.surplus and p < 0):
+        if self._soak_excess_w > 0 or (self.surplus and p < 0):
             for load in self.loads:
                 if self._raise(load, now, p, lim, clock):
                     return
@@ -157,7 +173,7 @@ class Soaker:
             inc = load.rated_w - draw
             # Over a grid limit any excess starts it; surplus alone only if the export
             # covers half of what it adds.
-            if not (self.excess_w > 0 or inc <= 2 * exp) or not self._room(load, inc):
+            if not (self._soak_excess_w > 0 or inc <= 2 * exp) or not self._room(load, inc):
                 return False
             if not load.on:
                 if not ctl._may_switch_on(load, now):
@@ -176,8 +192,8 @@ class Soaker:
         a = s // v
         if a >= load.max_a:
             return False
-        if self.excess_w > 0:
-            add = (self.excess_w + v - 1) // v
+        if self._soak_excess_w > 0:
+            add = (self._soak_excess_w + v - 1) // v
         else:
             add = exp // v
         if not s:
@@ -187,7 +203,7 @@ class Soaker:
             if load._ops_n + 3 > load.max_ops_per_h:
                 return False
             if add < load._on_a:
-                if self.excess_w <= 0:
+                if self._soak_excess_w <= 0:
                     return False     # surplus below its floor: it would run on the grid
                 add = load._on_a
         a += add

@@ -1,0 +1,77 @@
+"""Curtailing a source (a PV inverter's output) to hold the export limit where soaking into
+deferrable loads cannot: the second option of issue 16 item 2 (docs/shed.md, "Curtailing a
+source"). Pure ints, no I/O. The source is any object with
+
+    rated_w       its AC rating, W
+    output_w      what it delivers now, W (its own report); -1: not known
+    cap_w         the cap last commanded, W (rated_w: none)
+    set_cap(w)    commands a new cap (its driver sends it)
+    response_ms   how long it takes to follow a new cap
+
+export.Soaker steps it after its own step, so the deferrable loads soak first and the source
+gives up only what is left; what the cap holds back counts as surplus for the next soak start
+(held_w), so a tank that has room takes the energy before it is thrown away."""
+
+from micropython import const
+
+_BAND_PCT = const(2)     # the export is held between the limit less this much of the rating
+_MIN_BAND_W = const(100)  # and the limit: inside it, the cap is left alone
+
+
+class Curtail:
+    def __init__(self, source, clock):
+        self.source = source
+        self.band_w = max(_MIN_BAND_W, source.rated_w * _BAND_PCT // 100)
+        self._changed_ms = clock.ticks_add(clock.ticks_ms(), -source.response_ms)
+        self.changes = 0
+
+    def held_w(self):
+        """What the cap keeps the source from delivering now: the cap's shortfall below the
+        rating while the source delivers all the cap allows (else the sun limits it)."""
+        src = self.source
+        if src.cap_w >= src.rated_w:
+            return 0
+        if src.output_w < 0 or src.output_w + self.band_w >= src.cap_w:
+            return src.rated_w - src.cap_w
+        return 0
+
+    def release(self, now):
+        """No cap: the import side is shedding or failing safe, and every watt the source
+        delivers is a watt less drawn through the panel."""
+        if self.source.cap_w < self.source.rated_w:
+            self._set(self.source.rated_w, now)
+
+    def step(self, now, p, lim, ctl):
+        """p: the projected net W (negative: export); lim: the export limit in force."""
+        src = self.source
+        rated = src.rated_w
+        if lim is None:
+            self.release(now)
+            return
+        excess = -p - lim
+        # One change per response time: a cap the source has not followed yet is not
+        # lowered again on the same excess (that would ratchet it to 0).
+        if ctl.clock.ticks_diff(now, self._changed_ms) < src.response_ms:
+            return
+        if excess > 0:
+            out = src.output_w if src.output_w >= 0 else src.cap_w
+            if out > rated:
+                out = rated
+            want = out - excess - self.band_w // 2
+            # What it takes comes back as import: never past the restore threshold (it
+            # cannot while the site exports more than lim >= 0; kept as the rule).
+            room = ctl._restore_w - p
+            if out - want > room:
+                want = out - room
+            if want < 0:
+                want = 0
+            if want < src.cap_w:
+                self._set(want, now)
+        elif src.cap_w < rated and excess < -self.band_w:
+            want = src.cap_w - excess - self.band_w // 2     # up by the gap under the limit
+            self._set(want if want < rated else rated, now)
+
+    def _set(self, w, now):
+        self.source.set_cap(w)
+        self._changed_ms = now
+        self.changes += 1

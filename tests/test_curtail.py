@@ -1,0 +1,148 @@
+"""Curtailing a source (firmware/curtail.py) to hold the export limit where soaking cannot
+(issue 16 item 2), under micropython on the 32-bit build, through the real shed controller
+and export.Soaker on test_export.py's simulated site: an inverter that follows its cap after
+its response time. The limit holds within that time once the tanks are full; the tanks soak
+first; the cap is released when the limit goes and when the import side sheds."""
+from test_export import PRELUDE, mpy_checks  # noqa: F401
+
+INVERTER = r"""
+import curtail
+
+class Inverter:
+    # A PV inverter that follows a new cap response_s after it is sent; it reports what it
+    # delivers (output_w) every second.
+    def __init__(self, rated_w, response_s):
+        self.rated_w = rated_w
+        self.cap_w = rated_w
+        self.output_w = -1
+        self.response_ms = response_s * 1000
+        self.effective = rated_w
+        self.pending = []
+        self.s = 0
+        self.curtailed_ws = 0
+
+    def set_cap(self, w):
+        check(isinstance(w, int) and 0 <= w <= self.rated_w, 'cap %r out of range' % (w,))
+        self.cap_w = w
+        self.pending.append((self.s + self.response_ms // 1000, w))
+
+    def tick(self, s, pv_w):
+        self.s = s
+        while self.pending and self.pending[0][0] <= s:
+            self.effective = self.pending.pop(0)[1]
+        out = pv_w if pv_w < self.effective else self.effective
+        self.curtailed_ws += pv_w - out
+        self.output_w = out
+        return out
+
+def day(store_wh, with_curtail=True, lim=2000, seconds=36000, clear_at=None, base=400):
+    site = Site(export_w=lim, store_wh=store_wh, ev=False)
+    inv = Inverter(6000, 2)
+    if with_curtail:
+        site.soak.curtail = curtail.Curtail(inv, site.clock)
+    r = {'over_s': 0, 'longest': 0, 'max_import': 0, 'cap_min': inv.rated_w,
+         'curtailed_room_s': 0}
+    run = 0
+    for s in range(seconds):
+        if clear_at is not None and s == clear_at:
+            site.soak.clear_limit('setting')
+        out = inv.tick(s, pv_day(s))
+        wh = site.wh
+        if pv_day(s) > out and site.store[wh.name] < site.cap and not wh.soak_w and \
+                site.may_start(wh):
+            r['curtailed_room_s'] += 1   # thrown away while the tank could have started
+        site.second(base, out)
+        if -site.total > lim and (clear_at is None or s < clear_at):
+            r['over_s'] += 1
+            run += 1
+            r['longest'] = run if run > r['longest'] else r['longest']
+        else:
+            run = 0
+        r['max_import'] = site.total if site.total > r['max_import'] else r['max_import']
+        r['cap_min'] = inv.cap_w if inv.cap_w < r['cap_min'] else r['cap_min']
+    r['curtailed_wh'] = inv.curtailed_ws // 3600
+    r['soaked_wh'] = site.soaked_ws // 3600
+    r['cap'] = inv.cap_w
+    r['changes'] = site.soak.curtail.changes if with_curtail else 0
+    return r
+"""
+
+
+def test_curtailing_holds_the_export_limit_once_the_tank_is_full():
+    out = mpy_checks(INVERTER + r"""
+cur = day(store_wh=1)
+bare = day(store_wh=1, with_curtail=False)
+print('curtail', sorted(cur.items()))
+print('bare', sorted(bare.items()))
+# Over the limit only while the inverter follows a new cap (2 s) and a control step: after
+# each cloud the sun comes back faster than any inverter answers.
+check(cur['longest'] <= 2 + 2, 'over the export limit %d s in a row' % cur['longest'])
+check(cur['over_s'] * 50 < bare['over_s'], 'over %d s, %d without' % (cur['over_s'], bare['over_s']))
+check(cur['curtailed_wh'] > 0 and cur['cap_min'] < 6000, 'never curtailed')
+# The cap never adds to the import: its highest is the day's without a curtailer.
+check(cur['max_import'] <= bare['max_import'],
+      'curtailing raised the import to %d W (%d W without)' % (cur['max_import'], bare['max_import']))
+# A control that cannot fail is no control: the same day without a curtailer breaks it.
+check(bare['longest'] > 600, 'the day without curtailing held the limit anyway')
+# Without a limit in force the cap is released.
+free = day(store_wh=1, clear_at=18000)
+check(free['cap'] == 6000, 'cap %d W held after the limit went' % free['cap'])
+""")
+    print([line for line in out.splitlines() if line.startswith(("curtail", "bare"))])
+
+
+def test_the_tank_soaks_before_the_inverter_is_curtailed():
+    out = mpy_checks(INVERTER + r"""
+cur = day(store_wh=30000)
+bare = day(store_wh=30000, with_curtail=False)
+print('curtail', sorted(cur.items()))
+print('bare', sorted(bare.items()))
+# Soaking first: the tank takes as much with the curtailer as without (the curtailer only
+# throws away what the tank could not take), and the limit holds besides.
+check(cur['soaked_wh'] * 100 >= bare['soaked_wh'] * 97,
+      'soaked %d Wh with the curtailer, %d without' % (cur['soaked_wh'], bare['soaked_wh']))
+check(cur['longest'] <= 2 + 2, 'over the export limit %d s in a row' % cur['longest'])
+# What the cap holds back counts as surplus for a soak start: sun is thrown away while the
+# tank could start only for the step its start takes to land.
+check(cur['curtailed_room_s'] <= 60, 'curtailed %d s while the tank could have started'
+      % cur['curtailed_room_s'])
+""")
+    print([line for line in out.splitlines() if line.startswith(("curtail", "bare"))])
+
+
+def test_sun_held_back_by_the_cap_starts_a_soak():
+    # The export sits at its limit because the inverter is capped, not because the sun is
+    # weak: the tank, free to start, starts on the sun the cap holds back, and the cap rises.
+    mpy_checks(INVERTER + r"""
+site = Site(export_w=2000, store_wh=30000, ev=False)
+inv = Inverter(6000, 2)
+site.soak.curtail = curtail.Curtail(inv, site.clock)
+for s in range(30):                  # no sun yet: the controller's boot restore is over
+    site.second(400, inv.tick(s, 0))
+check(site.ctl.state == 'ok' and not site.wh.soak_w, 'not settled: %s' % site.ctl.state)
+inv.cap_w = inv.effective = 2400     # 400 W of house + 2000 W of export: at the limit
+for s in range(30, 32):
+    site.second(400, inv.tick(s, 6000))
+check(site.wh.soak_w > 0, 'the tank did not start on the 3600 W the cap held back')
+for s in range(32, 42):
+    site.second(400, inv.tick(s, 6000))
+check(inv.cap_w > 2400 + 2000, 'the cap stayed at %d W with the tank soaking' % inv.cap_w)
+check(-site.total <= 2000, 'export %d W over the limit' % -site.total)
+""")
+
+
+def test_the_cap_is_released_when_the_import_side_sheds():
+    mpy_checks(INVERTER + r"""
+site = Site(export_w=0, store_wh=1, ev=False, limit_w=3000)
+inv = Inverter(6000, 2)
+site.soak.curtail = curtail.Curtail(inv, site.clock)
+for s in range(60):                  # 6 kW of sun, 400 W of house: curtailed to zero export
+    site.second(400, inv.tick(s, 6000))
+check(inv.cap_w < 1500, 'not curtailed: cap %d' % inv.cap_w)
+for s in range(60, 70):              # the sun goes and the house jumps over the import limit
+    site.second(5000, inv.tick(s, 0))
+    if site.ctl.state in ('shedding', 'overload'):
+        break
+check(site.ctl.state in ('shedding', 'overload'), 'no shed: %s' % site.ctl.state)
+check(inv.cap_w == 6000, 'cap %d W kept while shedding' % inv.cap_w)
+""")
