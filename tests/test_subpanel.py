@@ -7,15 +7,12 @@ limit above its installer's setpoint), config's checks, and two firmware instanc
 main panel's total (tools/panelsim/profile.py FeedProfile): both limits hold through a
 day-like sequence, priorities are honoured across the boundary, and each controller holds
 its own limit when the other falls silent."""
-import pytest
 import json
 import os
 import signal
 import subprocess
 import threading
 import time
-
-import pytest
 
 from conftest import MICROPYTHON, ROOT, mpy_env, run_mpy
 from mqtt_helpers import Broker, Client
@@ -97,22 +94,21 @@ state(20, 4800); reading(21, 2000); state(21, 4800); reading(22, 2000)
 show('burst', sp.confirmed(clock.t))            # held back, delivered at one moment
 clock.advance(3001)
 show('burst_then_silent', sp.confirmed(clock.t))
-back = []
-for i in range(4):
-    reading(23 + i, 2000); state(23 + i, 4800)
-    back.append(sp.confirmed(clock.t)); clock.advance(1000)
-show('back', back)
+def talking(seq, shown_w):
+    # 4 control steps 1 s apart, a reading and a state before each: what confirmed() says
+    out = []
+    for i in range(4):
+        reading(seq + i, 2000); state(seq + i, shown_w)
+        out.append(sp.confirmed(clock.t)); clock.advance(1000)
+    return out
+show('back', talking(23, 4800))
 sp.set_amps(10)                      # the sub keeps showing the old limit: disobedient
 for i in range(4):
     clock.advance(1000); reading(30 + i, 2000); state(30 + i, 4800)
 show('disobedient', sp.confirmed(clock.t))
 reading(40, 2000); state(40, 2400, True)        # the limit, but safe: not ours
 show('safe_state', sp.confirmed(clock.t))
-obeys = []
-for i in range(4):
-    state(41 + i, 2400); reading(41 + i, 2000)
-    obeys.append(sp.confirmed(clock.t)); clock.advance(1000)
-show('obeys', obeys)
+show('obeys', talking(41, 2400))
 link.cb(b"pcp/sub1_limit/ack", b'{"id": "x", "ok": false, "error": "not ours"}')
 link.cb(b"pcp/sub1_limit/ack", json.dumps({"id": sp._cmd_id, "ok": False, "error": "ours"}))
 show('refused', sp.refused)
@@ -423,14 +419,6 @@ MAIN_BASE = [(0, 2000), (60000, 6000), (72000, 2000)]    # a surge on the main: 
 SUB_BASE = [(0, 1500), (88000, 4000), (98000, 1500)]     # one on the sub's never-shed loads
 
 
-# Quarantined, not passing reliably: in the fresh-clone CI run of 3e723c1 (2026-12-05) the
-# main's "sub lost" alarm cleared and came back around the sub's stop (SIGSTOP), so the water
-# heater ran in that window. One path to that was closed since: a lost sub came back on its
-# first fresh messages, so a burst held back in transit could clear it; it now needs 3
-# intervals of them (the profile's rule; the driver test above plants the burst). Kept
-# non-strict until fresh-clone runs show the cause was that one; it still runs and reports.
-@pytest.mark.xfail(reason="flaky in CI once: the lost alarm cleared around the sub's silence "
-                          "(issue 15)", strict=False)
 def test_two_controllers_hold_both_limits_through_a_day_and_each_others_silence(tmp_path):
     # The water heater (main, priority 1) outranks the sub-panel (priority 2); the sub's EV
     # arrives at 15 s. Then a surge on each panel, a raise asked of the sub by a stranger,
@@ -491,12 +479,15 @@ def test_two_controllers_hold_both_limits_through_a_day_and_each_others_silence(
     assert ack and ack[0]["ok"] is False and "0..9600 W" in ack[0]["error"], ack
     assert all(r["limit_w"] <= 9600 for r in sub), max(r["limit_w"] for r in sub)
 
-    # The sub silent: lost within 3 intervals and a control step; its 9600 W counted, so
-    # the water heater is shed while it is; back once it talks and obeys again.
-    lost = [r for r in main if stop_sub <= r["t"] < cont_sub and r["alarm"] == "lost"]
-    assert lost and lost[0]["t"] - stop_sub <= 3000 + 1000 + 2000, (marks, mlog)
-    assert all(r["stuck"] and not r["wh_on"] for r in main
-               if lost[0]["t"] + 2000 <= r["t"] < cont_sub), mlog
+    # The sub silent: lost within 3 intervals of its last message and a control step, then
+    # its 9600 W counted and the water heater shed until it talks and obeys again. Judged
+    # from the stop, not from the first alarm after it: on a loaded host the alarm may
+    # already stand from a lag before the stop and clear on the messages the sub sent just
+    # before it (as it should: they were fresh), which is how this test failed in CI.
+    lost_by = stop_sub + 3000 + 1000 + 2000
+    silent = [r for r in main if lost_by <= r["t"] < cont_sub]
+    assert silent and all(r["alarm"] == "lost" and r["stuck"] and not r["wh_on"]
+                          for r in silent), (marks, mlog)
     assert "alarm: sub lost: no report" in mlog
     back = [r for r in main if cont_sub <= r["t"] < stop_main and r["alarm"] is None]
     assert back and back[0]["t"] - cont_sub <= 10000, mlog
