@@ -14,6 +14,8 @@ gives up only what is left; what the cap holds back counts as surplus for the ne
 
 from micropython import const
 
+from shed import AGE_CAP_MS
+
 _BAND_PCT = const(2)     # the export is held between the limit less this much of the rating
 _MIN_BAND_W = const(100)  # and the limit: inside it, the cap is left alone
 
@@ -49,9 +51,14 @@ class Curtail:
             self.release(now)
             return
         excess = -p - lim
+        clock = ctl.clock
+        if clock.ticks_diff(now, self._changed_ms) > AGE_CAP_MS:
+            # Days without a change: ticks_diff would wrap (the tick's half period is 6.2
+            # days) and read the last change as in the future, holding the cap for days.
+            self._changed_ms = clock.ticks_add(now, -AGE_CAP_MS)
         # One change per response time: a cap the source has not followed yet is not
         # lowered again on the same excess (that would ratchet it to 0).
-        if ctl.clock.ticks_diff(now, self._changed_ms) < src.response_ms:
+        if clock.ticks_diff(now, self._changed_ms) < src.response_ms:
             return
         if excess > 0:
             out = src.output_w if src.output_w >= 0 else src.cap_w
