@@ -324,6 +324,26 @@ def test_export_limit_soaks_the_surplus_into_the_tank(tmp_path):
     assert l["export_over_room_s"] <= 120
 
 
+def test_curtailing_the_inverter_holds_the_limit_once_the_tank_is_full(tmp_path):
+    # The same day with the inverter curtailed by the firmware's curtail.py (5 kW, 2 s to
+    # follow a cap): the tank soaks as much as without it, then the export stays at the
+    # limit, over it only while the inverter follows a new cap after each cloud.
+    soak, _ = pv_run(tmp_path, "--export-limit-w", 1000, "--soak-store-wh", 8000)
+    cur, proc = pv_run(tmp_path, "--export-limit-w", 1000, "--soak-store-wh", 8000,
+                       "--curtail-w", 5000)
+    s, c = soak["panelcap"], cur["panelcap"]
+    assert "curtailed kWh" in proc.stdout and "curtailed_wh" not in cur["no_control"]
+    assert c["soaked_wh"] == pytest.approx(s["soaked_wh"], rel=0.02)
+    # the clouds' ends: 7 a day at most 2 s of response and a step each
+    assert s["export_over_s"] > 2000 and c["export_over_s"] <= 8 * 3, (s, c)
+    # what was not exported over the limit was curtailed, not soaked
+    assert c["curtailed_wh"] == pytest.approx(s["export_over_wh"] - c["export_over_wh"],
+                                              rel=0.05)
+    proc = sim(pv_case(tmp_path), "--total", "House", "--water-heater", "WH", "--pv", "PV",
+               "--limit-w", 7200, "--curtail-w", 5000)
+    assert proc.returncode == 2 and "--curtail-w needs --export-limit-w" in proc.stderr
+
+
 def test_surplus_mode_and_export_options_refused_in_one_line(tmp_path):
     sur, _ = pv_run(tmp_path, "--surplus", "--soak-store-wh", 1000)
     assert sur["panelcap"]["soaked_wh"] == pytest.approx(1000, rel=0.02)

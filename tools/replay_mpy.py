@@ -139,9 +139,43 @@ def build_panelcap(hdr, loads, clock):
         # The firmware's export limit and surplus mode (export.py): the loads with a store
         # soak, in priority order.
         import export
+        cur = None
+        if hdr.get("curtail_w"):
+            # and the PV inverter curtailed by the firmware's curtail.py where they cannot
+            import curtail
+            cur = curtail.Curtail(SimInverter(hdr["curtail_w"], hdr["curtail_response_s"]),
+                                  clock)
         export.Soaker(ctl, [sl for sl, ld in zip(ctl_loads, loads) if ld.store_ws],
-                      hdr.get("export_limit_w"), hdr.get("surplus", False))
+                      hdr.get("export_limit_w"), hdr.get("surplus", False), cur)
     return ctl, ctl_loads, shed.Measurement(), limits
+
+
+class SimInverter:
+    """The PV inverter behind curtail.Curtail: it follows a new cap response_s after it is
+    sent, and delivers what the sun gives up to its cap."""
+
+    def __init__(self, rated_w, response_s):
+        self.rated_w = rated_w
+        self.cap_w = rated_w
+        self.output_w = -1
+        self.response_ms = response_s * 1000
+        self._delay = response_s
+        self._effective = rated_w
+        self._pending = []       # (second it takes effect, cap)
+        self._t = 0
+
+    def set_cap(self, w):
+        self.cap_w = w
+        self._pending.append((self._t + self._delay, w))
+
+    def tick(self, t, sun_w):
+        """What it delivers in second t with sun_w available."""
+        self._t = t
+        while self._pending and self._pending[0][0] <= t:
+            self._effective = self._pending.pop(0)[1]
+        out = sun_w if sun_w < self._effective else self._effective
+        self.output_w = out
+        return out
 
 
 class Duty:
@@ -305,7 +339,10 @@ def main():
     # Export counted above the limit acted on, or above one only measured (--export-measure-w).
     exp_lim = hdr.get("export_limit_w", hdr.get("export_measure_w"))
     export_ws = export_over_ws = export_over_s = export_over_room_s = 0
-    pv_ws = surplus_ws = soak_import_ws = 0
+    pv_ws = surplus_ws = soak_import_ws = curtailed_ws = 0
+    exp_run = exp_run_max = 0
+    soaker = getattr(ctl, "soaker", None) if ctl is not None else None
+    inverter = soaker.curtail.source if soaker is not None and soaker.curtail else None
 
     def apply(parts):
         b = None if parts[1] == "x" else int(parts[1])
@@ -334,7 +371,9 @@ def main():
             break
         valid = base is not None
         b_now = base if valid else 0
-        total = b_now - pv[0] if valid else 0
+        pv_out = inverter.tick(t, pv[0]) if inverter is not None else pv[0]
+        curtailed_ws += pv[0] - pv_out
+        total = b_now - pv_out if valid else 0
         ctl_on = False
         soak_s = 0
         for ld in loads:
@@ -353,11 +392,16 @@ def main():
             spare = 0 if spare < 0 else spare if spare < soak_s else soak_s
             surplus_ws += spare
             soak_import_ws += soak_s - spare
+            if exp_lim is None or -total <= exp_lim:
+                exp_run = 0
             if total < 0:
                 export_ws -= total
                 if exp_lim is not None and -total > exp_lim:
                     export_over_ws += -total - exp_lim
                     export_over_s += 1
+                    exp_run += 1
+                    if exp_run > exp_run_max:
+                        exp_run_max = exp_run
                     for ld in loads:
                         if ld.store_ws and ld.stored < ld.store_ws and ld.draw < ld.rated_w:
                             export_over_room_s += 1     # a tank or battery had room
@@ -388,7 +432,7 @@ def main():
         if windows is not None:
             windows.add(t, total, total - b_now)
         if duty_metrics is not None:
-            duty_metrics.add(total, b_now - pv[0])   # the base net of any PV, as total is
+            duty_metrics.add(total, b_now - pv_out)   # the base net of any PV, as total is
         # The strategy decides from this second's measurement.
         if strategy == "panelcap":
             clock.advance(1000)
@@ -486,6 +530,9 @@ def main():
             res["export_over_wh"] = round(export_over_ws / _WS_PER_WH, 1)
             res["export_over_s"] = export_over_s
             res["export_over_room_s"] = export_over_room_s
+            res["export_over_longest_s"] = exp_run_max
+        if inverter is not None:
+            res["curtailed_wh"] = round(curtailed_ws / _WS_PER_WH, 1)
     if duty_metrics is not None:
         res["longest_over_80pct_s"] = run_max
         res["over_100pct_s"] = duty_metrics.over_100_s

@@ -189,9 +189,12 @@ def table(rows):
 # Export limits and solar surplus (firmware/export.py): the same layered houses with a PV
 # column from real weather (tools/pv_profile.py: pvlib's Sand Point TMY3 file, a 5 kWp roof).
 EXPORT_LIMIT_W = 1500
+CURTAIL_W = 5000          # the roof's inverter (tools/pv_profile.py: 5 kW PVWatts inverter)
 EXPORT_RUNS = (("plain", ["--export-measure-w", str(EXPORT_LIMIT_W)]),
                ("limit", ["--export-limit-w", str(EXPORT_LIMIT_W)]),
-               ("surplus", ["--surplus", "--export-measure-w", str(EXPORT_LIMIT_W)]))
+               ("surplus", ["--surplus", "--export-measure-w", str(EXPORT_LIMIT_W)]),
+               ("curtail", ["--export-limit-w", str(EXPORT_LIMIT_W), "--curtail-w",
+                            str(CURTAIL_W)]))
 EXPORT_HEAD = "## Export limits and solar surplus"
 
 
@@ -264,7 +267,7 @@ def export_section(rows):
         "",
         export_table(rows),
         "",
-    ] + export_reading(rows)
+    ] + export_reading(rows) + curtail_reading(rows)
 
 
 def export_reading(rows):
@@ -277,12 +280,48 @@ def export_reading(rows):
         f"  of the seconds above {EXPORT_LIMIT_W} W, those with room left in the tank were {room}",
         "  (there the heater was waiting its min off time, its hour's operations or the import",
         "  side's room). A site that must hold an export limit all day needs more to soak into",
-        "  (an EV at home, a battery) or a curtailing inverter (not done: docs/shed.md).",
+        "  (an EV at home, a battery) or a curtailing inverter (below).",
         "- Under a limit, any excess starts the 4.5 kW heater, so most of its early energy came",
         f"  from the grid ({grid}); it is energy the tank would have taken later anyway (no",
         "  standing loss is modelled), moved earlier, not energy added.",
         "- Surplus mode starts the heater only on 2,250 W of surplus, which a 5 kWp roof in a",
         "  British winter seldom has: it soaks less there, and less from the grid.",
+        "",
+    ]
+
+
+def curtail_table(rows):
+    """The limit with the tank alone, and with the inverter curtailed where it cannot."""
+    head = ["house", f"s above {EXPORT_LIMIT_W} W, tank / tank and inverter",
+            "longest run above it, s, tank / tank and inverter",
+            "kWh above it, tank / tank and inverter", "curtailed kWh",
+            "soaked kWh, tank / tank and inverter"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stem, r in rows:
+        lim, cur = r["limit"], r["curtail"]
+        out.append("| " + " | ".join(str(c) for c in [
+            stem, f"{lim['export_over_s']:,} / {cur['export_over_s']:,}",
+            f"{lim['export_over_longest_s']:,} / {cur['export_over_longest_s']}",
+            f"{lim['export_over_wh'] / 1000:.1f} / {cur['export_over_wh'] / 1000:.1f}",
+            f"{cur['curtailed_wh'] / 1000:.1f}",
+            f"{lim['soaked_wh'] / 1000:.1f} / {cur['soaked_wh'] / 1000:.1f}"]) + " |")
+    return "\n".join(out)
+
+
+def curtail_reading(rows):
+    longest = max(r["curtail"]["export_over_longest_s"] for _, r in rows)
+    return [
+        f"With the inverter curtailed too (`--curtail-w {CURTAIL_W}`: the firmware's",
+        "`curtail.py` caps a simulated inverter that follows a new cap 2 s after it is sent;",
+        "docs/shed.md \"Curtailing a source\"), the tank soaks first and the inverter gives up only",
+        "what the tank cannot take:",
+        "",
+        curtail_table(rows),
+        "",
+        f"- The limit holds but for the inverter's answer: never more than {longest} s above it",
+        "  in a row (after a cloud the sun comes back faster than any inverter follows).",
+        "- The tank soaks as much as without curtailing; what was thrown away is the sun that",
+        "  neither the house nor the tank could take.",
         "",
     ]
 

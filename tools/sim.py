@@ -2,7 +2,7 @@
 
     .venv/bin/python tools/sim.py FILE.csv[.gz] --total COL [--ev COL] [--water-heater COL]
         (--limit-w W | --limit-a A [--volts V]) [--json F] [--plot F.png] [--csv F]
-        [--pv COL [--export-limit-w W] [--surplus]]
+        [--pv COL [--export-limit-w W [--curtail-w W]] [--surplus]]
 
 FILE has a time column (ISO date-time or epoch seconds) and watt columns. --total names the
 whole-house column; --ev / --water-heater (repeatable) name controllable loads metered inside
@@ -286,6 +286,8 @@ def format_table(results, load_names, strategies):
         head += ["PV kWh", "export kWh", "soaked kWh"]
         if "export_over_wh" in results[strategies[0]]:
             head += ["over export limit kWh", "over export s (room)"]
+        if any("curtailed_wh" in results[s] for s in strategies):
+            head += ["curtailed kWh"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for s in strategies:
@@ -307,6 +309,8 @@ def format_table(results, load_names, strategies):
             if "export_over_wh" in r:
                 cells += [f"{r['export_over_wh'] / 1000:.1f}",
                           f"{r['export_over_s']} ({r['export_over_room_s']})"]
+            if "curtailed kWh" in head:
+                cells += [f"{r.get('curtailed_wh', 0) / 1000:.1f}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -435,6 +439,12 @@ def parse_args(argv):
                          "acting on it")
     ap.add_argument("--surplus", action="store_true",
                     help="surplus mode (with --pv): panelcap soaks any export")
+    ap.add_argument("--curtail-w", type=int,
+                    help="the PV inverter's AC rating, W (with --export-limit-w): panelcap "
+                         "also curtails it where soaking cannot hold the limit "
+                         "(firmware/curtail.py)")
+    ap.add_argument("--curtail-response-s", type=int, default=2,
+                    help="how long the inverter takes to follow a new cap, s (default 2)")
     ap.add_argument("--soak-store-wh", type=int, default=6000,
                     help="what each water heater's tank takes ahead of demand, Wh (default "
                          "6000: 250 l from 55 to 75 C)")
@@ -473,6 +483,13 @@ def main(argv=None):
             and not args.pv_col:
         ap.exit(2, "sim.py: error: --export-limit-w, --export-measure-w and --surplus need a "
                    "--pv column\n")
+    if args.curtail_w is not None and (args.export_limit_w is None or
+                                       not 1 <= args.curtail_w <= 500000):
+        ap.exit(2, "sim.py: error: --curtail-w needs --export-limit-w and is in 1..500000 W, "
+                   f"got {args.curtail_w}\n")
+    if not 1 <= args.curtail_response_s <= 600:
+        ap.exit(2, "sim.py: error: --curtail-response-s must be in 1..600, "
+                   f"got {args.curtail_response_s}\n")
     if args.export_limit_w is not None and not 0 <= args.export_limit_w <= 500000:
         ap.exit(2, f"sim.py: error: --export-limit-w must be in 0..500000, got {args.export_limit_w}\n")
     for option, value in (("--soak-store-wh", args.soak_store_wh), ("--ev-soak-wh", args.ev_soak_wh)):
@@ -516,6 +533,9 @@ def main(argv=None):
             hdr["export_measure_w"] = args.export_measure_w
         if args.surplus:
             hdr["surplus"] = True
+        if args.curtail_w is not None:
+            hdr["curtail_w"] = args.curtail_w
+            hdr["curtail_response_s"] = args.curtail_response_s
     if args.window_min:
         hdr.update(window_min=args.window_min, budget_w=round(args.budget_kw * 1000),
                    t0_unix=int(t0))
