@@ -8,32 +8,13 @@ from test_export import PRELUDE, mpy_checks  # noqa: F401
 INVERTER = r"""
 import curtail
 
-class Inverter:
-    # A PV inverter that follows a new cap response_s after it is sent; it reports what it
-    # delivers (output_w) every second.
-    def __init__(self, rated_w, response_s):
-        self.rated_w = rated_w
-        self.cap_w = rated_w
-        self.output_w = -1
-        self.response_ms = response_s * 1000
-        self.effective = rated_w
-        self.pending = []
-        self.s = 0
-        self.curtailed_ws = 0
+from siminverter import SimInverter
 
+class Inverter(SimInverter):
+    # The replay's inverter (tools/siminverter.py), every cap it is sent checked.
     def set_cap(self, w):
         check(isinstance(w, int) and 0 <= w <= self.rated_w, 'cap %r out of range' % (w,))
-        self.cap_w = w
-        self.pending.append((self.s + self.response_ms // 1000, w))
-
-    def tick(self, s, pv_w):
-        self.s = s
-        while self.pending and self.pending[0][0] <= s:
-            self.effective = self.pending.pop(0)[1]
-        out = pv_w if pv_w < self.effective else self.effective
-        self.curtailed_ws += pv_w - out
-        self.output_w = out
-        return out
+        SimInverter.set_cap(self, w)
 
 def day(store_wh, with_curtail=True, lim=2000, seconds=36000, clear_at=None, base=400):
     site = Site(export_w=lim, store_wh=store_wh, ev=False)
@@ -65,15 +46,19 @@ def day(store_wh, with_curtail=True, lim=2000, seconds=36000, clear_at=None, bas
     r['cap'] = inv.cap_w
     r['changes'] = site.soak.curtail.changes if with_curtail else 0
     return r
+
+def both(store_wh):
+    cur = day(store_wh)
+    bare = day(store_wh, with_curtail=False)
+    print('curtail', sorted(cur.items()))
+    print('bare', sorted(bare.items()))
+    return cur, bare
 """
 
 
 def test_curtailing_holds_the_export_limit_once_the_tank_is_full():
     out = mpy_checks(INVERTER + r"""
-cur = day(store_wh=1)
-bare = day(store_wh=1, with_curtail=False)
-print('curtail', sorted(cur.items()))
-print('bare', sorted(bare.items()))
+cur, bare = both(1)
 # Over the limit only while the inverter follows a new cap (2 s) and a control step: after
 # each cloud the sun comes back faster than any inverter answers.
 check(cur['longest'] <= 2 + 2, 'over the export limit %d s in a row' % cur['longest'])
@@ -93,10 +78,7 @@ check(free['cap'] == 6000, 'cap %d W held after the limit went' % free['cap'])
 
 def test_the_tank_soaks_before_the_inverter_is_curtailed():
     out = mpy_checks(INVERTER + r"""
-cur = day(store_wh=30000)
-bare = day(store_wh=30000, with_curtail=False)
-print('curtail', sorted(cur.items()))
-print('bare', sorted(bare.items()))
+cur, bare = both(30000)
 # Soaking first: the tank takes as much with the curtailer as without (the curtailer only
 # throws away what the tank could not take), and the limit holds besides.
 check(cur['soaked_wh'] * 100 >= bare['soaked_wh'] * 97,

@@ -143,39 +143,13 @@ def build_panelcap(hdr, loads, clock):
         if hdr.get("curtail_w"):
             # and the PV inverter curtailed by the firmware's curtail.py where they cannot
             import curtail
+            from siminverter import SimInverter
             cur = curtail.Curtail(SimInverter(hdr["curtail_w"], hdr["curtail_response_s"]),
                                   clock)
         export.Soaker(ctl, [sl for sl, ld in zip(ctl_loads, loads) if ld.store_ws],
                       hdr.get("export_limit_w"), hdr.get("surplus", False), cur)
     return ctl, ctl_loads, shed.Measurement(), limits
 
-
-class SimInverter:
-    """The PV inverter behind curtail.Curtail: it follows a new cap response_s after it is
-    sent, and delivers what the sun gives up to its cap."""
-
-    def __init__(self, rated_w, response_s):
-        self.rated_w = rated_w
-        self.cap_w = rated_w
-        self.output_w = -1
-        self.response_ms = response_s * 1000
-        self._delay = response_s
-        self._effective = rated_w
-        self._pending = []       # (second it takes effect, cap)
-        self._t = 0
-
-    def set_cap(self, w):
-        self.cap_w = w
-        self._pending.append((self._t + self._delay, w))
-
-    def tick(self, t, sun_w):
-        """What it delivers in second t with sun_w available."""
-        self._t = t
-        while self._pending and self._pending[0][0] <= t:
-            self._effective = self._pending.pop(0)[1]
-        out = sun_w if sun_w < self._effective else self._effective
-        self.output_w = out
-        return out
 
 
 class Duty:
