@@ -49,9 +49,12 @@ class ControlLoop:
         if self.monitor is not None:
             self.monitor.check(sampler)   # before the update: it must see a stuck load
         meas = sampler if self.panel is None else self.panel.refresh(sampler)
-        if meas.valid:
-            for src in self.sources:
-                src.step(meas.total_w)
+        for src in self.sources:
+            # The mains check compares the meter with the CTs even where the meter is the
+            # panel's source: handed the meter's own reading, it never disagreed.
+            m = sampler if src.source == "mains_meter" else meas
+            if m.valid:
+                src.step(m.total_w)
         self.controller.update(meas)
         for b in self.bindings:
             b.actuator.apply(b.load)

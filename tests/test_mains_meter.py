@@ -112,6 +112,28 @@ def test_p1_meter_as_the_source_fails_safe_when_silent(tmp_path):
     assert late and all(r["state"] == "failsafe" and not r["wh"] for r in late), late[:3]
 
 
+def test_a_meter_that_is_the_source_is_still_cross_checked_by_the_cts(tmp_path):
+    # The P1 meter is the panel's source and reads 4 kW more than the panel draws: the CTs
+    # still see the truth, so three readings in a row disagree, the check's limit goes to
+    # 0 W and every controllable load is shed. (It compared the meter with itself before.)
+    with Broker(tmp_path) as broker:
+        sim = P1Sim("127.0.0.1", broker.port, "dsmr/json", 1)
+        fw = MainsFirmware(broker.port, 16, {"mains_meter": "dsmr/json",
+                                             "mains_meter_dialect": "p1", "mains_meter_s": 1,
+                                             "mains_source": "meter"})
+        sim.start()
+        while fw.running(60):
+            last = fw.last()
+            if last is not None:
+                sim.set_reading(last["truth_w"] + 4000)
+            time.sleep(0.2)
+        samples, log, loaded = fw.finish()
+        sim.close()
+    assert any(line.startswith("alarm: mains meter disagrees") for line in log), log
+    late = [r for r in samples if r["t"] >= 12000]
+    assert late and all(r["fault"] and r["limit_w"] == 0 and not r["wh"] for r in late), late[:3]
+
+
 LEGS = """
 import json
 import mainsource
