@@ -15,13 +15,21 @@ import json
 from micropython import const
 
 _PERIODS = const(3)              # the profile's rule: silent 3 intervals, gone; 3 to come back
+_AGREE_PCT = const(10)           # beside a CT: the two agree within this much of rated_w
+_AGREE_MIN_W = const(100)        # (and at least this: two meters' error and a reading's age)
 _MAX_W = const(100000)           # config's rated_w bound
 _WAKE_MS = const(1000)
 
 
 class LoadSensor:
-    def __init__(self, clock, sensor_id, volts, interval_ms, log=print):
+    """load: the shed.Load it confirms; where the load has its own CT too (its measured_w
+    is then the CT's, >= 0, when confirmed() is called), each new reading is compared with
+    it, and 3 in a row that disagree by more than tolerance_w lose the load as silence
+    does (the profile: where two sensors see the same current, a disagreement is a fault)."""
+
+    def __init__(self, clock, sensor_id, volts, interval_ms, log=print, load=None):
         self._clock = clock
+        self.sensor_id = sensor_id
         self.topic = "pcp/" + sensor_id + "/reading"
         self._volts = volts
         self.timeout_ms = _PERIODS * interval_ms
@@ -36,6 +44,12 @@ class LoadSensor:
         self.bad_readings = 0
         self._subscribed = 0
         self.heartbeat_ms = None
+        self.load = load
+        rated = load.rated_w if load is not None else 0
+        self.tolerance_w = max(_AGREE_MIN_W, rated * _AGREE_PCT // 100)
+        self._new = False            # a reading not yet compared with the CT
+        self._disagree = 0           # readings in a row that disagree with the CT
+        self.disagreements = 0
 
     def attach(self, link):
         self.link = link
@@ -63,12 +77,27 @@ class LoadSensor:
         self.w = w
         self._reading_ms = now
         self._good += 1
+        self._new = True
         self.readings += 1
         self.actual_ma = w * 1000 // self._volts
 
     def confirmed(self, now):
         if self._clock.ticks_diff(now, self._reading_ms) > self.timeout_ms:
             self._good = 0           # silent: gone; back after 3 readings in a row
+        load = self.load
+        if self._new and load is not None and load.measured_w >= 0:
+            self._new = False
+            d = self.w - load.measured_w
+            if d > self.tolerance_w or -d > self.tolerance_w:
+                self._disagree += 1
+                self.disagreements += 1
+                if self._disagree == _PERIODS:
+                    self._log("sensor %s disagrees with %s's CT: CT %d W, sensor %d W" % (
+                        self.sensor_id, load.name, load.measured_w, self.w))
+            else:
+                self._disagree = 0
+        if self._disagree >= _PERIODS:
+            self._good = 0           # lost as silence is: back after 3 that agree
         if self._good < _PERIODS:
             self.actual_ma = -1      # what it said is no reading of the load now
             return False
@@ -87,4 +116,5 @@ class LoadSensor:
 
 def from_spec(spec, load, clock, log=print):
     """The sensor of `load`: spec's sensor (a profile device id), every report_s (10 s)."""
-    return LoadSensor(clock, spec["sensor"], load.volts, spec.get("report_s", 10) * 1000, log)
+    return LoadSensor(clock, spec["sensor"], load.volts, spec.get("report_s", 10) * 1000, log,
+                      load)

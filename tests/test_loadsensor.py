@@ -105,6 +105,40 @@ def test_sensor_confirms_the_load_by_the_profiles_freshness_rules():
     assert out["two"][1][-1] == ["wh2", True], out["two"]
 
 
+BESIDE = UNIT.split("show('topic'")[0] + r"""
+def beside(ct_w, sensor_w):
+    # A reading, then a control step with the load's CT reading ct_w (>= 0: it has one).
+    seq[0] += 1
+    link.routes["pcp/wh_meter/reading"](json.dumps({"seq": seq[0], "valid": True, "w": sensor_w}))
+    clock.advance(1000)
+    load.measured_w = ct_w
+    mon.check(smp)
+    return mon.watches[0].alarm
+out = {}
+out['agree'] = [beside(4500, 4500 - 300) for _ in range(4)]   # within 10 % of 4500 W
+out['switching'] = [beside(4500, 0), beside(4500, 4500)]      # one reading behind: fine
+out['off'] = [beside(0, 4500) for _ in range(4)]              # the CT sees nothing: lost at 3
+out['back'] = [beside(0, 0) for _ in range(4)]                # 3 that agree to come back
+out['count'] = sensor.disagreements
+print(json.dumps(out))
+"""
+
+
+def test_a_sensor_beside_the_loads_ct_is_cross_checked():
+    # The profile: where two sensors see the same current, a disagreement beyond their
+    # tolerance is a fault. A sensor beside the load's CT that reads 4.5 kW while the CT
+    # reads nothing (or the other way round) loses the load after 3 readings in a row, as
+    # silence does (uncontrollable, its rated_w counted); 3 that agree bring it back.
+    lines = run_mpy(BESIDE, heap="256k").stdout.splitlines()
+    out = json.loads(lines[-1])
+    out["log"] = [line for line in lines if "disagrees" in line]     # the sensor's log: print
+    assert out["agree"] == [None] * 4 and out["switching"] == [None, None], out
+    assert out["off"] == [None, None, "lost", "lost"], out
+    assert out["back"] == ["lost", "lost", None, None], out
+    assert out["log"] == ["sensor wh_meter disagrees with wh's CT: CT 0 W, sensor 4500 W"], out
+    assert out["count"] == 5, out
+
+
 def test_config_takes_a_sensor_id_with_mqtt():
     out = run_mpy(r"""
 import config, simboard as board
