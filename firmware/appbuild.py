@@ -92,15 +92,27 @@ def build(app, machine, cfg, drop_config):
     # Export limit and surplus (export.py): built only when a load has a soak rank and
     # something can ask for soaking: the installer's limit, surplus mode, or a grid envelope
     # (grid messages come over MQTT; gridlimits.Grid hands its export limit to app.soaker).
+    # A PV inverter (pv_inverter) is curtailed where the loads cannot hold the limit.
     ranks = [(spec["soak"], i) for i, spec in enumerate(specs) if spec.get("soak")]
-    if ranks and (cfg["export_limit_w"] or cfg["surplus_mode"] == "on" or cfg["mqtt_host"]):
+    inverter = cfg.get("pv_inverter")
+    if (ranks or inverter) and (cfg["export_limit_w"] or cfg["surplus_mode"] == "on" or
+                                cfg["mqtt_host"]):
         import export
         by_name = {}
         for b in app.bindings:
             by_name[b.load.name] = b.load
         ranks.sort()         # soak order; equal ranks in the order the loads are listed
+        cur = None
+        if inverter:
+            import curtail
+            import pvinverter
+            source = pvinverter.PvInverter(clock, inverter, cfg["pv_rated_w"],
+                                           cfg["pv_inverter_s"] * 1000, app.log)
+            app.chargers.append(source)      # attached to the link, run as a task (app.py)
+            cur = curtail.Curtail(source, clock)
         app.soaker = export.Soaker(app.controller, [by_name[specs[i]["name"]] for _, i in ranks],
-                                   cfg["export_limit_w"] or None, cfg["surplus_mode"] == "on")
+                                   cfg["export_limit_w"] or None, cfg["surplus_mode"] == "on",
+                                   cur)
     # Builds shed's objects, only to build: kept, 3.0 KB from .mpy (0.8 KB from flash),
     # which a stock MicroPython with everything on cannot spare (docs/architecture.md).
     sys.modules.pop("shedsetup", None)

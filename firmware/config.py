@@ -107,6 +107,11 @@ TOP = (
      "on: soak any solar surplus into loads with a soak rank (solar charging)"),
     ("pv_rated_w", "int", 0, 100000, "W", 0,
      "AC rating of the PV behind the mains CTs (the meter allows for it); 0: no PV"),
+    # A PV inverter whose output can be capped (pvinverter.py, curtail.py; docs/shed.md):
+    # curtailed where the soaking loads cannot hold the export limit. Empty: not imported.
+    ("pv_inverter", "str", 0, 64, "", "",
+     "the PV inverter's profile device id (pcp/<id>_pv reading, pcp/<id>_cap actuator)"),
+    ("pv_inverter_s", "int", 1, 3600, "s", 10, "PV inverter: its interval_s"),
 )
 
 # Per current transformer, keyed by the board's channel name ("ct.L1.gain").
@@ -422,7 +427,11 @@ def validate(cfg, board=None):
         if "sensor" in spec and (not _is_device_id(spec["sensor"]) or not cfg["mqtt_host"]):
             errors.append("%s: sensor must be a device id (no /, + or #) and needs mqtt_host, "
                           "got %r" % (where, spec["sensor"]))
-    if (cfg["export_limit_w"] or cfg["surplus_mode"] == "on") and \
+    if cfg["pv_inverter"] and (not _is_device_id(cfg["pv_inverter"]) or not cfg["mqtt_host"]
+                               or not cfg["pv_rated_w"]):
+        errors.append("pv_inverter must be a device id (no /, + or #) and needs mqtt_host and "
+                      "pv_rated_w, got %r" % (cfg["pv_inverter"],))
+    if (cfg["export_limit_w"] or cfg["surplus_mode"] == "on") and not cfg["pv_inverter"] and \
             not [spec for spec in loads if isinstance(spec, dict) and spec.get("soak")]:
         errors.append("%s needs a load to soak into: set loads.<name>.soak to 1 or more" % (
             "export_limit_w" if cfg["export_limit_w"] else "surplus_mode on"))

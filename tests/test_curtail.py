@@ -149,3 +149,59 @@ for s in range(60, 70):              # the sun goes and the house jumps over the
 check(site.ctl.state in ('shedding', 'overload'), 'no shed: %s' % site.ctl.state)
 check(inv.cap_w == 6000, 'cap %d W kept while shedding' % inv.cap_w)
 """)
+
+
+DRIVER = r"""
+import json, asyncio
+import pvinverter
+from fakeclock import FakeClock
+from fakelink import Link
+clock = FakeClock(20000)             # every timer crosses the ESP32's tick wrap
+link = Link()
+def sent(): return [(k, json.loads(m)) for k, t, m in link.sent if t == "pcp/roof_cap/set"]
+inv = pvinverter.PvInverter(clock, "roof", 5000, 2000)     # 5 kW, every 2 s
+inv.attach(link)
+def show(tag, *v): print(json.dumps([tag] + list(v)))
+async def wakes(n, step_ms=1000):
+    # n of the driver's 1-s wakes (real), the fake clock moved step_ms before each
+    t = asyncio.create_task(inv.run())
+    for _ in range(n):
+        await asyncio.sleep_ms(0)
+        clock.advance(step_ms)
+        await asyncio.sleep_ms(1000)
+    t.cancel()
+def reading(seq, w, valid=True):
+    link.cb(b"pcp/roof_pv/reading", json.dumps({"seq": seq, "valid": valid, "w": w}))
+asyncio.run(wakes(1))
+show('subscribed', sorted(link.subs), [m for k, m in sent()])
+reading(1, 3200)
+show('reading', inv.output_w, inv.reports)
+for bad in ('{"seq": 2, "valid": false, "w": 100}', '{"seq": 3, "valid": true, "w": -5}',
+            '{"seq": 0, "valid": true, "w": 100}', '{"seq": 4, "valid": true, "w": "1"}', 'x'):
+    link.cb(b"pcp/roof_pv/reading", bad)
+show('bad', inv.bad_reports, inv.output_w)
+link.sent.clear()
+inv.set_cap(1800)
+show('cap', [k for k, m in sent()], inv.cap_w)
+link.cb(b"pcp/roof_cap/state", '{"seq": 9, "setpoint": 1800, "safe": false}')
+show('shown', inv.shown_w)
+link.sent.clear()
+asyncio.run(wakes(3, 3000))          # no reading for 9 s: stale after 6 s; the cap repeated
+show('stale', inv.output_w, [m["setpoint"] for k, m in sent()])
+"""
+
+
+def test_the_inverter_driver_speaks_the_profile():
+    from conftest import run_mpy
+    import json
+    rows = {r[0]: r[1:] for r in (json.loads(line) for line in
+                                   run_mpy(DRIVER, heap="256k").stdout.splitlines()
+                                   if line.startswith("["))}
+    assert rows["subscribed"][0] == ["pcp/roof_cap/state", "pcp/roof_pv/reading"], rows
+    assert [p["setpoint"] for p in rows["subscribed"][1]] == [5000]   # on connect: no cap
+    assert rows["reading"] == [3200, 1]
+    assert rows["bad"] == [5, 3200]                                   # none taken
+    assert rows["cap"] == [["e"], 1800]        # a lower cap goes out at once, as an event
+    assert rows["shown"] == [1800]
+    # stale 3 intervals after its last reading: no reading; the cap repeated as the heartbeat
+    assert rows["stale"][0] == -1 and rows["stale"][1] and set(rows["stale"][1]) == {1800}, rows

@@ -315,3 +315,31 @@ console.status()
                    "mains_meter", "soak_power"], out
     assert "EXCESS {{ value_json.export.excess_w }} W panelcap/state" in out, out
     assert "export 2300 W, limit 1500 W, 800 W over it; soaking nothing" in out, out
+
+
+def test_a_pv_inverter_is_built_only_when_configured_and_refused_in_one_line(tmp_path):
+    # pv_inverter: the inverter's profile device, curtailed where the loads cannot hold the
+    # limit (curtail.py). Built only when set (pvinverter.py and curtail.py never imported
+    # otherwise); it needs MQTT and pv_rated_w; curtailing alone needs no soak rank.
+    out = mpy(tmp_path, r"""
+a, clock = build(export_limit_w=1500, pv_rated_w=5000, soak={'water_heater': 1})
+print('PLAIN', a.soaker.curtail, 'pvinverter' in sys.modules, 'curtail' in sys.modules)
+a, clock = build(export_limit_w=1500, pv_rated_w=5000, mqtt_host='192.0.2.1', pv_inverter='roof')
+src = a.soaker.curtail.source
+print('INV', type(src).__name__, src.rated_w, src.cap_w, src.set_topic, src in a.chargers,
+      a.soaker.loads, a.soaker.limit_w)
+errs = []
+for kw in ({'pv_inverter': 'roof', 'pv_rated_w': 5000},
+           {'pv_inverter': 'a/b', 'pv_rated_w': 5000, 'mqtt_host': 'h'},
+           {'pv_inverter': 'roof', 'mqtt_host': 'h'},
+           {'export_limit_w': 1500, 'pv_rated_w': 5000, 'mqtt_host': 'h', 'pv_inverter': 'roof'}):
+    cfg = config.defaults(board); cfg.update(kw)
+    errs.append(config.validate(cfg, board))
+print('ERRS', json.dumps(errs))
+""")
+    assert "PLAIN None False False" in out, out
+    assert "INV PvInverter 5000 5000 pcp/roof_cap/set True [] 1500" in out, out
+    errs = json.loads([line for line in out if line.startswith("ERRS ")][0][5:])
+    msg = "pv_inverter must be a device id (no /, + or #) and needs mqtt_host and pv_rated_w"
+    assert [e and e[0].startswith(msg) for e in errs[:3]] == [True, True, True], errs
+    assert errs[3] == [], errs          # curtailing alone: no soak rank needed

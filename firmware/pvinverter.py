@@ -1,0 +1,123 @@
+"""A PV inverter whose output can be capped, as a device of the open profile (docs/profile.md,
+"A curtailable source"): its sensor `pcp/<device>_pv/reading` ({"seq", "valid", "w"}: what it
+delivers, W) and its actuator `pcp/<device>_cap` (`set` {"id", "setpoint"}: the most it may
+deliver, W; `state` {"seq", "setpoint", "safe"}). It is the source curtail.Curtail steps
+(rated_w, output_w, cap_w, set_cap, response_ms); its network side is a sub-panel's
+(attach(link), run()). Imported by appbuild only when pv_inverter is set."""
+
+import asyncio
+import json
+
+from micropython import const
+
+_ROOT = "pcp/"
+_PERIODS = const(3)              # the profile's rule: silent 3 intervals, gone
+_MAX_W = const(500000)
+_WAKE_MS = const(1000)
+_MAX_SEQ = const(0x3FFFFFFF)
+
+
+class PvInverter:
+    """interval_ms: its interval_s; it answers a new cap within that (response_ms), and the
+    cap is repeated that often as the controller's heartbeat (a device that hears nothing
+    for its max_wait_s takes its own safe state: its installer's export setting)."""
+
+    def __init__(self, clock, device, rated_w, interval_ms, log=print):
+        self._clock = clock
+        self.device = device
+        self.rated_w = rated_w
+        self.response_ms = interval_ms
+        self.timeout_ms = _PERIODS * interval_ms
+        self._log = log
+        self.set_topic = _ROOT + device + "_cap/set"
+        self.topics = ((_ROOT + device + "_pv/reading", self.on_reading),
+                       (_ROOT + device + "_cap/state", self.on_state))
+        self.link = None
+        self.cap_w = rated_w         # the cap commanded; rated_w: none
+        self.output_w = -1           # what it delivers, from a fresh reading; -1: not known
+        self.shown_w = -1            # the cap its state last showed; -1: none
+        now = clock.ticks_ms()
+        self._reading_ms = now
+        self._seq = 0
+        self._cmd_id = 0
+        self._sent_ms = now
+        self._subscribed = 0         # link.connects when the subscriptions were last sent
+        self.reports = 0
+        self.bad_reports = 0
+        self.heartbeat_ms = None
+
+    # --- the network side (called by the link's task: never waits) -----------------------
+    def attach(self, link):
+        self.link = link
+        for topic, handler in self.topics:
+            link.route(topic, handler)
+
+    def on_reading(self, msg):
+        d = _decode(msg)
+        w = d.get("w") if d else None
+        seq = d.get("seq") if d else None
+        if not (_is_int(w) and 0 <= w <= _MAX_W and _is_int(seq) and d.get("valid") is True) \
+                or (seq <= self._seq and seq != 1):
+            self.bad_reports += 1    # implausible (freshness rule 2): counted, not taken
+            return
+        self._seq = seq
+        self.output_w = w
+        self._reading_ms = self._clock.ticks_ms()
+        self.reports += 1
+
+    def on_state(self, msg):
+        d = _decode(msg)
+        w = d.get("setpoint") if d else None
+        if not _is_int(w) or d.get("safe") not in (True, False):
+            self.bad_reports += 1
+            return
+        self.shown_w = -1 if d["safe"] else w
+
+    async def run(self):
+        """Subscribes after every (re)connect and sends the cap again; repeats it every
+        interval; a reading older than 3 intervals is no reading (output_w -1)."""
+        while True:
+            link = self.link
+            self.heartbeat_ms = now = self._clock.ticks_ms()
+            if self.output_w >= 0 and \
+                    self._clock.ticks_diff(now, self._reading_ms) > self.timeout_ms:
+                self.output_w = -1
+            if link is not None and link.connected and link.connects != self._subscribed:
+                ok = True
+                for topic, _ in self.topics:
+                    ok = ok and link.subscribe(topic)
+                if ok:       # a refused subscription shows up as silence: handled
+                    self._subscribed = link.connects
+                    self._send(now, True)
+            elif self._clock.ticks_diff(now, self._sent_ms) >= self.response_ms:
+                self._send(now, False)
+            await asyncio.sleep_ms(_WAKE_MS)
+
+    # --- the source (curtail.Curtail) ----------------------------------------------------
+    def set_cap(self, w):
+        self.cap_w = w
+        self._send(self._clock.ticks_ms(), True)
+
+    def _send(self, now, change):
+        self._sent_ms = now
+        link = self.link
+        if link is None:
+            return
+        self._cmd_id = self._cmd_id + 1 if self._cmd_id < _MAX_SEQ else 1
+        payload = '{"id": %d, "setpoint": %d}' % (self._cmd_id, self.cap_w)
+        if change:
+            link.publish_event(self.set_topic, payload)   # a lower cap must go out
+        else:
+            link.publish(self.set_topic, payload)
+
+
+def _decode(msg):
+    try:
+        d = json.loads(msg)
+    except Exception:  # untrusted bytes: whatever the parser objects to is a bad report
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
