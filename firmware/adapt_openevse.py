@@ -10,15 +10,14 @@ silent 3 periods, or its echo not showing the command 3 periods after it was sen
 stuck relay reported: lost (feedback.py: shed, its rated power counted). Imported only
 when a load names this driver."""
 
-import asyncio
 import json
 
 from micropython import const
 
 from evmqtt import MqttCharger
+from pcpdevice import serve
 
 _PERIODS = const(3)              # the profile's rule: silent 3 report periods, gone
-_WAKE_MS = const(1000)
 _STATE_MAX = const(255)          # OpenEVSE's state numbers: 0..255 (254 sleeping, 255 disabled)
 _STATE_STUCK_RELAY = const(8)    # its relay welded: it cannot stop charging
 
@@ -88,19 +87,13 @@ class OpenEvse(MqttCharger):
         self._lost = False
         return True
 
-    async def run(self):
+    def run(self):
         """Subscribes after every (re)connect of the link, and claims again."""
-        while True:
-            link = self.link
-            self.heartbeat_ms = now = self._clock.ticks_ms()
-            if link is not None and link.connected and link.connects != self._subscribed:
-                ok = True
-                for topic, _ in self.topics:
-                    ok = ok and link.subscribe(topic)
-                if ok:       # a refused subscription shows up as silence: handled
-                    self._subscribed = link.connects
-                    self._send(self.amps, now)
-            await asyncio.sleep_ms(_WAKE_MS)
+        return serve(self, self._clock)
+
+    def wake(self, now, reconnected):
+        if reconnected:
+            self._send(self.amps, now)
 
     # --- the actuator -----------------------------------------------------------------
     def set_amps(self, amps):

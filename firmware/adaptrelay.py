@@ -6,12 +6,12 @@ gone, and the state it reports follows the command within the same time; otherwi
 feedback.py marks it lost, the controller sheds it and counts its rated power as drawn.
 Imported only with an adapter, which is imported only when a load names it as its driver."""
 
-import asyncio
 
 from micropython import const
 
+from pcpdevice import serve
+
 _MAX_REPORT_W = const(100000)    # config's rated_w bound: anything above is implausible
-_WAKE_MS = const(1000)
 _PERIODS = const(3)              # the profile's rule: silent 3 report periods, gone
 
 
@@ -39,7 +39,6 @@ class Relay:
         self._agree_ms = now         # last time the reported state matched the command
         self._sent_ms = now
         self._sent = None            # the last command sent (True/False), None: none yet
-        self._subscribed = 0         # link.connects when the subscriptions were last sent
         self._lost = False           # confirmed() said no last time
         self.reports = 0
         self.bad_reports = 0
@@ -86,19 +85,13 @@ class Relay:
         self._lost = False
         return True
 
-    async def run(self):
+    def run(self):
         """Subscribes after every (re)connect of the link, and sends the command again."""
-        while True:
-            link = self.link
-            self.heartbeat_ms = now = self._clock.ticks_ms()
-            if link is not None and link.connected and link.connects != self._subscribed:
-                ok = True
-                for topic, _ in self.topics:
-                    ok = ok and link.subscribe(topic)
-                if ok:       # a refused subscription shows up as silence: handled
-                    self._subscribed = link.connects
-                    self._send(self.is_on, now, False)
-            await asyncio.sleep_ms(_WAKE_MS)
+        return serve(self, self._clock)
+
+    def wake(self, now, reconnected):
+        if reconnected:
+            self._send(self.is_on, now, False)
 
     # --- the actuator -----------------------------------------------------------------
     def set(self, on):

@@ -5,16 +5,14 @@ deliver, W; `state` {"seq", "setpoint", "safe"}). It is the source curtail.Curta
 (rated_w, output_w, cap_w, set_cap, response_ms); its network side is a sub-panel's
 (attach(link), run()). Imported by appbuild only when pv_inverter is set."""
 
-import asyncio
-import json
 
 from micropython import const
+
+from pcpdevice import attach, decode, is_int, reading, send_setpoint, serve
 
 _ROOT = "pcp/"
 _PERIODS = const(3)              # the profile's rule: silent 3 intervals, gone
 _MAX_W = const(500000)
-_WAKE_MS = const(1000)
-_MAX_SEQ = const(0x3FFFFFFF)
 
 
 class PvInverter:
@@ -41,7 +39,6 @@ class PvInverter:
         self._seq = 0
         self._cmd_id = 0
         self._sent_ms = now
-        self._subscribed = 0         # link.connects when the subscriptions were last sent
         self.reports = 0
         self.bad_reports = 0
         self.heartbeat_ms = None
@@ -49,49 +46,37 @@ class PvInverter:
     # --- the network side (called by the link's task: never waits) -----------------------
     def attach(self, link):
         self.link = link
-        for topic, handler in self.topics:
-            link.route(topic, handler)
+        attach(link, self.topics)
 
     def on_reading(self, msg):
-        d = _decode(msg)
-        w = d.get("w") if d else None
-        seq = d.get("seq") if d else None
-        if not (_is_int(w) and 0 <= w <= _MAX_W and _is_int(seq) and d.get("valid") is True) \
-                or (seq <= self._seq and seq != 1):
+        r = reading(msg, self._seq, 0, _MAX_W)
+        if r is None:
             self.bad_reports += 1    # implausible (freshness rule 2): counted, not taken
             return
-        self._seq = seq
-        self.output_w = w
+        self.output_w, self._seq = r
         self._reading_ms = self._clock.ticks_ms()
         self.reports += 1
 
     def on_state(self, msg):
-        d = _decode(msg)
+        d = decode(msg)
         w = d.get("setpoint") if d else None
-        if not _is_int(w) or d.get("safe") not in (True, False):
+        if not is_int(w) or d.get("safe") not in (True, False):
             self.bad_reports += 1
             return
         self.shown_w = -1 if d["safe"] else w
 
-    async def run(self):
+    def run(self):
         """Subscribes after every (re)connect and sends the cap again; repeats it every
         interval; a reading older than 3 intervals is no reading (output_w -1)."""
-        while True:
-            link = self.link
-            self.heartbeat_ms = now = self._clock.ticks_ms()
-            if self.output_w >= 0 and \
-                    self._clock.ticks_diff(now, self._reading_ms) > self.timeout_ms:
-                self.output_w = -1
-            if link is not None and link.connected and link.connects != self._subscribed:
-                ok = True
-                for topic, _ in self.topics:
-                    ok = ok and link.subscribe(topic)
-                if ok:       # a refused subscription shows up as silence: handled
-                    self._subscribed = link.connects
-                    self._send(now, True)
-            elif self._clock.ticks_diff(now, self._sent_ms) >= self.response_ms:
-                self._send(now, False)
-            await asyncio.sleep_ms(_WAKE_MS)
+        return serve(self, self._clock)
+
+    def wake(self, now, reconnected):
+        if self.output_w >= 0 and self._clock.ticks_diff(now, self._reading_ms) > self.timeout_ms:
+            self.output_w = -1
+        if reconnected:
+            self._send(now, True)
+        elif self._clock.ticks_diff(now, self._sent_ms) >= self.response_ms:
+            self._send(now, False)
 
     # --- the source (curtail.Curtail) ----------------------------------------------------
     def set_cap(self, w):
@@ -103,21 +88,4 @@ class PvInverter:
         link = self.link
         if link is None:
             return
-        self._cmd_id = self._cmd_id + 1 if self._cmd_id < _MAX_SEQ else 1
-        payload = '{"id": %d, "setpoint": %d}' % (self._cmd_id, self.cap_w)
-        if change:
-            link.publish_event(self.set_topic, payload)   # a lower cap must go out
-        else:
-            link.publish(self.set_topic, payload)
-
-
-def _decode(msg):
-    try:
-        d = json.loads(msg)
-    except Exception:  # untrusted bytes: whatever the parser objects to is a bad report
-        return None
-    return d if isinstance(d, dict) else None
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
+        self._cmd_id = send_setpoint(link, self.set_topic, self._cmd_id, self.cap_w, change)

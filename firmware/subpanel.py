@@ -6,17 +6,15 @@ then the sub's own loads. The profile's freshness rules apply: a sub whose readi
 states stop, or whose state does not show the limit sent, is lost (feedback.py: shed, its
 rated_w counted as drawn). Imported only when a load names this driver."""
 
-import asyncio
-import json
 
 from micropython import const
+
+from pcpdevice import attach, decode, is_int, reading, send_setpoint, serve
 
 _ROOT = "pcp/"
 _MAX_W = const(500000)           # the profile's range for a panel's w
 _PERIODS = const(3)              # the profile's rule: silent 3 intervals, gone
 _SAT_PCT = const(10)             # within this of its limit, a sub is using all of it
-_WAKE_MS = const(1000)
-_MAX_SEQ = const(0x3FFFFFFF)
 
 
 class SubPanel:
@@ -55,7 +53,6 @@ class SubPanel:
         self._sent_w = -1
         self._sent_ms = now
         self._cmd_id = 0
-        self._subscribed = 0         # link.connects when the subscriptions were last sent
         self._lost = False
         self._back_ms = None         # lost, then fresh and agreeing since this tick
         self.reports = 0
@@ -66,28 +63,24 @@ class SubPanel:
     # --- the network side (called by the link's task: never waits) -----------------------
     def attach(self, link):
         self.link = link
-        for topic, handler in self.topics:
-            link.route(topic, handler)
+        attach(link, self.topics)
 
     def on_reading(self, msg):
-        d = _decode(msg)
-        w = d.get("w") if d else None
-        seq = d.get("seq") if d else None
-        if not (_is_int(w) and -_MAX_W <= w <= _MAX_W and _is_int(seq)
-                and d.get("valid") is True) or (seq <= self._seq and seq != 1):
+        r = reading(msg, self._seq, -_MAX_W, _MAX_W)
+        if r is None:
             # Implausible (freshness rule 2): out of range, invalid, or a seq going back
             # other than to 1 (a restart): counted, not taken.
             self.bad_reports += 1
             return
-        self._seq = seq
+        w, self._seq = r
         self.reading_w = w if w > 0 else 0
         self._reading_ms = self._clock.ticks_ms()
         self.reports += 1
 
     def on_state(self, msg):
-        d = _decode(msg)
+        d = decode(msg)
         w = d.get("setpoint") if d else None
-        if not _is_int(w) or d.get("safe") not in (True, False):
+        if not is_int(w) or d.get("safe") not in (True, False):
             self.bad_reports += 1
             return
         now = self._clock.ticks_ms()
@@ -98,7 +91,7 @@ class SubPanel:
             self._agree_ms = now
 
     def on_ack(self, msg):
-        d = _decode(msg)
+        d = decode(msg)
         # Only the answer to our last command: anyone on the broker may send the sub others.
         if d and d.get("ok") is False and d.get("id") == self._cmd_id:
             # A sub that refuses the limit keeps its own: its state will not show ours, and
@@ -141,19 +134,13 @@ class SubPanel:
         self.actual_ma = w * 1000 // self._volts
         return True
 
-    async def run(self):
+    def run(self):
         """Subscribes after every (re)connect of the link, and sends the limit again."""
-        while True:
-            link = self.link
-            self.heartbeat_ms = now = self._clock.ticks_ms()
-            if link is not None and link.connected and link.connects != self._subscribed:
-                ok = True
-                for topic, _ in self.topics:
-                    ok = ok and link.subscribe(topic)
-                if ok:       # a refused subscription shows up as silence: handled
-                    self._subscribed = link.connects
-                    self._send(now, True)
-            await asyncio.sleep_ms(_WAKE_MS)
+        return serve(self, self._clock)
+
+    def wake(self, now, reconnected):
+        if reconnected:
+            self._send(now, True)
 
     # --- the actuator --------------------------------------------------------------------
     def set_amps(self, amps):
@@ -180,12 +167,7 @@ class SubPanel:
         link = self.link
         if link is None:
             return
-        self._cmd_id = self._cmd_id + 1 if self._cmd_id < _MAX_SEQ else 1
-        payload = '{"id": %d, "setpoint": %d}' % (self._cmd_id, self.limit_w)
-        if change:
-            link.publish_event(self.set_topic, payload)   # a lower limit must go out
-        else:
-            link.publish(self.set_topic, payload)
+        self._cmd_id = send_setpoint(link, self.set_topic, self._cmd_id, self.limit_w, change)
         self._sent_w = self.limit_w
 
     def apply(self, load):
@@ -197,18 +179,6 @@ class SubPanel:
         self.amps = 0
         self.limit_w = self.floor_w
         self._send(self._clock.ticks_ms(), True)
-
-
-def _decode(msg):
-    try:
-        d = json.loads(msg)
-    except Exception:  # untrusted bytes: whatever the parser objects to is a bad report
-        return None
-    return d if isinstance(d, dict) else None
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def from_spec(spec, load, clock, log=print):
