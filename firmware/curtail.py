@@ -43,14 +43,14 @@ class Curtail:
         if self.source.cap_w < self.source.rated_w:
             self._set(self.source.rated_w, now)
 
-    def step(self, now, p, lim, ctl):
-        """p: the projected net W (negative: export); lim: the export limit in force."""
+    def step(self, now, p_w, lim_w, ctl):
+        """p_w: the projected net power (negative: export); lim_w: the export limit in force."""
         src = self.source
-        rated = src.rated_w
-        if lim is None:
+        rated_w = src.rated_w
+        if lim_w is None:
             self.release(now)
             return
-        excess = -p - lim
+        excess_w = -p_w - lim_w
         clock = ctl.clock
         if clock.ticks_diff(now, self._changed_ms) > AGE_CAP_MS:
             # Days without a change: ticks_diff would wrap (the tick's half period is 6.2
@@ -60,23 +60,28 @@ class Curtail:
         # lowered again on the same excess (that would ratchet it to 0).
         if clock.ticks_diff(now, self._changed_ms) < src.response_ms:
             return
-        if excess > 0:
-            out = src.output_w if src.output_w >= 0 else src.cap_w
-            if out > rated:
-                out = rated
-            want = out - excess - self.band_w // 2
+        if excess_w > 0:
+            # Lowered from what it reports it delivers. With no fresh report, from the export:
+            # it delivers at least that (the house takes the rest), so the cap holds the
+            # limit at once, too low by the house's draw until it is raised again.
+            out_w = src.output_w
+            if out_w < 0:
+                out_w = -p_w if -p_w < src.cap_w else src.cap_w
+            if out_w > rated_w:
+                out_w = rated_w
+            want_w = out_w - excess_w - self.band_w // 2
             # What it takes comes back as import: never past the restore threshold (it
-            # cannot while the site exports more than lim >= 0; kept as the rule).
-            room = ctl._restore_w - p
-            if out - want > room:
-                want = out - room
-            if want < 0:
-                want = 0
-            if want < src.cap_w:
-                self._set(want, now)
-        elif src.cap_w < rated and excess < -self.band_w:
-            want = src.cap_w - excess - self.band_w // 2     # up by the gap under the limit
-            self._set(want if want < rated else rated, now)
+            # cannot while the site exports more than lim_w >= 0; kept as the rule).
+            room_w = ctl._restore_w - p_w
+            if out_w - want_w > room_w:
+                want_w = out_w - room_w
+            if want_w < 0:
+                want_w = 0
+            if want_w < src.cap_w:
+                self._set(want_w, now)
+        elif src.cap_w < rated_w and excess_w < -self.band_w:
+            want_w = src.cap_w - excess_w - self.band_w // 2     # up by the gap under the limit
+            self._set(want_w if want_w < rated_w else rated_w, now)
 
     def _set(self, w, now):
         self.source.set_cap(w)

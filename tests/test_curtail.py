@@ -134,6 +134,37 @@ check(over <= 4, 'over the export limit %d s after a quiet week' % over)
 """)
 
 
+def test_an_inverter_that_does_not_report_is_curtailed_from_the_export():
+    # No output report (output_w -1): it delivers at least what the site exports, so the cap
+    # is set from that and holds the limit at once; raised again by the gap after.
+    mpy_checks(INVERTER + r"""
+class Mute(Inverter):
+    def tick(self, t, sun_w):
+        out = Inverter.tick(self, t, sun_w)
+        self.output_w = -1
+        return out
+# A 20 kW inverter under a zero-export limit in weak sun: lowered from its cap instead,
+# it would take a step per response time for each 3 kW of excess.
+site = Site(export_w=0, store_wh=1, ev=False)
+inv = Mute(20000, 2)
+site.soak.curtail = curtail.Curtail(inv, site.clock)
+for s in range(30):
+    site.second(400, inv.tick(s, 0))
+over = run = longest = 0
+for s in range(30, 330):
+    site.second(400, inv.tick(s, 3000 if s < 180 else 3600))
+    if -site.total > 0:
+        over += 1; run += 1; longest = run if run > longest else longest
+    else:
+        run = 0
+check(longest <= 4, 'over the limit %d s in a row with no report' % longest)
+# Cut from the export, the cap is too low by the house's draw; it is raised again once
+# the site imports more than the band (2 % of 20 kW): the import stays within the band.
+band = site.soak.curtail.band_w
+check(0 <= site.total <= band, '%d W imported, the band is %d W' % (site.total, band))
+""")
+
+
 def test_the_cap_is_released_when_the_import_side_sheds():
     mpy_checks(INVERTER + r"""
 site = Site(export_w=0, store_wh=1, ev=False, limit_w=3000)
