@@ -82,24 +82,31 @@ def test_dialect_parsers_on_the_32_bit_port():
 
 
 
+def _p1_as_source(tmp_path, seconds, offset_w=0, silent_at_ms=None):
+    """The firmware with a 1-s P1 meter as the panel's source, the meter fed the simulated
+    panel's power plus offset_w until silent_at_ms: (samples, log, loaded)."""
+    with Broker(tmp_path) as broker:
+        sim = P1Sim("127.0.0.1", broker.port, "dsmr/json", 1)
+        fw = MainsFirmware(broker.port, seconds, {"mains_meter": "dsmr/json",
+                                                  "mains_meter_dialect": "p1",
+                                                  "mains_meter_s": 1, "mains_source": "meter"})
+        sim.start()
+        while fw.running(seconds + 40):
+            last = fw.last()
+            if last is not None:
+                sim.set_reading(last["truth_w"] + offset_w)
+                if silent_at_ms is not None and last["t"] >= silent_at_ms:
+                    sim.silent()
+            time.sleep(0.2)
+        out = fw.finish()
+        sim.close()
+    return out
+
+
 def test_p1_meter_as_the_source_fails_safe_when_silent(tmp_path):
     # The P1 simulator reports the simulated panel's power once a second (DSMR 5) for 20 s,
     # then falls silent: after 3 intervals the measurement is stale, every load shed.
-    with Broker(tmp_path) as broker:
-        sim = P1Sim("127.0.0.1", broker.port, "dsmr/json", 1)
-        fw = MainsFirmware(broker.port, 32, {"mains_meter": "dsmr/json",
-                                             "mains_meter_dialect": "p1", "mains_meter_s": 1,
-                                             "mains_source": "meter"})
-        sim.start()
-        while fw.running(70):
-            last = fw.last()
-            if last is not None:
-                sim.set_reading(last["truth_w"])
-                if last["t"] >= 20000:
-                    sim.silent()
-            time.sleep(0.2)
-        samples, log, loaded = fw.finish()
-        sim.close()
+    samples, log, loaded = _p1_as_source(tmp_path, 32, silent_at_ms=20000)
     assert loaded[0] == [] and "mains_p1" in loaded[-1] and "mains_shelly" not in loaded[-1]
     assert "mains: the meter is the panel's source, limit 1 % lower" in log, log
     assert not [line for line in log if line.startswith("report:")], log   # state went out
@@ -116,19 +123,7 @@ def test_a_meter_that_is_the_source_is_still_cross_checked_by_the_cts(tmp_path):
     # The P1 meter is the panel's source and reads 4 kW more than the panel draws: the CTs
     # still see the truth, so three readings in a row disagree, the check's limit goes to
     # 0 W and every controllable load is shed. (It compared the meter with itself before.)
-    with Broker(tmp_path) as broker:
-        sim = P1Sim("127.0.0.1", broker.port, "dsmr/json", 1)
-        fw = MainsFirmware(broker.port, 16, {"mains_meter": "dsmr/json",
-                                             "mains_meter_dialect": "p1", "mains_meter_s": 1,
-                                             "mains_source": "meter"})
-        sim.start()
-        while fw.running(60):
-            last = fw.last()
-            if last is not None:
-                sim.set_reading(last["truth_w"] + 4000)
-            time.sleep(0.2)
-        samples, log, loaded = fw.finish()
-        sim.close()
+    samples, log, _ = _p1_as_source(tmp_path, 16, offset_w=4000)
     assert any(line.startswith("alarm: mains meter disagrees") for line in log), log
     late = [r for r in samples if r["t"] >= 12000]
     assert late and all(r["fault"] and r["limit_w"] == 0 and not r["wh"] for r in late), late[:3]
