@@ -6,12 +6,11 @@ driving a simulated Tasmota (tools/tasmota_sim.py) and a simulated Shelly
 (tools/shelly_sim.py) through mosquitto."""
 import pytest
 import json
-import subprocess
 import sys
-import threading
 import time
 
-from conftest import MICROPYTHON, ROOT, mpy_env, run_mpy
+from conftest import ROOT, run_mpy
+from devicefw import Firmware, load_config_lines, adapters_loaded, script
 from mqtt_helpers import Broker, Client
 from mains_rig import MainsFirmware
 
@@ -164,28 +163,19 @@ print('ONLINE', r.confirmed(clock.t))
 
 
 def test_config_takes_a_relay_driver_only_for_onoff_loads_with_a_device():
-    out = run_mpy(r"""
-import config, simboard as board
-def errs(load, host='127.0.0.1'):
-    cfg = config.defaults(board)
-    cfg['mqtt_host'] = host
-    cfg['loads'] = [load]
-    return [e for e in config.validate(cfg, board) if 'loads' in e]
-wh = {'name': 'wh', 'kind': 'onoff', 'priority': 1, 'leg': 'L1L2', 'rated_w': 4500,
-      'driver': 'tasmota', 'device': 'wh_relay', 'report_s': 10}
-print('OK', errs(wh))
-print('NODEV', errs({k: v for k, v in wh.items() if k != 'device'}))
-print('NOHOST', errs(wh, ''))
-print('MOD', errs(dict(wh, kind='modulated')))
-print('PERIOD', errs(dict(wh, report_s=0)))
-print('SHELLY', errs(dict(wh, driver='shelly', device='shellyplus1pm-a8032ab1')))
+    wh = {'name': 'wh', 'kind': 'onoff', 'priority': 1, 'leg': 'L1L2', 'rated_w': 4500,
+          'driver': 'tasmota', 'device': 'wh_relay', 'report_s': 10}
+    out = load_config_lines(wh, r"""
+print('MOD', errs(dict(load, kind='modulated')))
+print('PERIOD', errs(dict(load, report_s=0)))
+print('SHELLY', errs(dict(load, driver='shelly', device='shellyplus1pm-a8032ab1')))
 def mains(m, host='127.0.0.1'):
     cfg = config.defaults(board)
     cfg['mqtt_host'] = host
     cfg['mains_meter'] = m
     return [e for e in config.validate(cfg, board) if 'mains' in e]
 print('MAINS', mains('meter1'), mains('a/b'), mains('meter1', ''))
-""", heap="512k").stdout.splitlines()
+""")
     assert out[0] == "OK []", out
     assert "needs device" in out[1], out
     assert "driver 'tasmota' needs mqtt_host" in out[2], out
@@ -196,48 +186,19 @@ print('MAINS', mains('meter1'), mains('a/b'), mains('meter1', ''))
         out[6].count("mains_meter must be a device id (no /, + or #) and needs mqtt_host") == 2, out
 
 
-FIRMWARE = """
-import asyncio, json, sys
-from panelsim.vtime import VirtualTime
-from panelsim import machine
-from panelsim.panel import Panel
-from panelsim.adcgen import AdcGen
-from panelsim.profile import ConstantProfile
-from clock import Clock, WrappingClock
-import simboard as board
-import app as app_mod
-vt = VirtualTime(speed=1); vt.install()          # real time: the relay is a real client
-clock = WrappingClock(vt.now_ms)
-params = dict(board.PANEL)
-ev = dict(params["ev"]); ev["arrive_h"] = None; params["ev"] = ev
+# The heater's relay is another maker's device, on the broker; the EV charger is the board's.
+FW_SETUP = """
 panel = Panel(params, ConstantProfile(1000))
-machine.attach(panel, vt, board, AdcGen(board, panel))
-import config
 loads = [{"name": "heater", "kind": "onoff", "priority": 2, "leg": "L1L2", "rated_w": 3000,
           "driver": "DRIVER", "device": "heater_relay", "report_s": 1},
          dict(config.DEFAULT_LOADS[1])]
-cfg = {"mqtt_host": "127.0.0.1", "mqtt_port": PORT, "mqtt_discovery": "",
-       "telemetry_period_ms": 1000, "stagger_s": 1, "limit_w": 19200, "loads": loads}
-logs = []
-app = app_mod.App(board, machine, clock, cfg, log=logs.append)
-app.net_clock = Clock()
-print(json.dumps({"adapter": "adapt_DRIVER" in sys.modules, "evmqtt": "evmqtt" in sys.modules,
-                  "others": [m for m in sys.modules if m.startswith("adapt_")]}))
-async def main():
-    asyncio.create_task(app.run())
-    for t in range(SECONDS * 4):
-        await asyncio.sleep_ms(250)
-        w = app.monitor.watches[0] if app.monitor else None
-        b = [b for b in app.bindings if b.load.name == "heater"][0]
-        print(json.dumps({"t": vt.elapsed_ms(), "alarm": w.alarm if w else None,
-                          "on": b.load.on, "cmd": b.actuator.is_on, "w": b.load.measured_w,
-                          "stuck": b.load.uncontrollable}))
-        while logs:
-            print(json.dumps({"log": logs.pop(0)}))
-try:
-    asyncio.run(main())
-finally:
-    app.force_safe()
+cfg = dict(common, limit_w=19200, loads=loads)
+"""
+FW_ROW = """
+w = app.monitor.watches[0] if app.monitor else None
+b = by_name("heater")
+row = {"alarm": w.alarm if w else None, "on": b.load.on, "cmd": b.actuator.is_on,
+       "w": b.load.measured_w, "stuck": b.load.uncontrollable}
 """
 
 
@@ -256,41 +217,20 @@ def test_firmware_drives_a_simulated_relay_through_mosquitto(tmp_path, driver):
         sim.start()
         watcher = Client(broker.port, "watcher")
         watcher.subscribe("#")
-        proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=1m", "-c",
-             FIRMWARE.replace("PORT", str(broker.port)).replace("SECONDS", "48")
-             .replace("DRIVER", driver)],
-            cwd=ROOT, env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        rows = []
-        reader = threading.Thread(target=lambda: rows.extend(
-            json.loads(line) for line in proc.stdout if line.startswith("{")), daemon=True)
-        reader.start()
+        fw = Firmware(script(broker.port, 48, FW_SETUP.replace("DRIVER", driver), FW_ROW,
+                             adapters_loaded(driver)))
         # Faults at moments of the firmware's own (virtual) time, read from its latest row.
         # The controller restores a load once the room has lasted its settle time (10 s).
-        plan = [(17000, sim.silent), (22000, sim.resume), (40000, sim.offline),
-                (44000, sim.online)]
-        marks = {}
-        t0 = time.monotonic()
-        while proc.poll() is None and time.monotonic() - t0 < 90:
-            now_ms = next((r["t"] for r in reversed(rows) if "t" in r), 0)
-            while plan and now_ms >= plan[0][0]:
-                at, act = plan.pop(0)
-                marks[act.__name__] = now_ms
-                act()
-            time.sleep(0.05)
-        proc.wait(10)
-        reader.join(5)
+        marks = fw.drive([(17000, "silent", sim.silent), (22000, "resume", sim.resume),
+                          (40000, "offline", sim.offline), (44000, "online", sim.online)])
+        fw.finish()
         sim.stop.set()
         answers = watcher.take()
         sim.close()
-    assert proc.returncode == 0, proc.stderr.read()[-3000:]
     # Only the configured adapter is loaded.
+    rows = fw.rows
     assert rows[0] == {"adapter": True, "evmqtt": False, "others": ["adapt_" + driver]}, rows[0]
-    samples = [r for r in rows if "t" in r]
-    log = [r["log"] for r in rows if "log" in r]
-
-    def between(a, b):
-        return [r for r in samples if a <= r["t"] < b]
+    samples, log, between = fw.samples(), fw.log(), fw.between
     # Before the faults: switched on, confirmed, its own report is the load's draw.
     ran = [r for r in between(0, marks["silent"]) if r["cmd"] and r["w"] == 3000]
     assert ran and all(r["alarm"] is None for r in ran), log

@@ -183,58 +183,28 @@ print('MA', mch.actual_ma, mch.reports, mch.bad_reports)
     assert "MA 100000 1 1" in out, out
 
 
-FIRMWARE = """
-import asyncio, json, sys
-from panelsim.vtime import VirtualTime
-from panelsim import machine
-from panelsim.panel import Panel
-from panelsim.adcgen import AdcGen
-from panelsim.profile import ConstantProfile
-from clock import Clock, WrappingClock
-import simboard as board
-import app as app_mod
-vt = VirtualTime(speed=1); vt.install()          # real time: the charger is a real client
-clock = WrappingClock(vt.now_ms)
-params = dict(board.PANEL)
-ev = dict(params["ev"]); ev["arrive_h"] = None; params["ev"] = ev
+# The EV charger speaks panelcap's own topics (evse/...) through the broker.
+FW_SETUP = """
 panel = Panel(params, ConstantProfile(1000))
-machine.attach(panel, vt, board, AdcGen(board, panel))
-import config
 loads = [dict(config.DEFAULT_LOADS[0]),
          {"name": "ev", "kind": "modulated", "priority": 1, "leg": "L1L2", "rated_w": 7680,
           "driver": "mqtt", "max_a": 32}]
-cfg = {"mqtt_host": "127.0.0.1", "mqtt_port": PORT, "mqtt_discovery": "",
-       "telemetry_period_ms": 1000, "charger_timeout_s": 5, "stagger_s": 1, "limit_w": 19200,
-       "loads": loads}
-logs = []
-app = app_mod.App(board, machine, clock, cfg, log=logs.append)
-app.net_clock = Clock()
-async def main():
-    asyncio.create_task(app.run())
-    for t in range(SECONDS * 4):
-        await asyncio.sleep_ms(250)
-        w = app.monitor.watches[-1] if app.monitor else None
-        ev = [b for b in app.bindings if b.load.name == "ev"][0]
-        print(json.dumps({"t": vt.elapsed_ms(), "alarm": w.alarm if w else None,
-                          "ev_a": ev.actuator.amps, "ev_w": ev.load.measured_w,
-                          "link": app.mqtt.state if getattr(app, "mqtt", None) else None}))
-        while logs:
-            print(json.dumps({"log": logs.pop(0)}))
-try:
-    asyncio.run(main())
-finally:
-    app.force_safe()
+cfg = dict(common, charger_timeout_s=5, limit_w=19200, loads=loads)
+"""
+FW_ROW = """
+w = app.monitor.watches[-1] if app.monitor else None
+ev = by_name("ev")
+row = {"alarm": w.alarm if w else None, "ev_a": ev.actuator.amps, "ev_w": ev.load.measured_w,
+       "link": app.mqtt.state if getattr(app, "mqtt", None) else None}
 """
 
 
 def test_heartbeat_loss_against_a_real_broker(tmp_path):
     # The firmware's link subscribes to the charger's topic after connecting; a client plays
     # the charger: it follows the setpoint and reports it, then falls silent, then returns.
-    import subprocess
-    import threading
     import time
 
-    from conftest import MICROPYTHON, ROOT, mpy_env
+    from devicefw import Firmware, script
     from mqtt_helpers import Broker, Client
 
     with Broker(tmp_path) as broker:
@@ -242,34 +212,24 @@ def test_heartbeat_loss_against_a_real_broker(tmp_path):
         charger.subscribe("evse/set/current")
         watcher = Client(broker.port, "watcher")
         watcher.subscribe("panelcap/#")
-        proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=1m", "-c",
-             FIRMWARE.replace("PORT", str(broker.port)).replace("SECONDS", "32")],
-            cwd=ROOT, env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        rows = []
-        reader = threading.Thread(target=lambda: rows.extend(
-            json.loads(l) for l in proc.stdout if l.startswith("{")), daemon=True)
-        reader.start()
-        offered = 0
-        t0 = time.monotonic()
+        fw = Firmware(script(broker.port, 32, FW_SETUP, FW_ROW))
         # The charger goes silent and comes back at moments of the firmware's own (virtual)
         # time, read from its latest row, so the windows below compare virtual with virtual.
         silent = (16000, 23000)        # simulated ms in which the charger does not answer
-        last_report_ms = None          # the firmware's time when its last report went out
-        resumed_ms = None
-        while proc.poll() is None and time.monotonic() - t0 < 60:
+        seen = {"offered": 0, "last_report_ms": None, "resumed_ms": None}
+
+        def answer(fw):
             for topic, payload, _ in charger.take():
-                offered = int(payload)
-            now_ms = next((r["t"] for r in reversed(rows) if "t" in r), 0)
+                seen["offered"] = int(payload)
+            now_ms = fw.now_ms()
             if not silent[0] <= now_ms < silent[1]:
-                if now_ms >= silent[1] and resumed_ms is None:
-                    resumed_ms = now_ms
-                charger.publish("evse/current", str(offered))   # it draws what it may
+                if now_ms >= silent[1] and seen["resumed_ms"] is None:
+                    seen["resumed_ms"] = now_ms
+                charger.publish("evse/current", str(seen["offered"]))   # it draws what it may
                 if now_ms < silent[0]:
-                    last_report_ms = now_ms
-            time.sleep(0.5)
-        proc.wait(10)
-        reader.join(5)
+                    seen["last_report_ms"] = now_ms   # the firmware's time at its last report
+        fw.drive(each=answer, limit_s=60, period_s=0.5)
+        fw.finish()
         reports = watcher.take()
         # Not retained: a charger (or anyone) subscribing now finds no setpoint waiting.
         late = Client(broker.port, "late")
@@ -278,9 +238,8 @@ def test_heartbeat_loss_against_a_real_broker(tmp_path):
         waiting = late.take()
         late.close()
     assert waiting == [], waiting
-    assert proc.returncode == 0, proc.stderr.read()[-3000:]
-    samples = [r for r in rows if "t" in r]
-    log = [r["log"] for r in rows if "log" in r]
+    last_report_ms, resumed_ms = seen["last_report_ms"], seen["resumed_ms"]
+    samples, log = fw.samples(), fw.log()
     # Restored (after the stagger and the controller's settle time) and confirmed.
     assert any(r["ev_a"] >= 6 and r["ev_w"] > 0 for r in samples if r["t"] < 16000), log
     lost = [r["t"] for r in samples if r["alarm"] == "lost"]

@@ -6,11 +6,9 @@ watches (its contactor and its sensor) is under control again only when neither 
 config's checks; and the firmware on the simulated board with a sensor publishing through
 mosquitto."""
 import json
-import subprocess
-import threading
-import time
 
-from conftest import MICROPYTHON, ROOT, mpy_env, run_mpy
+from conftest import run_mpy
+from devicefw import Firmware, script
 from mqtt_helpers import Broker
 
 UNIT = """
@@ -160,47 +158,22 @@ print('NOHOST', errs(wh, ''))
     assert "needs mqtt_host" in out[3], out
 
 
-FIRMWARE = """
-import asyncio, json, sys
-from panelsim.vtime import VirtualTime
-from panelsim import machine
-from panelsim.panel import Panel
-from panelsim.adcgen import AdcGen
-from panelsim.profile import ConstantProfile
-from clock import Clock, WrappingClock
-import simboard as board
-import app as app_mod
-import config
-vt = VirtualTime(speed=1); vt.install()          # real time: the sensor is a real client
-clock = WrappingClock(vt.now_ms)
-params = dict(board.PANEL)
-ev = dict(params["ev"]); ev["arrive_h"] = None; params["ev"] = ev
-wh = dict(params["water_heater"]); wh["start_c"] = 50; params["water_heater"] = wh
+# The water heater (tank at 50 C: calling) has a profile sensor beside its CT.
+FW_SETUP = """
+wh["start_c"] = 50
 panel = Panel(params, ConstantProfile(1500))
-machine.attach(panel, vt, board, AdcGen(board, panel))
 loads = [dict(config.DEFAULT_LOADS[0], sensor="wh_meter", report_s=1),
          dict(config.DEFAULT_LOADS[1])]
-cfg = {"mqtt_host": "127.0.0.1", "mqtt_port": PORT, "mqtt_discovery": "",
-       "telemetry_period_ms": 1000, "stagger_s": 1, "limit_w": 19200, "loads": loads}
-logs = []
-app = app_mod.App(board, machine, clock, cfg, log=logs.append)
-app.net_clock = Clock()
+cfg = dict(common, limit_w=19200, loads=loads)
+"""
+FW_LOADED = """
 print(json.dumps({"loaded": "loadsensor" in sys.modules}))
-async def main():
-    asyncio.create_task(app.run())
-    for t in range(SECONDS * 4):
-        await asyncio.sleep_ms(250)
-        panel.advance_to(vt.elapsed_ms())
-        b = [b for b in app.bindings if b.load.name == "water_heater"][0]
-        w = [w for w in app.monitor.watches if w.charger is not None][0] if app.monitor else None
-        print(json.dumps({"t": vt.elapsed_ms(), "alarm": w.alarm if w else None,
-                          "on": b.actuator.is_on, "stuck": b.load.uncontrollable}))
-        while logs:
-            print(json.dumps({"log": logs.pop(0)}))
-try:
-    asyncio.run(main())
-finally:
-    app.force_safe()
+"""
+FW_ROW = """
+panel.advance_to(now)
+b = by_name("water_heater")
+w = [w for w in app.monitor.watches if w.charger is not None][0] if app.monitor else None
+row = {"alarm": w.alarm if w else None, "on": b.actuator.is_on, "stuck": b.load.uncontrollable}
 """
 
 
@@ -211,40 +184,30 @@ def test_firmware_takes_a_loads_profile_sensor_through_mosquitto(tmp_path):
     from mqttclient import Mqtt
     with Broker(tmp_path) as broker:
         meter = Mqtt("127.0.0.1", broker.port, "wh_meter", keepalive_s=0)
-        proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=1m", "-c",
-             FIRMWARE.replace("PORT", str(broker.port)).replace("SECONDS", "36")],
-            cwd=ROOT, env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        rows = []
-        reader = threading.Thread(target=lambda: rows.extend(
-            json.loads(line) for line in proc.stdout if line.startswith("{")), daemon=True)
-        reader.start()
-        seq = 0
+        fw = Firmware(script(broker.port, 36, FW_SETUP, FW_ROW, FW_LOADED))
+        sent = {"seq": 0}
         marks = {}
-        t0 = time.monotonic()
-        while proc.poll() is None and time.monotonic() - t0 < 80:
-            last = next((r for r in reversed(rows) if "t" in r), None)
-            now = last["t"] if last else 0
-            if last is not None and not 12000 <= now < 18000:
-                seq += 1
+
+        def report(fw):
+            # Once a second of real time: silent from 12 to 18 s, valid false at 26 s.
+            last = fw.latest()
+            if last is None:
+                return
+            now = last["t"]
+            if not 12000 <= now < 18000:
+                sent["seq"] += 1
                 valid = not 26000 <= now < 27000
                 if not valid:
                     marks.setdefault("invalid", now)
                 meter.publish("pcp/wh_meter/reading", json.dumps(
-                    {"seq": seq, "valid": valid, "w": 4500 if last["on"] else 0}))
-            elif last is not None:
+                    {"seq": sent["seq"], "valid": valid, "w": 4500 if last["on"] else 0}))
+            else:
                 marks.setdefault("silent", now)
-            time.sleep(1)
-        proc.wait(10)
-        reader.join(5)
+        fw.drive(each=report, limit_s=80, period_s=1)
+        fw.finish()
         meter.close()
-    assert proc.returncode == 0, proc.stderr.read()[-3000:]
-    assert rows[0] == {"loaded": True}
-    samples = [r for r in rows if "t" in r]
-    log = [r["log"] for r in rows if "log" in r]
-
-    def between(a, b):
-        return [r for r in samples if a <= r["t"] < b]
+    assert fw.rows[0] == {"loaded": True}
+    samples, log, between = fw.samples(), fw.log(), fw.between
     before = between(3000, 12000)
     assert before and not any(r["alarm"] or r["stuck"] for r in before), log
     lost = [r["t"] for r in between(12000, 19000) if r["alarm"] == "lost" and r["stuck"]]

@@ -5,12 +5,11 @@ profile's freshness rules (silent 3 status periods, the echo not showing the com
 time, a stuck relay: lost; back only once the echo shows the command), and the firmware on
 the simulated board driving tools/openevse_sim.py through mosquitto."""
 import json
-import subprocess
 import sys
-import threading
 import time
 
-from conftest import MICROPYTHON, ROOT, mpy_env, run_mpy
+from conftest import ROOT, run_mpy
+from devicefw import Firmware, load_config_lines, adapters_loaded, script
 from mqtt_helpers import Broker, Client
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -125,47 +124,19 @@ show('max', [ev.amps, link.sent[-1]])
                                '{"state":"active","charge_current":32,"auto_release":false}']]
 
 
-FIRMWARE = """
-import asyncio, json, sys
-from panelsim.vtime import VirtualTime
-from panelsim import machine
-from panelsim.panel import Panel
-from panelsim.adcgen import AdcGen
-from panelsim.profile import ConstantProfile
-from clock import Clock, WrappingClock
-import simboard as board
-import app as app_mod
-vt = VirtualTime(speed=1); vt.install()          # real time: the charger is a real client
-clock = WrappingClock(vt.now_ms)
-params = dict(board.PANEL)
-ev = dict(params["ev"]); ev["arrive_h"] = None; params["ev"] = ev   # the panel's own EV: away
+# The charger is another maker's device, on the broker.
+FW_SETUP = """
 panel = Panel(params, ConstantProfile(1000))
-machine.attach(panel, vt, board, AdcGen(board, panel))
 loads = [{"name": "ev", "kind": "modulated", "priority": 1, "leg": "L1L2", "rated_w": 7680,
           "driver": "openevse", "device": "oe", "report_s": 1, "max_a": 32,
           "resume_pause_s": 0}]
-cfg = {"mqtt_host": "127.0.0.1", "mqtt_port": PORT, "mqtt_discovery": "",
-       "telemetry_period_ms": 1000, "stagger_s": 1, "limit_w": 19200, "loads": loads}
-logs = []
-app = app_mod.App(board, machine, clock, cfg, log=logs.append)
-app.net_clock = Clock()
-print(json.dumps({"adapter": "adapt_openevse" in sys.modules, "evmqtt": "evmqtt" in sys.modules,
-                  "others": [m for m in sys.modules if m.startswith("adapt_")]}))
-async def main():
-    asyncio.create_task(app.run())
-    for t in range(SECONDS * 4):
-        await asyncio.sleep_ms(250)
-        w = app.monitor.watches[0] if app.monitor else None
-        b = app.bindings[0]
-        print(json.dumps({"t": vt.elapsed_ms(), "alarm": w.alarm if w else None,
-                          "amps": b.actuator.amps, "w": b.load.measured_w,
-                          "stuck": b.load.uncontrollable}))
-        while logs:
-            print(json.dumps({"log": logs.pop(0)}))
-try:
-    asyncio.run(main())
-finally:
-    app.force_safe()
+cfg = dict(common, limit_w=19200, loads=loads)
+"""
+FW_ROW = """
+w = app.monitor.watches[0] if app.monitor else None
+b = app.bindings[0]
+row = {"alarm": w.alarm if w else None, "amps": b.actuator.amps, "w": b.load.measured_w,
+       "stuck": b.load.uncontrollable}
 """
 
 
@@ -178,41 +149,20 @@ def test_firmware_drives_a_simulated_openevse_through_mosquitto(tmp_path):
         sim.start()
         watcher = Client(broker.port, "watcher")
         watcher.subscribe("oe/claim")
-        proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=1m", "-c",
-             FIRMWARE.replace("PORT", str(broker.port)).replace("SECONDS", "46")],
-            cwd=ROOT, env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        rows = []
-        reader = threading.Thread(target=lambda: rows.extend(
-            json.loads(line) for line in proc.stdout if line.startswith("{")), daemon=True)
-        reader.start()
+        fw = Firmware(script(broker.port, 46, FW_SETUP, FW_ROW, adapters_loaded("openevse")))
         # The controller starts a modulated load after its settle time, then ramps it.
-        plan = [(16000, sim.silent), (21000, sim.resume),
-                (36000, lambda: sim.stuck_relay(True)), (40000, lambda: sim.stuck_relay(False))]
-        names = ["silent", "resume", "stuck", "unstuck"]
-        marks = {}
-        t0 = time.monotonic()
-        while proc.poll() is None and time.monotonic() - t0 < 90:
-            now_ms = next((r["t"] for r in reversed(rows) if "t" in r), 0)
-            while plan and now_ms >= plan[0][0]:
-                at, act = plan.pop(0)
-                marks[names.pop(0)] = now_ms
-                act()
-            time.sleep(0.05)
-        proc.wait(10)
-        reader.join(5)
+        marks = fw.drive([(16000, "silent", sim.silent), (21000, "resume", sim.resume),
+                          (36000, "stuck", lambda: sim.stuck_relay(True)),
+                          (40000, "unstuck", lambda: sim.stuck_relay(False))])
+        fw.finish()
         sim.stop.set()
         echoes = [json.loads(p) for t, p, _ in watcher.take()]
         claims = list(sim.claims)
         sim.close()
-    assert proc.returncode == 0, proc.stderr.read()[-3000:]
     # Only this adapter is loaded, with the charger rules it shares with evmqtt.
+    rows = fw.rows
     assert rows[0] == {"adapter": True, "evmqtt": True, "others": ["adapt_openevse"]}, rows[0]
-    samples = [r for r in rows if "t" in r]
-    log = [r["log"] for r in rows if "log" in r]
-
-    def between(a, b):
-        return [r for r in samples if a <= r["t"] < b]
+    samples, log, between = fw.samples(), fw.log(), fw.between
     # Before the faults: claimed at up to 32 A, confirmed, its own amp report the load's draw.
     ran = [r for r in between(0, marks["silent"]) if r["amps"] >= 6 and r["w"] > 0]
     assert ran and all(r["alarm"] is None and not r["stuck"] for r in ran), log
@@ -239,20 +189,9 @@ def test_firmware_drives_a_simulated_openevse_through_mosquitto(tmp_path):
 
 
 def test_config_takes_openevse_for_a_modulated_load_with_a_base_topic():
-    out = run_mpy(r"""
-import config, simboard as board
-def errs(load, host='127.0.0.1'):
-    cfg = config.defaults(board)
-    cfg['mqtt_host'] = host
-    cfg['loads'] = [load]
-    return [e for e in config.validate(cfg, board) if 'loads' in e]
-ev = {'name': 'ev', 'kind': 'modulated', 'priority': 1, 'leg': 'L1L2', 'rated_w': 7680,
-      'driver': 'openevse', 'device': 'openevse-55ad', 'max_a': 32}
-print('OK', errs(ev))
-print('NODEV', errs({k: v for k, v in ev.items() if k != 'device'}))
-print('NOHOST', errs(ev, ''))
-print('ONOFF', errs(dict(ev, kind='onoff')))
-""", heap="512k").stdout.splitlines()
+    ev = {'name': 'ev', 'kind': 'modulated', 'priority': 1, 'leg': 'L1L2', 'rated_w': 7680,
+          'driver': 'openevse', 'device': 'openevse-55ad', 'max_a': 32}
+    out = load_config_lines(ev, "print('ONOFF', errs(dict(load, kind='onoff')))")
     assert out[0] == "OK []", out
     assert "driver 'openevse' needs device, its MQTT base topic" in out[1], out
     assert "driver 'openevse' needs mqtt_host" in out[2], out

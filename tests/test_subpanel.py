@@ -8,13 +8,11 @@ main panel's total (tools/panelsim/profile.py FeedProfile): both limits hold thr
 day-like sequence, priorities are honoured across the boundary, and each controller holds
 its own limit when the other falls silent."""
 import json
-import os
 import signal
-import subprocess
-import threading
 import time
 
-from conftest import MICROPYTHON, ROOT, mpy_env, run_mpy
+from conftest import run_mpy
+from devicefw import Firmware, script
 from mqtt_helpers import Broker, Client
 
 SETUP = """
@@ -214,16 +212,7 @@ print(repr(errs(base, mqtt="")))
 # One firmware instance, main or sub, on the simulated board in real time (its MQTT peers are
 # real clients). The sub writes its panel's true draw to FEED every 250 ms; the main's panel
 # takes it as a sub-panel it feeds (FeedProfile): part of its total and of its mains CTs.
-FIRMWARE = """
-import asyncio, json, os, sys
-from panelsim.vtime import VirtualTime
-from panelsim import machine
-from panelsim.panel import Panel
-from panelsim.adcgen import AdcGen
-from panelsim.profile import FeedProfile
-from clock import Clock, WrappingClock
-import simboard as board
-import app as app_mod
+FW_SETUP = """
 ROLE = "ROLE_"
 machine.unique_id = lambda: b"\\x00" + ROLE.encode()    # two boards, two MQTT client ids
 class Steps:                         # a base load in steps: [(ms, W), ...]
@@ -239,14 +228,7 @@ class Steps:                         # a base load in steps: [(ms, W), ...]
         for a, _ in self.steps:
             if a > t: return a
         return t + 3600000
-vt = VirtualTime(speed=1); vt.install()
-clock = WrappingClock(vt.now_ms)
-params = dict(board.PANEL)
-ev = dict(params["ev"]); wh = dict(params["water_heater"])
-common = {"mqtt_host": "127.0.0.1", "mqtt_port": PORT, "mqtt_discovery": "",
-          "telemetry_period_ms": 1000, "stagger_s": 1}
 if ROLE == "main":
-    ev["arrive_h"] = None
     wh["start_c"] = 50               # calling for heat all along
     profile = FeedProfile(Steps(MAIN_BASE))
     loads = [{"name": "water_heater", "kind": "onoff", "priority": WH_PRIO, "leg": "L1L2",
@@ -263,74 +245,48 @@ else:
               "driver": "pilot", "max_a": 32, "ct": "CT4", "min_on_s": 5, "min_off_s": 5,
               "resume_pause_s": 10}]
     cfg = dict(common, mqtt_topic="sub1", limit_w=9600, profile_device="on", loads=loads)
-params["ev"] = ev; params["water_heater"] = wh
 panel = Panel(params, profile)
-machine.attach(panel, vt, board, AdcGen(board, panel))
-logs = []
-app = app_mod.App(board, machine, clock, cfg, log=logs.append)
-app.net_clock = Clock()
+"""
+FW_LOADED = """
 print(json.dumps({"loaded": "subpanel" in sys.modules}))
-def by_name(name):
-    return [b for b in app.bindings if b.load.name == name][0]
-async def main():
-    asyncio.create_task(app.run())
-    for t in range(SECONDS * 4):
-        await asyncio.sleep_ms(250)
-        now = vt.elapsed_ms()
-        panel.advance_to(now)
-        ctl = app.controller
-        row = {"t": now, "truth_w": panel.total_w, "limit_w": ctl.limit_w, "state": ctl.state}
-        if ROLE == "main":
-            try:
-                with open("FEED") as f:
-                    profile.feed_w = json.load(f)["w"]
-            except (OSError, ValueError, KeyError):
-                pass                 # not written yet (or mid-rename): the last one holds
-            s = by_name("sub"); w = by_name("water_heater")
-            watch = [x for x in app.monitor.watches if x.load is s.load] if app.monitor else []
-            row.update({"feed_w": profile.feed_w, "wh_on": w.load.on,
-                        "wh_calling": panel.wh_calling, "sub_a": s.load.setpoint_a,
-                        "sub_on": s.load.on, "sent_w": s.actuator.limit_w,
-                        "sub_measured_w": s.load.measured_w,
-                        "alarm": watch[0].alarm if watch else None,
-                        "stuck": s.load.uncontrollable})
-        else:
-            with open("FEED.tmp", "w") as f:
-                f.write(json.dumps({"w": panel.total_w}))
-            os.rename("FEED.tmp", "FEED")
-            e = by_name("ev")
-            dev = getattr(app, "profile", None)
-            row.update({"ev_a": e.load.setpoint_a, "ev_w": panel.ev_w,
-                        "own_w": app.setpoint_w,
-                        "main_limit_w": dev.limit_w if dev else None,
-                        "safe_count": dev.safe_count if dev else None})
-        print(json.dumps(row))
-        while logs:
-            print(json.dumps({"log": logs.pop(0)}))
-try:
-    asyncio.run(main())
-finally:
-    app.force_safe()
+"""
+FW_ROW = """
+panel.advance_to(now)
+ctl = app.controller
+row = {"truth_w": panel.total_w, "limit_w": ctl.limit_w, "state": ctl.state}
+if ROLE == "main":
+    try:
+        with open("FEED") as f:
+            profile.feed_w = json.load(f)["w"]
+    except (OSError, ValueError, KeyError):
+        pass                 # not written yet (or mid-rename): the last one holds
+    s = by_name("sub"); w = by_name("water_heater")
+    watch = [x for x in app.monitor.watches if x.load is s.load] if app.monitor else []
+    row.update({"feed_w": profile.feed_w, "wh_on": w.load.on,
+                "wh_calling": panel.wh_calling, "sub_a": s.load.setpoint_a,
+                "sub_on": s.load.on, "sent_w": s.actuator.limit_w,
+                "sub_measured_w": s.load.measured_w,
+                "alarm": watch[0].alarm if watch else None,
+                "stuck": s.load.uncontrollable})
+else:
+    with open("FEED.tmp", "w") as f:
+        f.write(json.dumps({"w": panel.total_w}))
+    os.rename("FEED.tmp", "FEED")
+    e = by_name("ev")
+    dev = getattr(app, "profile", None)
+    row.update({"ev_a": e.load.setpoint_a, "ev_w": panel.ev_w,
+                "own_w": app.setpoint_w,
+                "main_limit_w": dev.limit_w if dev else None,
+                "safe_count": dev.safe_count if dev else None})
 """
 
 
 def _start(role, broker, feed, seconds, **subs):
-    code = FIRMWARE.replace("ROLE_", role).replace("PORT", str(broker.port)) \
-        .replace("SECONDS", str(seconds)).replace('"FEED', '"' + str(feed))
+    code = script(broker.port, seconds, FW_SETUP.replace("ROLE_", role), FW_ROW, FW_LOADED)
+    code = code.replace('"FEED', '"' + str(feed))
     for key, value in subs.items():
         code = code.replace(key, repr(value))
-    proc = subprocess.Popen([MICROPYTHON, "-X", "heapsize=1m", "-c", code], cwd=ROOT,
-                            env=mpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    rows = []
-    reader = threading.Thread(target=lambda: rows.extend(
-        json.loads(line) for line in proc.stdout if line.startswith("{")), daemon=True)
-    reader.start()
-    return proc, rows, reader
-
-
-def _last_t(rows):
-    return next((r["t"] for r in reversed(rows) if "t" in r), 0)
+    return Firmware(code)
 
 
 def _longest_over(samples, controllable=lambda r: True, margin_w=100):
@@ -359,12 +315,12 @@ def run_pair(tmp_path, main_seconds, sub_seconds, plan, **subs):
         client.subscribe("pcp/#")
         sub = _start("sub", broker, feed, sub_seconds, **subs)
         main = _start("main", broker, feed, main_seconds, **subs)
-        procs = {"main": main[0], "sub": sub[0]}
+        procs = {"main": main.proc, "sub": sub.proc}
         marks = {}
         t0 = time.monotonic()
         try:
-            while sub[0].poll() is None and time.monotonic() - t0 < sub_seconds + 60:
-                now = {"main": _last_t(main[1]), "sub": _last_t(sub[1])}
+            while sub.proc.poll() is None and time.monotonic() - t0 < sub_seconds + 60:
+                now = {"main": main.now_ms(), "sub": sub.now_ms()}
                 while plan and now[plan[0][0]] >= plan[0][1]:
                     _, _, name, act = plan.pop(0)
                     marks[name] = now
@@ -374,20 +330,14 @@ def run_pair(tmp_path, main_seconds, sub_seconds, plan, **subs):
             for p in procs.values():
                 if p.poll() is None:
                     p.send_signal(signal.SIGCONT)
-            out = {}
-            for role, (p, rows, reader) in (("main", main), ("sub", sub)):
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-                reader.join(5)
-                out[role] = rows
+            for fw in (main, sub):
+                fw.finish(30, codes=None)
             answers = client.take()
             client.close()
+    out = {"main": main.rows, "sub": sub.rows}
     (tmp_path / "rows.json").write_text(json.dumps({"out": out, "marks": marks}))
-    for role, (p, _, _) in (("main", main), ("sub", sub)):
-        assert p.returncode in (0, -signal.SIGKILL), (role, p.stderr.read()[-3000:])
+    for role, fw in (("main", main), ("sub", sub)):
+        assert fw.proc.returncode in (0, -signal.SIGKILL), (role, fw.proc.stderr.read()[-3000:])
     return out, marks, answers
 
 
