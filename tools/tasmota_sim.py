@@ -23,18 +23,16 @@ mains_tasmota.py): its SENSOR's Power is what set_power(w) last gave (signed: ex
 negative, as a bidirectional meter reports it), a list of one value per phase with
 `--phases 3` (as Tasmota's SDM630 and ADE7880 drivers publish it)."""
 
-import argparse
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mqttclient import Mqtt  # noqa: E402
+from simdevice import Every, SimDevice, run_from_command_line  # noqa: E402
 
 
-class TasmotaSim(Mqtt):
+class TasmotaSim(SimDevice):
     def __init__(self, host, port, topic, rated_w=2000, tele_period_s=10, pulse_s=0,
                  volts=240):
         self.topic = topic
@@ -45,29 +43,18 @@ class TasmotaSim(Mqtt):
         self.on = False
         self.total_wh = 0.0
         self.commands = []           # payloads received on cmnd/<topic>/POWER, in order
-        self._quiet = False
         self._stuck = False
         self._on_since = None        # monotonic time of the last ON (PulseTime)
         self._t0 = time.monotonic()
-        self.stop = threading.Event()
-        self.mutex = threading.Lock()
-        super().__init__(host, port, "tasmota-" + topic, keepalive_s=0)
+        super().__init__(host, port, "tasmota-" + topic)
 
-    # --- faults, for tests ---------------------------------------------------------------
-    def silent(self):
-        self._quiet = True
-
-    def resume(self):
-        self._quiet = False
-
-    def offline(self):
+    # --- faults, for tests (and silent, resume, offline, online) -------------------------
+    def publish_offline(self):
         # What the broker does with Tasmota's last will when its connection is lost.
-        self._quiet = True
         self.publish("tele/%s/LWT" % self.topic, "Offline", retain=True)
 
-    def online(self):
+    def publish_online(self):
         self.publish("tele/%s/LWT" % self.topic, "Online", retain=True)
-        self._quiet = False
 
     def stuck(self, flag):
         self._stuck = flag
@@ -116,34 +103,25 @@ class TasmotaSim(Mqtt):
                                      "Factor": 1.0 if w else 0, "Voltage": self.volts,
                                      "Current": round(w / self.volts, 3)}}))
 
-    def run(self, seconds):
+    def hello(self):
         self.subscribe("cmnd/%s/POWER" % self.topic)
         self.online()
-        end = time.monotonic() + seconds
-        next_tele = time.monotonic()
-        last = time.monotonic()
-        while time.monotonic() < end and not self.stop.is_set():
-            now = time.monotonic()
-            with self.mutex:
-                self.total_wh += self.power_w() * (now - last) / 3600
-                last = now
-                if self.pulse_s and self.on and now - self._on_since >= self.pulse_s:
-                    self.on = False          # PulseTime ran out: off by itself
-                    changed = True
-                else:
-                    changed = False
-            if changed and not self._quiet:
-                self.answer()
-            if now >= next_tele:
-                next_tele += self.tele_period_s
-                if not self._quiet:
-                    self.telemetry()
-            self.stop.wait(0.05)
+        self._tele = Every(self.tele_period_s, time.monotonic())
+        self._last = time.monotonic()
 
-    def start(self, seconds=3600):
-        t = threading.Thread(target=self.run, args=(seconds,), daemon=True)
-        t.start()
-        return t
+    def step(self, now):
+        with self.mutex:
+            self.total_wh += self.power_w() * (now - self._last) / 3600
+            self._last = now
+            if self.pulse_s and self.on and now - self._on_since >= self.pulse_s:
+                self.on = False          # PulseTime ran out: off by itself
+                changed = True
+            else:
+                changed = False
+        if changed and not self._quiet:
+            self.answer()
+        if self._tele.due(now) and not self._quiet:
+            self.telemetry()
 
 
 class TasmotaMeterSim(TasmotaSim):
@@ -178,9 +156,7 @@ class TasmotaMeterSim(TasmotaSim):
                                      "Power": power, "Voltage": volts, "Current": amps}}))
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--broker", required=True)
+def options(ap):
     ap.add_argument("--topic", required=True)
     ap.add_argument("--rated-w", type=int, default=2000)
     ap.add_argument("--tele-period", type=float, default=10)
@@ -189,19 +165,18 @@ def main(argv=None):
     ap.add_argument("--meter", action="store_true", help="an energy meter on the mains")
     ap.add_argument("--meter-w", type=int, default=0, help="with --meter: the W it reports")
     ap.add_argument("--phases", type=int, choices=(1, 3), default=1)
-    args = ap.parse_args(argv)
-    host, _, port = args.broker.rpartition(":")
+
+
+def build(host, port, args):
     if args.meter:
-        dev = TasmotaMeterSim(host, int(port), args.topic, args.tele_period, args.phases)
+        dev = TasmotaMeterSim(host, port, args.topic, args.tele_period, args.phases)
         dev.set_power(args.meter_w)
-    else:
-        dev = TasmotaSim(host, int(port), args.topic, args.rated_w, args.tele_period,
-                         args.pulse_s)
-    try:
-        dev.run(args.seconds)
-    finally:
-        dev.close()
-    return 0
+        return dev
+    return TasmotaSim(host, port, args.topic, args.rated_w, args.tele_period, args.pulse_s)
+
+
+def main(argv=None):
+    return run_from_command_line(__doc__, options, build, argv)
 
 
 if __name__ == "__main__":
