@@ -26,18 +26,16 @@ Pro 3EM's default reporting threshold (5 % or 10 W, the larger), and EM.GetStatu
 answered; `--meter em1` a Pro EM's channel 0 (`em1:0`, {"act_power", ...}). set_errors()
 makes its status name errors, as the meter does when a CT is out of range."""
 
-import argparse
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mqttclient import Mqtt  # noqa: E402
+from simdevice import Every, SimDevice, run_from_command_line  # noqa: E402
 
 
-class ShellySim(Mqtt):
+class ShellySim(SimDevice):
     def __init__(self, host, port, prefix, rated_w=2000, period_s=60, volts=240):
         self.prefix = prefix
         self.device_id = "shellyplus1pm-sim" + str(abs(hash(prefix)) % 100000)
@@ -47,27 +45,16 @@ class ShellySim(Mqtt):
         self.on = False
         self.total_wh = 0.0
         self.requests = []           # (method, params) received, in order
-        self._quiet = False
         self._stuck = False
         self._flip_at = None         # monotonic time toggle_after runs out
-        self.stop = threading.Event()
-        self.mutex = threading.Lock()
-        super().__init__(host, port, self.device_id, keepalive_s=0)
+        super().__init__(host, port, self.device_id)
 
-    # --- faults, for tests ---------------------------------------------------------------
-    def silent(self):
-        self._quiet = True
-
-    def resume(self):
-        self._quiet = False
-
-    def offline(self):
-        self._quiet = True
+    # --- faults, for tests (and silent, resume, offline, online) -------------------------
+    def publish_offline(self):
         self.publish(self.prefix + "/online", "false", retain=True)
 
-    def online(self):
+    def publish_online(self):
         self.publish(self.prefix + "/online", "true", retain=True)
-        self._quiet = False
 
     def stuck(self, flag):
         self._stuck = flag
@@ -130,37 +117,30 @@ class ShellySim(Mqtt):
         if changed:
             self.notify()
 
-    def run(self, seconds):
+    def hello(self):
         self.subscribe(self.prefix + "/rpc")
         self.online()
         self.notify()
-        end = time.monotonic() + seconds
-        next_beat = time.monotonic() + self.period_s
-        last = time.monotonic()
-        while time.monotonic() < end and not self.stop.is_set():
-            now = time.monotonic()
-            with self.mutex:
-                self.total_wh += (self.rated_w if self.on else 0) * (now - last) / 3600
-                last = now
-                flip = self._flip_at is not None and now >= self._flip_at
-                if flip:
-                    self._flip_at = None
-                    self.on = not self.on    # toggle_after ran out: flipped back
-            if (flip or now >= next_beat) and not self._quiet:
-                self.notify()
-            if now >= next_beat:
-                next_beat += self.period_s
-            self.stop.wait(0.05)
+        self._beat = Every(self.period_s, time.monotonic() + self.period_s)
+        self._last = time.monotonic()
 
-    def start(self, seconds=3600):
-        t = threading.Thread(target=self.run, args=(seconds,), daemon=True)
-        t.start()
-        return t
+    def step(self, now):
+        with self.mutex:
+            self.total_wh += (self.rated_w if self.on else 0) * (now - self._last) / 3600
+            self._last = now
+            flip = self._flip_at is not None and now >= self._flip_at
+            if flip:
+                self._flip_at = None
+                self.on = not self.on    # toggle_after ran out: flipped back
+        beat = self._beat.due(now)
+        if (flip or beat) and not self._quiet:
+            self.notify()
 
 
 class ShellyEmSim(ShellySim):
     """A Pro 3EM (component em:0) or a Pro EM's channel 0 (em1:0) on the mains: it reports
-    set_power()'s W, signed (export negative), split evenly over its phases."""
+    set_power()'s W, signed (export negative), split evenly over its phases. It runs as the
+    switch does: never on and rated 0 W, each pass of its clock only reports when due."""
 
     def __init__(self, host, port, prefix, component="em", period_s=10, volts=230):
         self.component = component + ":0"
@@ -226,41 +206,26 @@ class ShellyEmSim(ShellySim):
             answer["error"] = {"code": 404, "message": "No handler for %s" % method}
         self.publish(src + "/rpc", json.dumps(answer))
 
-    def run(self, seconds):
-        self.subscribe(self.prefix + "/rpc")
-        self.online()
-        self.notify()
-        end = time.monotonic() + seconds
-        next_beat = time.monotonic() + self.period_s
-        while time.monotonic() < end and not self.stop.is_set():
-            if time.monotonic() >= next_beat:
-                next_beat += self.period_s
-                if not self._quiet:
-                    self.notify()
-            self.stop.wait(0.05)
 
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--broker", required=True)
+def options(ap):
     ap.add_argument("--prefix", required=True)
     ap.add_argument("--rated-w", type=int, default=2000)
     ap.add_argument("--period", type=float, default=60)
     ap.add_argument("--seconds", type=float, default=3600)
     ap.add_argument("--meter", choices=("em", "em1"), help="an energy meter on the mains")
     ap.add_argument("--meter-w", type=int, default=0, help="with --meter: the W it reports")
-    args = ap.parse_args(argv)
-    host, _, port = args.broker.rpartition(":")
+
+
+def build(host, port, args):
     if args.meter:
-        dev = ShellyEmSim(host, int(port), args.prefix, args.meter, args.period)
+        dev = ShellyEmSim(host, port, args.prefix, args.meter, args.period)
         dev.set_power(args.meter_w)
-    else:
-        dev = ShellySim(host, int(port), args.prefix, args.rated_w, args.period)
-    try:
-        dev.run(args.seconds)
-    finally:
-        dev.close()
-    return 0
+        return dev
+    return ShellySim(host, port, args.prefix, args.rated_w, args.period)
+
+
+def main(argv=None):
+    return run_from_command_line(__doc__, options, build, argv)
 
 
 if __name__ == "__main__":
