@@ -28,22 +28,20 @@ The car draws the pilot (at most its own `car_max_a`) while the EVSE is active.
 Tests drive its faults from Python: silent(), resume(), offline(), online(), deaf(True) (it
 talks, but takes no claim), stuck_relay(True) (state 8: it draws whatever it last drew)."""
 
-import argparse
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mqttclient import Mqtt  # noqa: E402
+from simdevice import Every, SimDevice, run_from_command_line  # noqa: E402
 
 _STATE_NOT_CONNECTED, _STATE_CHARGING, _STATE_STUCK_RELAY = 1, 3, 8
 _STATE_SLEEPING, _STATE_DISABLED = 254, 255
 _CLAIM_FIELDS = ("state", "charge_current", "max_current", "auto_release")
 
 
-class OpenEvseSim(Mqtt):
+class OpenEvseSim(SimDevice):
     def __init__(self, host, port, base="openevse", max_a=32, car_max_a=32, period_s=30,
                  volts=240, device_id="c44f330dsimx"):
         self.base = base
@@ -60,29 +58,18 @@ class OpenEvseSim(Mqtt):
         self.amp_ma = 0
         self.claims = []                    # payloads received on claim/set, in order
         self.eeprom_writes = 0              # $SC without V: each one written to EEPROM
-        self._quiet = False
         self._deaf = False
         self._stuck = False
-        self.stop = threading.Event()
-        self.mutex = threading.Lock()
-        super().__init__(host, port, "openevse-" + device_id[-4:], keepalive_s=0)
+        super().__init__(host, port, "openevse-" + device_id[-4:])
 
-    # --- faults, for tests ---------------------------------------------------------------
-    def silent(self):
-        self._quiet = True
-
-    def resume(self):
-        self._quiet = False
-
-    def offline(self):
+    # --- faults, for tests (and silent, resume, offline, online) -------------------------
+    def publish_offline(self):
         # What the broker does with the gateway's last will when its connection is lost.
-        self._quiet = True
         self.publish(self.announce_topic, json.dumps(
             {"state": "disconnected", "id": self.device_id, "name": "openevse-sim"}),
             retain=True)
 
-    def online(self):
-        self._quiet = False
+    def publish_online(self):
         self.announce()
 
     def deaf(self, flag):
@@ -204,43 +191,33 @@ class OpenEvseSim(Mqtt):
         for k, v in out.items():
             self.publish("%s/%s" % (self.base, k), str(v))
 
-    def run(self, seconds):
+    def hello(self):
         for t in ("/claim/set", "/override/set", "/rapi/in/#", "/divertmode/set"):
             self.subscribe(self.base + t)
         self.announce()
         self.echo("claim")
         self.echo("override")
-        end = time.monotonic() + seconds
-        next_beat = time.monotonic()
-        while time.monotonic() < end and not self.stop.is_set():
-            if time.monotonic() >= next_beat:
-                next_beat += self.period_s
-                if not self._quiet:
-                    self.status()
-            self.stop.wait(0.05)
+        self._beat = Every(self.period_s, time.monotonic())
 
-    def start(self, seconds=3600):
-        t = threading.Thread(target=self.run, args=(seconds,), daemon=True)
-        t.start()
-        return t
+    def step(self, now):
+        if self._beat.due(now) and not self._quiet:
+            self.status()
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--broker", required=True)
+def options(ap):
     ap.add_argument("--base", default="openevse")
     ap.add_argument("--max-a", type=int, default=32)
     ap.add_argument("--car-max-a", type=int, default=32)
     ap.add_argument("--period", type=float, default=30)
     ap.add_argument("--seconds", type=float, default=3600)
-    args = ap.parse_args(argv)
-    host, _, port = args.broker.rpartition(":")
-    dev = OpenEvseSim(host, int(port), args.base, args.max_a, args.car_max_a, args.period)
-    try:
-        dev.run(args.seconds)
-    finally:
-        dev.close()
-    return 0
+
+
+def build(host, port, args):
+    return OpenEvseSim(host, port, args.base, args.max_a, args.car_max_a, args.period)
+
+
+def main(argv=None):
+    return run_from_command_line(__doc__, options, build, argv)
 
 
 if __name__ == "__main__":
