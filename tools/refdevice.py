@@ -11,7 +11,6 @@ interval), out_of_range (a reading or state outside the announced range), slow_a
 after twice the response time), no_safe (ignores the controller's silence),
 accept_malformed (acks ok to anything, applies what it can)."""
 
-import argparse
 import json
 import sys
 import threading
@@ -19,13 +18,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mqttclient import Mqtt  # noqa: E402
+from simdevice import DeviceClient, run_from_command_line  # noqa: E402
 
 PROFILE = "panelcap-profile/0.1"
 DEFECTS = ("bad_announce", "not_retained", "stale", "out_of_range", "slow_ack", "no_safe", "accept_malformed")
 
 
-class RefDevice(Mqtt):
+class RefDevice(DeviceClient):
     def __init__(self, host, port, role, dev_id, defect="", interval_s=0.5, max_wait_s=2.0,
                  response_s=1.0):
         self.role = role
@@ -38,9 +37,7 @@ class RefDevice(Mqtt):
         self.on = False              # the relay; off is its safe state
         self.heard = None            # monotonic time the controller last spoke
         self.seq = 0
-        self.stop = threading.Event()
-        self.mutex = threading.Lock()
-        super().__init__(host, port, "refdevice-" + dev_id, keepalive_s=0)
+        super().__init__(host, port, "refdevice-" + dev_id)
 
     def announcement(self):
         d = {"profile": PROFILE, "role": self.role, "id": self.id, "maker": "refdevice",
@@ -113,30 +110,33 @@ class RefDevice(Mqtt):
             d["w"] = 99999
         self.publish(self.base + "reading", json.dumps(d))
 
-    def run(self, seconds):
+    @property
+    def pass_s(self):
+        """Each pass reports: every interval_s as announced, 3x that with the stale defect."""
+        return self.interval_s * (3 if self.defect == "stale" else 1)
+
+    def hello(self):
         self.subscribe(self.base + "set")
         self.subscribe(self.base + "alive")
         self.publish(self.base + "announce", self.announcement(),
                      retain=self.defect != "not_retained")
-        every = self.interval_s * (3 if self.defect == "stale" else 1)
-        end = time.monotonic() + seconds
-        while time.monotonic() < end and not self.stop.is_set():
-            with self.mutex:
-                if self.heard is not None and self.defect != "no_safe" and \
-                        time.monotonic() - self.heard > self.max_wait_s:
-                    self.heard = None
-                    self.on = False          # the announced safe state
-            if self.role == "sensor":
-                self.reading()
-            else:
-                self.publish_state()
-            self.stop.wait(every)
+
+    def step(self, now):
+        with self.mutex:
+            if self.heard is not None and self.defect != "no_safe" and \
+                    now - self.heard > self.max_wait_s:
+                self.heard = None
+                self.on = False          # the announced safe state
+        if self.role == "sensor":
+            self.reading()
+        else:
+            self.publish_state()
+
+    def goodbye(self):
         self.publish(self.base + "announce", b"", retain=True)   # retained: cleared
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--broker", required=True)
+def options(ap):
     ap.add_argument("--role", required=True, choices=("sensor", "actuator"))
     ap.add_argument("--id", required=True, dest="dev_id")
     ap.add_argument("--defect", default="", choices=("",) + DEFECTS)
@@ -144,15 +144,15 @@ def main(argv=None):
     ap.add_argument("--max-wait", type=float, default=2.0)
     ap.add_argument("--response", type=float, default=1.0, help="response_s it announces")
     ap.add_argument("--seconds", type=float, default=3600)
-    args = ap.parse_args(argv)
-    host, _, port = args.broker.rpartition(":")
-    dev = RefDevice(host, int(port), args.role, args.dev_id, args.defect, args.interval,
-                    args.max_wait, args.response)
-    try:
-        dev.run(args.seconds)
-    finally:
-        dev.close()
-    return 0
+
+
+def build(host, port, args):
+    return RefDevice(host, port, args.role, args.dev_id, args.defect, args.interval,
+                     args.max_wait, args.response)
+
+
+def main(argv=None):
+    return run_from_command_line(__doc__, options, build, argv)
 
 
 if __name__ == "__main__":
