@@ -29,11 +29,11 @@ class RefDevice(DeviceClient):
                  response_s=1.0):
         self.role = role
         self.id = dev_id
+        self.base = "pcp/%s/" % dev_id   # its topics hang off its id
         self.defect = defect
         self.interval_s = interval_s
         self.max_wait_s = max_wait_s
         self.response_s = response_s
-        self.base = "pcp/%s/" % dev_id
         self.on = False              # the relay; off is its safe state
         self.heard = None            # monotonic time the controller last spoke
         self.seq = 0
