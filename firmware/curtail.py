@@ -5,6 +5,7 @@ source"). Pure ints, no I/O. The source is any object with
     rated_w       its AC rating, W
     output_w      what it delivers now, W (its own report); -1: not known
     cap_w         the cap last commanded, W (rated_w: none)
+    shown_w       the cap its own state shows it follows, W; -1: none (its safe state)
     set_cap(w)    commands a new cap (its driver sends it)
     response_ms   how long it takes to follow a new cap
 
@@ -63,10 +64,11 @@ class Curtail:
         if excess_w > 0:
             # Lowered from what it reports it delivers. With no fresh report, from the export:
             # it delivers at least that (the house takes the rest), so the cap holds the
-            # limit at once, too low by the house's draw until it is raised again.
+            # limit at once, too low by the house's draw until it is raised again. Not from
+            # its cap: one it has not followed yet would be cut again, down to 0.
             out_w = src.output_w
             if out_w < 0:
-                out_w = -p_w if -p_w < src.cap_w else src.cap_w
+                out_w = -p_w
             if out_w > rated_w:
                 out_w = rated_w
             want_w = out_w - excess_w - self.band_w // 2
@@ -79,9 +81,18 @@ class Curtail:
                 want_w = 0
             if want_w < src.cap_w:
                 self._set(want_w, now)
-        elif src.cap_w < rated_w and excess_w < -self.band_w:
+        elif src.cap_w < rated_w and excess_w < -self.band_w and self._holds_back(src):
             want_w = src.cap_w - excess_w - self.band_w // 2     # up by the gap under the limit
             self._set(want_w if want_w < rated_w else rated_w, now)
+
+    def _holds_back(self, src):
+        """The cap is what holds the source back, so raising it gives more: it delivers all
+        the cap allows or, with no reading, its state shows it follows the cap. Else the
+        sun holds it back, or it has not followed the last raise yet: raised again, the
+        cap would overshoot once it does."""
+        if src.output_w >= 0:
+            return src.output_w + self.band_w >= src.cap_w
+        return src.shown_w == src.cap_w
 
     def _set(self, w, now):
         self.source.set_cap(w)

@@ -2,7 +2,7 @@
 "A curtailable source"): its sensor `pcp/<device>_pv/reading` ({"seq", "valid", "w"}: what it
 delivers, W) and its actuator `pcp/<device>_cap` (`set` {"id", "setpoint"}: the most it may
 deliver, W; `state` {"seq", "setpoint", "safe"}). It is the source curtail.Curtail steps
-(rated_w, output_w, cap_w, set_cap, response_ms); its network side is a sub-panel's
+(rated_w, output_w, cap_w, shown_w, set_cap, response_ms); its network side is a sub-panel's
 (attach(link), run()). Imported by appbuild only when pv_inverter is set."""
 
 
@@ -13,18 +13,24 @@ from pcpdevice import attach, decode, is_int, reading, send_setpoint, serve
 _ROOT = "pcp/"
 _PERIODS = const(3)              # the profile's rule: silent 3 intervals, gone
 _MAX_W = const(500000)
+_METER_MS = const(2000)          # a change seen by the CTs: a measurement, a control step
 
 
 class PvInverter:
-    """interval_ms: its interval_s; it answers a new cap within that (response_ms), and the
-    cap is repeated that often as the controller's heartbeat (a device that hears nothing
-    for its max_wait_s takes its own safe state: its installer's export setting)."""
+    """interval_ms: its interval_s; it follows a new cap within that, and the cap is
+    repeated that often as the controller's heartbeat (a device that hears nothing for its
+    max_wait_s takes its own safe state: its installer's export setting). What it delivers
+    under a new cap shows in its reading up to an interval after that, and in the panel's
+    own measurement a measurement and a control step after it follows: response_ms is all
+    three (shorter, each correction is made again before the last one shows, and the cap
+    rings: seen on the broker with a 1 s interval)."""
 
     def __init__(self, clock, device, rated_w, interval_ms, log=print):
         self._clock = clock
         self.device = device
         self.rated_w = rated_w
-        self.response_ms = interval_ms
+        self.interval_ms = interval_ms
+        self.response_ms = 2 * interval_ms + _METER_MS
         self.timeout_ms = _PERIODS * interval_ms
         self._log = log
         self.set_topic = _ROOT + device + "_cap/set"
@@ -75,7 +81,7 @@ class PvInverter:
             self.output_w = -1
         if reconnected:
             self._send(now, True)
-        elif self._clock.ticks_diff(now, self._sent_ms) >= self.response_ms:
+        elif self._clock.ticks_diff(now, self._sent_ms) >= self.interval_ms:
             self._send(now, False)
 
     # --- the source (curtail.Curtail) ----------------------------------------------------

@@ -310,6 +310,10 @@ def curtail_table(rows):
 
 def curtail_reading(rows):
     longest = max(r["curtail"]["export_over_longest_s"] for _, r in rows)
+    gap_wh = max(abs(r["limit"]["soaked_wh"] - r["curtail"]["soaked_wh"]) for _, r in rows)
+    same = "as much as without curtailing" if gap_wh < 50 else \
+        "as much as without curtailing, within %.1f kWh in a month (the cap's steps move a start)" \
+        % (gap_wh / 1000)
     return [
         f"With the inverter curtailed too (`--curtail-w {CURTAIL_W}`: the firmware's",
         "`curtail.py` caps a simulated inverter that follows a new cap 2 s after it is sent;",
@@ -320,8 +324,8 @@ def curtail_reading(rows):
         "",
         f"- The limit holds but for the inverter's answer: never more than {longest} s above it",
         "  in a row (after a cloud the sun comes back faster than any inverter follows).",
-        "- The tank soaks as much as without curtailing; what was thrown away is the sun that",
-        "  neither the house nor the tank could take.",
+        f"- The tank soaks {same}; what was thrown away is the sun",
+        "  that neither the house nor the tank could take.",
         "",
     ]
 

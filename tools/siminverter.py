@@ -10,6 +10,7 @@ class SimInverter:
         self.output_w = -1           # what it delivered last second (its report)
         self.response_ms = response_s * 1000
         self.effective = rated_w     # the cap it follows now
+        self.shown_w = rated_w       # what its state shows: the cap it follows
         self._delay = response_s
         self._pending = []           # (second it takes effect, cap)
         self._t = 0
@@ -23,7 +24,7 @@ class SimInverter:
         """What it delivers in second t with sun_w available."""
         self._t = t
         while self._pending and self._pending[0][0] <= t:
-            self.effective = self._pending.pop(0)[1]
+            self.effective = self.shown_w = self._pending.pop(0)[1]
         out = sun_w if sun_w < self.effective else self.effective
         self.curtailed_ws += sun_w - out
         self.output_w = out
