@@ -155,8 +155,10 @@ def _bind(app, spec):
         if driver == "mqtt":
             import evmqtt
             actuator = evmqtt.from_cfg(app.cfg, load, app.clock, app.log)
-        elif driver == "subpanel":
-            import subpanel          # a sub-panel's panelcap (docs/profile.md, "Sub-panels")
+        elif driver in ("subpanel", "battery"):
+            # A sub-panel's panelcap, a battery's charger (docs/profile.md, "Sub-panels",
+            # "A battery"): a profile device that draws up to the limit set.
+            import subpanel
             actuator = subpanel.from_spec(spec, load, app.clock, app.log)
         else:
             actuator = __import__("adapt_" + driver).from_spec(spec, load, app.clock, app.log)

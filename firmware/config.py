@@ -127,6 +127,9 @@ CT = (
 # RELAY_DRIVERS: another maker's relay over MQTT, its adapter module adapt_<driver>.py).
 RELAY_DRIVERS = ("tasmota", "shelly")
 CHARGER_DRIVERS = ("openevse",)  # another maker's EV charger: adapt_<driver>.py
+# Profile devices that draw up to a limit this controller sets (subpanel.py): a sub-panel's
+# panelcap, a battery's charger. The device's node id, as the owner's noun.
+SETPOINT_DRIVERS = {"subpanel": "the sub's", "battery": "the battery's"}
 LOAD = (
     ("name", "str", 1, 16, "", None, "short name, letters, digits and _"),
     ("kind", "enum", KINDS, None, "", None,
@@ -135,16 +138,17 @@ LOAD = (
     ("leg", "enum", LEGS, None, "", None, "leg(s) the load is on"),
     ("rated_w", "int", 0, 100000, "W", None, "nameplate power"),
     ("output", "int", 0, 15, "", None, "contactor output index (K1 is 0)"),
-    ("driver", "enum", ("pilot", "mqtt", "subpanel") + RELAY_DRIVERS + CHARGER_DRIVERS,
-     None, "", None,
+    ("driver", "enum", ("pilot", "mqtt", "subpanel", "battery") + RELAY_DRIVERS +
+     CHARGER_DRIVERS, None, "", None,
      "pilot: the J1772 pilot; mqtt: a charger over MQTT; tasmota, shelly: their relays; "
-     "subpanel: a sub-panel's panelcap"),
+     "subpanel: a sub-panel's panelcap; battery: a battery's charger (profile)"),
     ("device", "str", 1, 32, "", None,
      "tasmota: the relay's Topic (cmnd/<device>/POWER); shelly: its topic prefix; "
-     "subpanel: the sub's node id (pcp/<device>_limit/set)"),
+     "subpanel: the sub's node id (pcp/<device>_limit/set); battery: its node id "
+     "(pcp/<device>_charge/set)"),
     ("report_s", "int", 1, 3600, "s", None,
-     "tasmota: its TelePeriod; shelly: status asked this often; subpanel: the sub's "
-     "interval_s (default 10); silent 3 times this, it is lost"),
+     "tasmota: its TelePeriod; shelly: status asked this often; subpanel, battery: the "
+     "device's interval_s (default 10); silent 3 times this, it is lost"),
     ("feed_output", "int", 0, 15, "", None, "contactor feeding a charger"),
     ("ct", "str", 0, 8, "", None, "the load's own CT channel, e.g. CT3; empty: none"),
     ("sensor", "str", 1, 64, "", None,
@@ -284,16 +288,16 @@ def _check_load(spec, where):
         elif has_out == has_drv:
             errors.append("%s: give exactly one of output (a contactor) or driver" % where)
         elif kind == KIND_MODULATED and not has_drv:
-            errors.append("%s: a modulated load needs driver 'pilot', 'mqtt' or 'subpanel'"
-                          % where)
+            errors.append("%s: a modulated load needs driver 'pilot', 'mqtt', 'subpanel' or "
+                          "'battery'" % where)
         elif kind == KIND_MODULATED and spec["driver"] in RELAY_DRIVERS:
             errors.append("%s: driver %r is for an onoff load" % (where, spec["driver"]))
         elif kind == KIND_ONOFF and not has_out and spec["driver"] not in RELAY_DRIVERS:
             errors.append("%s: an onoff load needs an output or a relay driver (%s)" % (
                 where, ", ".join(RELAY_DRIVERS)))
-        if spec.get("driver") == "subpanel" and not _is_device_id(spec.get("device")):
-            errors.append("%s: driver 'subpanel' needs device, the sub's node id (no /, + "
-                          "or #), got %r" % (where, spec.get("device")))
+        if spec.get("driver") in SETPOINT_DRIVERS and not _is_device_id(spec.get("device")):
+            errors.append("%s: driver %r needs device, %s node id (no /, + or #), got %r" % (
+                where, spec["driver"], SETPOINT_DRIVERS[spec["driver"]], spec.get("device")))
         if spec.get("driver") in RELAY_DRIVERS and "device" not in spec:
             errors.append("%s: driver %r needs device" % (where, spec["driver"]))
         if spec.get("driver") in CHARGER_DRIVERS and "device" not in spec:
@@ -419,7 +423,7 @@ def validate(cfg, board=None):
         if board is not None:
             if spec.get("driver") == "pilot" and not getattr(board, "PILOT", None):
                 errors.append("%s: board %s has no J1772 pilot" % (where, board.NAME))
-        if spec.get("driver") in ("mqtt", "subpanel") + RELAY_DRIVERS and \
+        if spec.get("driver") in ("mqtt", "subpanel", "battery") + RELAY_DRIVERS and \
                 not cfg["mqtt_host"]:
             errors.append("%s: driver %r needs mqtt_host" % (where, spec["driver"]))
         if spec.get("driver") in CHARGER_DRIVERS and not cfg["mqtt_host"]:

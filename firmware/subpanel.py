@@ -1,10 +1,12 @@
-"""A sub-panel's panelcap as a modulated load of this one (a load with driver "subpanel";
-docs/profile.md, "Sub-panels"). The sub is a device of the open profile: its sensor
-`<device>_mains` is what the load draws, its actuator `<device>_limit` takes the limit this
-controller allows it, in W. Capacity flows down: this panel's limit, then the sub's limit,
-then the sub's own loads. The profile's freshness rules apply: a sub whose readings or
-states stop, or whose state does not show the limit sent, is lost (feedback.py: shed, its
-rated_w counted as drawn). Imported only when a load names this driver."""
+"""A profile device that draws up to a limit this controller sets, as a modulated load: a
+sub-panel's panelcap (driver "subpanel"; docs/profile.md, "Sub-panels") or a battery's
+charger (driver "battery"; "A battery"). Its sensor (`<device>_mains`, a battery's
+`<device>_batt`) is what the load draws, its actuator (`<device>_limit`, `<device>_charge`)
+takes the limit this controller allows it, in W. Capacity flows down: this panel's limit,
+then the device's, then a sub's own loads. The profile's freshness rules apply: a device
+whose readings or states stop, or whose state does not show the limit sent, is lost
+(feedback.py: shed, its rated_w counted as drawn). Imported only when a load names one of
+these drivers."""
 
 
 from micropython import const
@@ -24,17 +26,19 @@ class SubPanel:
     report_ms: the sub's interval_s; the limit is repeated that often as this controller's
     heartbeat (the sub drops it after its max_wait_s, 3 intervals)."""
 
-    def __init__(self, clock, device, volts, floor_a, max_a, report_ms, log=print):
+    def __init__(self, clock, device, volts, floor_a, max_a, report_ms, log=print,
+                 topics=("_mains/", "_limit/"), driver="subpanel"):
         self._clock = clock
         self.device = device
+        self._driver = driver
         self._volts = volts
         self.floor_w = floor_a * volts
         self.max_a = max_a
         self.timeout_ms = _PERIODS * report_ms
         self.heartbeat_period_ms = report_ms
         self._log = log
-        sensor = _ROOT + device + "_mains/"
-        actuator = _ROOT + device + "_limit/"
+        sensor = _ROOT + device + topics[0]
+        actuator = _ROOT + device + topics[1]
         self.set_topic = actuator + "set"
         self.topics = ((sensor + "reading", self.on_reading),
                        (actuator + "state", self.on_state),
@@ -98,7 +102,7 @@ class SubPanel:
             # confirmed() calls it lost (its rating counted) until it does.
             self.refused += 1
             if self.refused == 1:
-                self._log("subpanel %s: refused: %s" % (self.device, d.get("error")))
+                self._log("%s %s: refused: %s" % (self._driver, self.device, d.get("error")))
 
     def confirmed(self, now):
         clock = self._clock
@@ -181,9 +185,15 @@ class SubPanel:
         self._send(self._clock.ticks_ms(), True)
 
 
+# Each driver's sensor and actuator, after the device's node id.
+_TOPICS = {"subpanel": ("_mains/", "_limit/"), "battery": ("_batt/", "_charge/")}
+
+
 def from_spec(spec, load, clock, log=print):
-    """The sub-panel of `load` (driver "subpanel"): spec's device (the sub's node id: its
-    devices are <device>_mains and <device>_limit), report_s (the sub's interval_s, 10 s if
-    not given), the load's min_a (the floor) and max_a."""
-    return SubPanel(clock, spec["device"], load.volts, load.min_a, load.max_a,
-                    spec.get("report_s", 10) * 1000, log)
+    """The device of `load` (driver "subpanel" or "battery"): spec's device (its node id),
+    report_s (its interval_s, 10 s if not given), the floor (a sub's: the load's min_a,
+    what its never-shed loads need; a battery's: 0, off is no charging) and max_a."""
+    driver = spec["driver"]
+    floor_a = load.min_a if driver == "subpanel" else 0
+    return SubPanel(clock, spec["device"], load.volts, floor_a, load.max_a,
+                    spec.get("report_s", 10) * 1000, log, _TOPICS[driver], driver)

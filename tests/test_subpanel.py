@@ -12,7 +12,7 @@ import signal
 import time
 
 from conftest import run_mpy
-from devicefw import Firmware, script
+from devicefw import Firmware, load_config_lines, script
 from mqtt_helpers import Broker, Client
 
 SETUP = """
@@ -474,3 +474,43 @@ def test_a_sub_panel_first_in_priority_keeps_its_room_before_a_main_load(tmp_pat
     assert surge and all(not r["wh_on"] for r in surge), surge[0]
     assert all(r["sent_w"] > floor_w for r in surge), surge[0]
     assert any(r["wh_on"] for r in main if r["t"] < 60000), mlog
+
+
+def test_a_battery_is_the_same_driver_on_its_own_topics_with_no_floor():
+    # driver "battery" (docs/profile.md, "A battery"): its sensor <id>_batt, its actuator
+    # <id>_charge; off is 0 W (no charging), whatever min_a the controller modulates from.
+    rows = {r[0]: r[1:] for r in run("""
+import shed, loadkind
+load = shed.Load("bat", loadkind.kind("modulated"), 3, "L1L2", 4800, volts=240, min_a=6,
+                 max_a=20)
+bat = subpanel.from_spec({"driver": "battery", "device": "bat1", "report_s": 1}, load, clock)
+bat.attach(link)
+def show(tag, *v): print(json.dumps([tag] + list(v)))
+show('subs', sorted(t.decode() for t in link.routes))
+link.sent.clear()
+bat.set_amps(10); bat.set_amps(0)
+show('sent', [(t, json.loads(m)["setpoint"]) for k, t, m in link.sent])
+bat.set_amps(10)
+link.cb(b"pcp/bat1_batt/reading", json.dumps({"seq": 1, "valid": True, "w": 2400}))
+link.cb(b"pcp/bat1_charge/state", json.dumps({"seq": 1, "setpoint": 2400, "safe": False}))
+show('confirmed', bat.confirmed(clock.t), bat.actual_ma)
+link.cb(b"pcp/bat1_charge/ack", b'{"id": %d, "ok": false, "error": "full"}' % bat._cmd_id)
+show('refused', bat.refused)
+""")}
+    assert rows["subs"] == [["pcp/bat1_batt/reading", "pcp/bat1_charge/ack",
+                             "pcp/bat1_charge/state"]], rows
+    assert rows["sent"] == [[["pcp/bat1_charge/set", 2400], ["pcp/bat1_charge/set", 0]]], rows
+    assert rows["confirmed"] == [True, 10000], rows
+    assert rows["refused"] == [1], rows
+
+
+def test_config_checks_a_battery_load():
+    bat = {"name": "bat", "kind": "modulated", "priority": 3, "leg": "L1L2", "rated_w": 4800,
+           "driver": "battery", "device": "bat1", "max_a": 20}
+    out = load_config_lines(bat, "print('ONOFF', errs(dict(load, kind='onoff')))\n"
+                                 "print('BADID', errs(dict(load, device='a/b')))")
+    assert out[0] == "OK []", out
+    assert "driver 'battery' needs device, the battery's node id" in out[1], out
+    assert "driver 'battery' needs mqtt_host" in out[2], out
+    assert "an onoff load needs an output or a relay driver" in out[3], out
+    assert "driver 'battery' needs device, the battery's node id" in out[4], out
