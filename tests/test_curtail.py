@@ -21,6 +21,20 @@ class Inverter(SimInverter):
         check(isinstance(w, int) and 0 <= w <= self.rated_w, 'cap %r out of range' % (w,))
         SimInverter.set_cap(self, w)
 
+class Mute(Inverter):
+    # One that does not report what it delivers (output_w -1).
+    def tick(self, t, sun_w):
+        out = Inverter.tick(self, t, sun_w)
+        self.output_w = -1
+        return out
+
+def slow_site(inv):
+    # A full tank, a 1000 W export limit, and inv curtailed as if it followed in 2 s.
+    site = Site(export_w=1000, store_wh=1, ev=False)
+    inv.response_ms = 2000
+    site.soak.curtail = curtail.Curtail(inv, site.clock)
+    return site, inv
+
 def day(store_wh, with_curtail=True, lim=2000, seconds=36000, clear_at=None, base=400):
     site = Site(export_w=lim, store_wh=store_wh, ev=False)
     inv = Inverter(6000, 2)
@@ -143,11 +157,6 @@ def test_an_inverter_that_does_not_report_is_curtailed_from_the_export():
     # No output report (output_w -1): it delivers at least what the site exports, so the cap
     # is set from that and holds the limit at once; raised again by the gap after.
     mpy_checks(INVERTER + r"""
-class Mute(Inverter):
-    def tick(self, t, sun_w):
-        out = Inverter.tick(self, t, sun_w)
-        self.output_w = -1
-        return out
 # A 20 kW inverter under a zero-export limit in weak sun: lowered from its cap instead,
 # it would take a step per response time for each 3 kW of excess.
 site = Site(export_w=0, store_wh=1, ev=False)
@@ -362,15 +371,7 @@ def test_a_cap_the_inverter_has_not_followed_yet_is_not_cut_again():
     # is capped at the limit (less half the band) and stays there, not cut again each
     # response time from a cap it has not followed yet, down to 0 (all the sun thrown away).
     mpy_checks(INVERTER + r"""
-class SlowMute(Inverter):
-    def tick(self, t, sun_w):
-        out = Inverter.tick(self, t, sun_w)
-        self.output_w = -1
-        return out
-site = Site(export_w=1000, store_wh=1, ev=False)
-inv = SlowMute(6000, 5)
-inv.response_ms = 2000
-site.soak.curtail = curtail.Curtail(inv, site.clock)
+site, inv = slow_site(Mute(6000, 5))
 low = inv.rated_w
 for s in range(120):
     site.second(400, inv.tick(s, 6000))
@@ -386,10 +387,7 @@ def test_a_raise_the_inverter_has_not_followed_yet_is_not_raised_again():
     # goes up by the gap once; raised again while it still delivers the old cap, it would
     # overshoot and the site export over the limit once it follows.
     mpy_checks(INVERTER + r"""
-site = Site(export_w=1000, store_wh=1, ev=False)
-inv = Inverter(8000, 5)
-inv.response_ms = 2000
-site.soak.curtail = curtail.Curtail(inv, site.clock)
+site, inv = slow_site(Inverter(8000, 5))
 for s in range(60):
     site.second(400, inv.tick(s, 8000))
 check(inv.cap_w < 2000, 'not capped: %d W' % inv.cap_w)
