@@ -82,12 +82,12 @@ def status():
     soaker = getattr(app, "soaker", None)
     if soaker is not None:
         r = soaker.report()
-        print("export %d W, limit %s%s%s; soaking %s" % (
+        print("export %d W, limit %s%s%s; soaking %s%s" % (
             r["export_w"], "none" if r["limit_w"] is None else "%d W" % r["limit_w"],
             ", %d W over it" % r["excess_w"] if r["excess_w"] else "",
             ", surplus mode" if r["surplus"] else "",
             "%d W into %s" % (r["soak_w"], ", ".join(r["soaking"])) if r["soaking"] else
-            "nothing"))
+            "nothing", _pv_line(r, soaker)))
     ops = app.wear.totals() if app.wear is not None else {}
     for name, contactor in app.contactors:
         ops.setdefault(name, contactor.ops)
@@ -104,6 +104,17 @@ def status():
         print("  %-14s %s%s" % (name, control_binding_state(b), extra))
     if cfg.work is not None and cfg.changes():
         print("unsaved changes: %s" % ", ".join(cfg.changes()))
+
+
+def _pv_line(r, soaker):
+    """The inverter's part of the export line: its cap, when one holds it back."""
+    if "pv_cap_w" not in r:
+        return ""
+    rated_w = soaker.curtail.source.rated_w
+    delivers = "not reporting" if r["pv_w"] is None else "delivering %d W" % r["pv_w"]
+    if r["pv_cap_w"] >= rated_w:
+        return "; PV inverter %s, not capped" % delivers
+    return "; PV inverter capped at %d W of %d W, %s" % (r["pv_cap_w"], rated_w, delivers)
 
 
 def loads():

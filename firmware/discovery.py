@@ -34,6 +34,9 @@ _EXPORT = """sensor;export_power;Export power;s;value_json.export.export_w;power
 sensor;export_limit;Export limit in force;s;value_json.export.limit_w;power;W
 sensor;export_excess;Export over its limit;s;value_json.export.excess_w;power;W
 sensor;soak_power;Soaking power;s;value_json.export.soak_w;power;W"""
+# A PV inverter curtailed (pv_inverter): its cap and what it delivers.
+_CURTAIL = """sensor;pv_cap;PV inverter cap;s;value_json.export.pv_cap_w;power;W
+sensor;pv_power;PV inverter power;s;value_json.export.pv_w;power;W"""
 _DIAGS = """sensor;uptime;Uptime;d;value_json.uptime_s;duration;s
 sensor;free_heap;Free heap;d;value_json.free_heap;data_size;B"""
 
@@ -60,6 +63,8 @@ def _entities(bindings, sources, soaker):
             yield line
     if soaker is not None:
         for line in _lines(_EXPORT):
+            yield line
+        for line in _lines(_CURTAIL if soaker.curtail is not None else ""):
             yield line
     for b in bindings:
         n = b.load.name

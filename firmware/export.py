@@ -76,9 +76,16 @@ class Soaker:
             if load.soak_w:
                 soaking.append(load.name)
                 soak_w += load.soak_w
-        return {"limit_w": self.limit_w, "limits": dict(self._lims),
-                "surplus": self.surplus, "export_w": self.export_w,
-                "excess_w": self.excess_w, "soak_w": soak_w, "soaking": soaking}
+        r = {"limit_w": self.limit_w, "limits": dict(self._lims),
+             "surplus": self.surplus, "export_w": self.export_w,
+             "excess_w": self.excess_w, "soak_w": soak_w, "soaking": soaking}
+        cur = self.curtail
+        if cur is not None:
+            # The inverter: its cap (its rating: none) and what it reports it delivers.
+            src = cur.source
+            r["pv_cap_w"] = src.cap_w
+            r["pv_w"] = src.output_w if src.output_w >= 0 else None
+        return r
 
     def drop(self, now):
         """Ends every soak at once: fail-safe, shed or overload (the end is an operation)."""

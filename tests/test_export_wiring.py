@@ -328,6 +328,21 @@ a, clock = build(export_limit_w=1500, pv_rated_w=5000, mqtt_host='192.0.2.1', pv
 src = a.soaker.curtail.source
 print('INV', type(src).__name__, src.rated_w, src.cap_w, src.set_topic, src in a.chargers,
       a.soaker.loads, a.soaker.limit_w)
+# The homeowner sees the inverter: its cap and what it delivers, in the state (Home
+# Assistant's two sensors) and in status().
+import discovery, console
+class Rep:
+    discovery_prefix = 'homeassistant'; node = 'pc'; prefix = 'panelcap'
+    topic_state = 'panelcap/state'; topic_diag = 'panelcap/diag'
+rep = Rep(); rep.app = a
+print('HA', json.dumps(sorted(t.split('/')[3] for t, _ in discovery.configs(rep)
+                              if t.split('/')[3].startswith('pv_'))))
+r = a.soaker.report()
+print('REPORT', r['pv_cap_w'], r['pv_w'])
+console.attach(a)
+console.status()
+src.cap_w = 3200; src.output_w = 3150
+console.status()
 errs = []
 for kw in ({'pv_inverter': 'roof', 'pv_rated_w': 5000},
            {'pv_inverter': 'a/b', 'pv_rated_w': 5000, 'mqtt_host': 'h'},
@@ -339,6 +354,10 @@ print('ERRS', json.dumps(errs))
 """)
     assert "PLAIN None False False" in out, out
     assert "INV PvInverter 5000 5000 pcp/roof_cap/set True [] 1500" in out, out
+    assert 'HA ["pv_cap", "pv_power"]' in out and "REPORT 5000 None" in out, out
+    assert any(line.endswith("; PV inverter not reporting, not capped") for line in out), out
+    assert any(line.endswith("; PV inverter capped at 3200 W of 5000 W, delivering 3150 W")
+               for line in out), out
     errs = json.loads([line for line in out if line.startswith("ERRS ")][0][5:])
     msg = "pv_inverter must be a device id (no /, + or #) and needs mqtt_host and pv_rated_w"
     assert [e and e[0].startswith(msg) for e in errs[:3]] == [True, True, True], errs
