@@ -13,8 +13,9 @@ all:   MQTT, grid signals (subscription, a schedule, a reservation, an emergency
        charger driven over MQTT, and commands.
 devices: all's signals and commands with other makers' devices on the broker instead
        (docs/profile.md): the water heater on a Shelly, a pool pump on a Tasmota, the EV on
-       an OpenEVSE, a sub-panel, a dryer's own meter and a P1 meter as the panel's source
-       (the CTs cross-checking it), each driven by its simulator in tools/.
+       an OpenEVSE, a sub-panel, a dryer's own meter, a battery soaking an export limit, a
+       PV inverter curtailed, and a P1 meter as the panel's source (the CTs cross-checking
+       it), each driven by its simulator in tools/.
 Prints `firmware_heap_kb_<scenario>: N` (make bench reads it) and, per hour of the passing
 run, the heap in use after collection.
 """
@@ -60,7 +61,10 @@ DEVICE_LOADS = [
      "driver": "subpanel", "device": "sub1", "report_s": DEVICE_REPORT_S, "min_a": 13,
      "max_a": 40},
     {"name": "dryer", "kind": "onoff", "priority": 5, "leg": "L1L2", "rated_w": 5000,
-     "output": 1, "sensor": "dryer_meter", "report_s": DEVICE_REPORT_S}]
+     "output": 1, "sensor": "dryer_meter", "report_s": DEVICE_REPORT_S},
+    {"name": "battery", "kind": "modulated", "priority": 6, "leg": "L1L2", "rated_w": 4800,
+     "driver": "battery", "device": "bat1", "report_s": DEVICE_REPORT_S, "min_a": 2,
+     "max_a": 20, "soak": 1}]
 
 
 def device_commands(broker):
@@ -77,7 +81,11 @@ def device_commands(broker):
             [py, tools + "/refdevice.py", "--broker", broker, "--role", "sensor",
              "--id", "dryer_meter", "--interval", "1", "--seconds", "3600"],
             [py, tools + "/p1_sim.py", "--broker", broker, "--period", "1", "--w", "2000",
-             "--seconds", "3600"]]
+             "--seconds", "3600"],
+            [py, tools + "/setpoint_sim.py", "--broker", broker, "--kind", "battery",
+             "--id", "bat1", "--rated-w", "4800", "--seconds", "3600"],
+            [py, tools + "/setpoint_sim.py", "--broker", broker, "--kind", "inverter",
+             "--id", "roof", "--rated-w", "5000", "--sun-w", "3000", "--seconds", "3600"]]
 
 
 # What a homeowner or Home Assistant sends: (topic, payload, expected ok).
@@ -131,7 +139,10 @@ class Scenario:
                      "--cfg", 'mains_source="meter"',
                      # the P1 simulator reads a constant 2000 W: a tolerance it always
                      # meets keeps the cross-check from shedding everything
-                     "--cfg", "mains_tolerance_w=100000"]
+                     "--cfg", "mains_tolerance_w=100000",
+                     # an export limit, the battery soaking, the PV inverter curtailed
+                     "--cfg", "export_limit_w=1500", "--cfg", "pv_rated_w=5000",
+                     "--cfg", 'pv_inverter="roof"', "--cfg", "pv_inverter_s=%d" % DEVICE_REPORT_S]
         return args
 
     def commands(self):
