@@ -423,8 +423,8 @@ def validate(cfg, board=None):
         if board is not None:
             if spec.get("driver") == "pilot" and not getattr(board, "PILOT", None):
                 errors.append("%s: board %s has no J1772 pilot" % (where, board.NAME))
-        if spec.get("driver") in ("mqtt", "subpanel", "battery") + RELAY_DRIVERS and \
-                not cfg["mqtt_host"]:
+        if (spec.get("driver") in ("mqtt",) + RELAY_DRIVERS or
+                spec.get("driver") in SETPOINT_DRIVERS) and not cfg["mqtt_host"]:
             errors.append("%s: driver %r needs mqtt_host" % (where, spec["driver"]))
         if spec.get("driver") in CHARGER_DRIVERS and not cfg["mqtt_host"]:
             errors.append("%s: driver %r needs mqtt_host" % (where, spec["driver"]))

@@ -17,6 +17,8 @@ _ROOT = "pcp/"
 _MAX_W = const(500000)           # the profile's range for a panel's w
 _PERIODS = const(3)              # the profile's rule: silent 3 intervals, gone
 _SAT_PCT = const(10)             # within this of its limit, a sub is using all of it
+# Each driver's sensor and actuator, after the device's node id.
+_TOPICS = {"subpanel": ("_mains/", "_limit/"), "battery": ("_batt/", "_charge/")}
 
 
 class SubPanel:
@@ -27,7 +29,7 @@ class SubPanel:
     heartbeat (the sub drops it after its max_wait_s, 3 intervals)."""
 
     def __init__(self, clock, device, volts, floor_a, max_a, report_ms, log=print,
-                 topics=("_mains/", "_limit/"), driver="subpanel"):
+                 topics=_TOPICS["subpanel"], driver="subpanel"):
         self._clock = clock
         self.device = device
         self._driver = driver
@@ -183,10 +185,6 @@ class SubPanel:
         self.amps = 0
         self.limit_w = self.floor_w
         self._send(self._clock.ticks_ms(), True)
-
-
-# Each driver's sensor and actuator, after the device's node id.
-_TOPICS = {"subpanel": ("_mains/", "_limit/"), "battery": ("_batt/", "_charge/")}
 
 
 def from_spec(spec, load, clock, log=print):

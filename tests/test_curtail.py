@@ -2,13 +2,10 @@
 (issue 16 item 2), under micropython on the 32-bit build, through the real shed controller
 and export.Soaker on test_export.py's simulated site: an inverter that follows its cap after
 its response time. The limit holds within that time once the tanks are full; the tanks soak
-first; the cap is released when the limit goes and when the import side sheds."""
-import sys
-
-from conftest import ROOT
-from test_export import PRELUDE, mpy_checks  # noqa: F401
-
-sys.path.insert(0, str(ROOT / "tools"))
+first; the cap is released when the limit goes and when the import side sheds. Then the
+firmware on the simulated board against a simulated inverter and a simulated battery on a
+real broker (tools/setpoint_sim.py; conftest puts tools/ on the path)."""
+from test_export import mpy_checks
 
 INVERTER = r"""
 import curtail
