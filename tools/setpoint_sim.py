@@ -55,7 +55,8 @@ class SetpointSim(DeviceClient):
         except ValueError:
             d = None
         ok = isinstance(d, dict) and set(d) == {"id", "setpoint"} and \
-            isinstance(d["setpoint"], int) and 0 <= d["setpoint"] <= self.rated_w
+            isinstance(d["setpoint"], int) and not isinstance(d["setpoint"], bool) and \
+            0 <= d["setpoint"] <= self.rated_w
         with self.mutex:
             self.commands.append(d if d is not None else payload)
             if ok:
